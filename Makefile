@@ -1,0 +1,41 @@
+# One entry point for developers and CI.  Every target creates the virtualenv when needed.
+#   make demo    set up, then watch kidecar work locally (no cluster needed)
+#   make test    set up, build/cache the test kube-apiserver, lint, type-check and run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: dev demo test lint typecheck pytest apiserver bench clean
+
+$(BIN)/kidecar: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/kidecar
+
+dev: $(BIN)/kidecar
+
+demo: dev
+	$(BIN)/kidecar demo
+
+apiserver: dev
+	bash hack/test-apiserver.sh
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev
+	$(BIN)/mypy
+
+pytest: dev apiserver
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: dev apiserver
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,240 @@
+"""The ``kidecar`` command line.
+
+Exit codes: 0 success (and graceful stop), 1 cannot start, 2 invalid configuration or usage.
+User mistakes print a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from kidecar_core import __version__
+from kidecar_core.config import (
+    LoadedConfig,
+    PluginCatalog,
+    TemplateContext,
+    default_config_path,
+    load_config,
+    read_yaml,
+)
+from kidecar_core.errors import ConfigError, KidecarError, StartupError
+from kidecar_core.objects import ObjectStore, PodIdentity
+from kidecar_core.plugins import Plugins
+
+log = logging.getLogger("kidecar")
+
+EXIT_STARTUP = 1
+EXIT_CONFIG = 2
+
+LOCAL_DEFAULT_POD = "local-gameserver-0"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kidecar",
+        description="A pluggable sidecar for OpenKruiseGame game-server pods.",
+    )
+    parser.add_argument("--version", action="version", version=f"kidecar {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the sidecar")
+    run.add_argument(
+        "--config",
+        help="config file (default: $KIDECAR_CONFIG, else /opt/sidecar/config.yaml)",
+    )
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--kubeconfig", help="talk to the cluster of this kubeconfig")
+    where.add_argument(
+        "--local-state",
+        metavar="PATH",
+        help="local mode: keep the pod and its GameServer in this JSON file (no cluster)",
+    )
+    run.add_argument(
+        "--admin-listen",
+        help="admin server address (default: $KIDECAR_ADMIN_LISTEN, else 127.0.0.1:9090)",
+    )
+    run.add_argument(
+        "--log-format", choices=["text", "json"], help="default: json in a pod, text elsewhere"
+    )
+    run.add_argument("--log-level", default=os.environ.get("KIDECAR_LOG_LEVEL", "INFO"))
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=float(os.environ.get("KIDECAR_SHUTDOWN_TIMEOUT", "20")),
+        help="seconds for a graceful stop (keep below terminationGracePeriodSeconds)",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(os.environ.get("KIDECAR_RESYNC_SECONDS", "300")),
+        help="re-assert the desired state this often, in case someone else changed it",
+    )
+    run.add_argument(
+        "--plugin-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="load hook implementations from a local Python file (repeatable), "
+        "like pytest's conftest.py; also $KIDECAR_PLUGIN_FILES (comma-separated)",
+    )
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("path", nargs="?", help="config file (default: as for run)")
+    check.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
+
+    sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    try:
+        if args.command == "run":
+            return cmd_run(args, env)
+        if args.command == "check-config":
+            return cmd_check_config(args, env, sys.stdout)
+        if args.command == "plugins":
+            return cmd_plugins(env, sys.stdout)
+        parser.print_help()
+        return EXIT_CONFIG
+    except ConfigError as e:
+        print_config_error(e, sys.stderr)
+        return EXIT_CONFIG
+    except KidecarError as e:
+        print(f"kidecar: error: {e}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_config_error(error: ConfigError, out: TextIO) -> None:
+    count = len(error.problems)
+    print(f"kidecar: invalid configuration ({count} problem{'s' * (count != 1)}):", file=out)
+    for p in error.problems:
+        print(f"  {p}", file=out)
+
+
+def load_plugins(env: Mapping[str, str], files: Sequence[str]) -> Plugins:
+    plugins = Plugins(env)
+    plugins.load_entry_points()
+    extra = [f for f in env.get("KIDECAR_PLUGIN_FILES", "").split(",") if f.strip()]
+    for path in [*extra, *files]:
+        plugins.load_file(path.strip())
+    return plugins
+
+
+def load(path: str, plugins: Plugins, env: Mapping[str, str], *, lenient: bool) -> LoadedConfig:
+    """Read and validate the config against the installed plugins."""
+    storage = plugins.storage_types()
+    catalog = PluginCatalog(
+        installed=plugins.service_plugins(),
+        schema_for=plugins.config_schema,
+        disabled=frozenset(plugins.disabled),
+    )
+    raw = read_yaml(path)
+    try:
+        return load_config(raw, catalog, storage, TemplateContext(env, lenient=lenient))
+    except ConfigError as e:
+        raise ConfigError(e.problems) from None
+
+
+def cmd_check_config(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    path = args.path or default_config_path(env)
+    plugins = load_plugins(env, args.plugin_file)
+    loaded = load(path, plugins, env, lenient=True)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=out)
+    names = ", ".join(p.name for p in loaded.boot_sequence()) or "none"
+    print(f"{path}: OK (plugins in boot order: {names})", file=out)
+    return 0
+
+
+def cmd_plugins(env: Mapping[str, str], out: TextIO) -> int:
+    plugins = load_plugins(env, [])
+    rows = [
+        (p.name, p.distribution, p.version, "service" if p.is_service else "extension", p.hooks)
+        for p in sorted(plugins.installed.values(), key=lambda p: p.name)
+    ]
+    width = max([len(r[0]) for r in rows] + [4])
+    dwidth = max([len(f"{r[1]} {r[2]}") for r in rows] + [12])
+    print(f"{'NAME':<{width}}  {'DISTRIBUTION':<{dwidth}}  {'KIND':<9}  HOOKS", file=out)
+    for name, dist, version, kind, hooks in rows:
+        short = ", ".join(h.removeprefix("kidecar_") for h in hooks)
+        print(f"{name:<{width}}  {dist + ' ' + version:<{dwidth}}  {kind:<9}  {short}", file=out)
+    for name, dist in sorted(plugins.disabled.items()):
+        print(f"{name:<{width}}  {dist:<{dwidth}}  disabled (KIDECAR_PLUGINS/KIDECAR_DISABLE_PLUGINS)", file=out)
+    for name, error in sorted(plugins.broken.items()):
+        print(f"{name:<{width}}  broken: {error}", file=out)
+    return 0
+
+
+def identity_from_env(env: Mapping[str, str], *, local: bool) -> PodIdentity:
+    name = env.get("POD_NAME")
+    namespace = env.get("POD_NAMESPACE")
+    if local:
+        return PodIdentity(name or LOCAL_DEFAULT_POD, namespace or "default")
+    missing = [v for v, value in (("POD_NAME", name), ("POD_NAMESPACE", namespace)) if not value]
+    if missing:
+        raise StartupError(
+            f"{' and '.join(missing)} not set: pass them from the downward API "
+            "(env valueFrom.fieldRef metadata.name / metadata.namespace; `kidecar inject` does it)"
+        )
+    assert name and namespace
+    return PodIdentity(name, namespace)
+
+
+def open_store(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[ObjectStore, bool]:
+    """The object store chosen on the command line: (store, local_mode)."""
+    if args.local_state:
+        from kidecar_core.localstate import LocalStore
+
+        return LocalStore(args.local_state, identity_from_env(env, local=True)), True
+    # Imported here so that local mode never pays for the kubernetes client's memory.
+    from kidecar_core import kube
+
+    if args.kubeconfig:
+        return kube.KubeStore.from_kubeconfig(args.kubeconfig), False
+    if kube.in_cluster_available():
+        return kube.KubeStore.from_kubeconfig(None), False
+    raise StartupError(
+        "no cluster to talk to: not running in a pod and no --kubeconfig given.\n"
+        "  kidecar run --local-state state.json    # local mode: pod + GameServer in a JSON file\n"
+        "  kidecar run --kubeconfig ~/.kube/config # out of cluster, against a real API server"
+    )
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from kidecar_core import logs
+    from kidecar_core.runtime import Runtime, RuntimeOptions
+
+    logs.setup(args.log_format or logs.default_format(env), args.log_level)
+    path = args.config or default_config_path(env)
+    plugins = load_plugins(env, args.plugin_file)
+    loaded = load(path, plugins, env, lenient=False)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    plugins.activate(loaded.plugins)
+    local = bool(args.local_state)
+    identity = identity_from_env(env, local=local)
+    options = RuntimeOptions(
+        admin_listen=args.admin_listen or env.get("KIDECAR_ADMIN_LISTEN") or "127.0.0.1:9090",
+        shutdown_timeout=args.shutdown_timeout,
+        resync_interval=args.resync_seconds,
+    )
+
+    async def main() -> int:
+        store, local_mode = open_store(args, env)
+        runtime = Runtime(loaded, plugins, store, identity, options, local_mode=local_mode)
+        return await runtime.run()
+
+    return asyncio.run(main())
+
+

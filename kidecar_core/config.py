@@ -1,0 +1,354 @@
+"""The sidecar configuration (``config.yaml``): models, loading and validation.
+
+The top level is the core's; each plugin's ``config`` is read into the attrs class the plugin
+returns from ``kidecar_config_schema``.  Loading reports **every** problem at once, with its path,
+as one :class:`~kidecar_core.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import yaml
+
+from kidecar_core.errors import ConfigError, Problem, join_path
+from kidecar_core.registry import StorageTypeRegistry
+from kidecar_core.results import StorageConfig
+from kidecar_core.schema import Converter, _describe, field, make_converter, non_negative, suggest
+
+DEFAULT_CONFIG_PATH = "/opt/sidecar/config.yaml"
+
+RestartPolicy = Literal["Always", "OnFailure", "Never"]
+StartOrder = Literal["Before", "After"]
+
+
+@attrs.frozen
+class Resources:
+    """Resources of the sidecar container, used by ``kidecar inject``."""
+
+    cpu: str | None = field(key="CPU", default=None, doc="CPU request and limit, e.g. `100m`.")
+    memory: str | None = field(
+        key="Memory", default=None, doc="Memory request and limit, e.g. `128Mi`."
+    )
+
+
+@attrs.frozen
+class PluginEntry:
+    """One entry of ``plugins``: which plugin runs, when it boots, and its own config."""
+
+    name: str = field(doc="Entry-point name of the plugin (`kidecar plugins` lists them).")
+    bootorder: int = field(
+        key="bootorder",
+        default=0,
+        validator=non_negative,
+        doc="Lower boots first; plugins with the same value boot in file order.",
+    )
+    config: Mapping[str, Any] = field(
+        factory=dict, doc="The plugin's own configuration (see the plugin's reference)."
+    )
+
+
+@attrs.frozen
+class KidecarConfig:
+    """The whole configuration file."""
+
+    plugins: tuple[PluginEntry, ...] = field(
+        factory=tuple, doc="Plugins to run. An empty list runs only the admin endpoints."
+    )
+    restart_policy: RestartPolicy = field(
+        key="restartpolicy",
+        default="Always",
+        doc="What happens to a plugin that fails: `Always` and `OnFailure` restart it with "
+        "exponential backoff (they differ only for a plugin that finishes on its own, which "
+        "`Always` starts again); `Never` leaves it down (and `/readyz` failing).",
+    )
+    resources: Resources = field(
+        factory=Resources, doc="Sidecar container resources (used by `kidecar inject`)."
+    )
+    sidecar_start_order: StartOrder = field(
+        key="sidecarstartorder",
+        default="Before",
+        doc="`Before`: `kidecar inject` adds a native sidecar (init container with "
+        "`restartPolicy: Always`) that starts before the game; `After`: a regular container.",
+    )
+
+
+@attrs.frozen
+class ConfiguredPlugin:
+    """A plugin entry after validation: its structured config and its position in the file."""
+
+    name: str
+    bootorder: int
+    index: int
+    config: Any
+
+    @property
+    def path(self) -> str:
+        return f"plugins[{self.index}]"
+
+
+@attrs.frozen
+class LoadedConfig:
+    """The validated configuration: the top level plus each plugin's structured config."""
+
+    top: KidecarConfig
+    plugins: tuple[ConfiguredPlugin, ...]
+    warnings: tuple[str, ...] = ()
+
+    def boot_sequence(self) -> list[ConfiguredPlugin]:
+        """Plugins in boot order (ties: file order)."""
+        return sorted(self.plugins, key=lambda p: (p.bootorder, p.index))
+
+
+# -- templates --------------------------------------------------------------------------------
+
+_TEMPLATE = re.compile(r"\$\{(SELF|POD):([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+@attrs.frozen
+class TemplateContext:
+    """Values for ``${SELF:VAR}`` (the sidecar's environment) and ``${POD:VAR}`` (pod fields).
+
+    ``${POD:NAME}``/``${POD:NAMESPACE}`` (also ``POD_NAME``/``POD_NAMESPACE``) come from the
+    downward API variables; other ``${POD:VAR}`` read the environment too, so that values the
+    manifest passes from the pod spec work either way.  With ``lenient``, missing variables are
+    left as they are and reported as warnings (``kidecar check-config`` on a laptop).
+    """
+
+    env: Mapping[str, str]
+    lenient: bool = False
+
+    def lookup(self, scope: str, var: str) -> str | None:
+        if scope == "POD":
+            aliases = {"NAME": "POD_NAME", "NAMESPACE": "POD_NAMESPACE"}
+            return self.env.get(aliases.get(var, var))
+        return self.env.get(var)
+
+
+def substitute(value: Any, ctx: TemplateContext, path: str = "") -> tuple[Any, list[Problem]]:
+    """Replace templates in every string of a parsed YAML tree; return (tree, problems)."""
+    problems: list[Problem] = []
+
+    def walk(node: Any, p: str) -> Any:
+        if isinstance(node, str):
+            return _substitute_str(node, ctx, p, problems)
+        if isinstance(node, list):
+            return [walk(item, f"{p}[{i}]") for i, item in enumerate(node)]
+        if isinstance(node, dict):
+            return {k: walk(v, join_path(p, str(k))) for k, v in node.items()}
+        return node
+
+    return walk(value, path), problems
+
+
+def _substitute_str(text: str, ctx: TemplateContext, path: str, problems: list[Problem]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        found = ctx.lookup(m.group(1), m.group(2))
+        if found is None:
+            problems.append(Problem(path, f"{m.group(0)}: environment variable is not set"))
+            return m.group(0)
+        return found
+
+    return _TEMPLATE.sub(repl, text)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse the file; unreadable files and YAML syntax errors become ConfigErrors."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError.single("", f"cannot read {path}: {e.strerror or e}") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, name: str = "<config>") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError.single("", f"{name} is not valid YAML{where}: {problem}") from None
+
+
+SchemaLookup = Callable[[str], "type | None"]
+
+
+@attrs.frozen
+class PluginCatalog:
+    """What the config loader needs to know about installed plugins."""
+
+    installed: Mapping[str, str]
+    """Service plugins that may be named in ``plugins[]``: name → distribution."""
+    schema_for: SchemaLookup
+    disabled: frozenset[str] = frozenset()
+    """Installed but switched off by KIDECAR_PLUGINS / KIDECAR_DISABLE_PLUGINS."""
+
+
+def make_config_converter(storage: StorageTypeRegistry) -> Converter:
+    """The converter with kidecar's own types (``storageConfig``) wired to the registries."""
+
+    def structure_storage(value: Any, _: Any) -> StorageConfig:
+        return _structure_storage(conv, storage, value)
+
+    conv = make_converter({StorageConfig: structure_storage})
+    return conv
+
+
+def _structure_storage(conv: Converter, storage: StorageTypeRegistry, value: Any) -> StorageConfig:
+    if not isinstance(value, dict):
+        raise ConfigError.single("", f"expected a mapping, got {_describe(value)}")
+    by_key = storage.by_key()
+    known_types = sorted(storage.types)
+    problems: list[Problem] = []
+    type_name: str | None = None
+    options: dict[str, Any] = {}
+    for key, raw in value.items():
+        k = str(key)
+        if k.lower() == "type":
+            if not isinstance(raw, str):
+                problems.append(Problem("type", f"expected a string, got {_describe(raw)}"))
+                continue
+            match = next((t for t in known_types if t.lower() == raw.lower()), None)
+            if match is None:
+                listing = ", ".join(known_types) or "none"
+                problems.append(
+                    Problem(
+                        "type",
+                        f"unknown storage type {raw!r}{suggest(raw, known_types)}; "
+                        f"registered: {listing}",
+                    )
+                )
+            type_name = match
+            continue
+        st = next((t for kk, t in by_key.items() if kk.lower() == k.lower()), None)
+        if st is None:
+            choices = ["type", *by_key]
+            problems.append(Problem(k, f"unknown key{suggest(k, choices)}"))
+            continue
+        try:
+            options[st.key] = conv.structure(raw, st.config_class, k)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if type_name is None and not any(p.path == "type" for p in problems):
+        problems.append(Problem("type", "required key is missing"))
+    if problems:
+        raise ConfigError(problems)
+    assert type_name is not None
+    chosen = storage.types[type_name]
+    if chosen.key not in options:
+        # The type's options may all have defaults (e.g. `type: HTTPMetric` alone).
+        try:
+            options[chosen.key] = conv.structure({}, chosen.config_class, chosen.key)
+        except ConfigError as e:
+            raise ConfigError(
+                [Problem(chosen.key, f"required for type {type_name}: {p}") for p in e.problems]
+            ) from None
+    return StorageConfig(type_name, options)
+
+
+def load_config(
+    raw: Any,
+    catalog: PluginCatalog,
+    storage: StorageTypeRegistry,
+    templates: TemplateContext,
+) -> LoadedConfig:
+    """Validate a parsed config; raise one ConfigError holding every problem found."""
+    conv = make_config_converter(storage)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    if raw is None:
+        raw = {}
+    raw, template_problems = substitute(raw, templates)
+    if templates.lenient:
+        warnings.extend(f"{p} (left as is)" for p in template_problems)
+    else:
+        problems.extend(template_problems)
+    # The top level, each plugin entry and each plugin's config are checked separately so that
+    # a mistake in one never hides the problems of another.
+    raw_plugins: Any = []
+    if isinstance(raw, dict):
+        raw = dict(raw)
+        plugins_key = next((k for k in raw if str(k).lower() == "plugins"), None)
+        if plugins_key is not None:
+            raw_plugins = raw.pop(plugins_key)
+            if raw_plugins is None:
+                raw_plugins = []
+    top: KidecarConfig | None = None
+    try:
+        top = conv.structure(raw, KidecarConfig)
+    except ConfigError as e:
+        problems.extend(e.problems)
+    entries: list[tuple[int, PluginEntry]] = []
+    if not isinstance(raw_plugins, list):
+        problems.append(Problem("plugins", f"expected a list, got {_describe(raw_plugins)}"))
+        raw_plugins = []
+    for i, item in enumerate(raw_plugins):
+        try:
+            entries.append((i, conv.structure(item, PluginEntry, f"plugins[{i}]")))
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if not raw_plugins:
+        warnings.append("no plugins configured: kidecar will only serve its admin endpoints")
+    plugins: list[ConfiguredPlugin] = []
+    seen: dict[str, int] = {}
+    for i, entry in entries:
+        path = f"plugins[{i}]"
+        if entry.name in seen:
+            problems.append(
+                Problem(
+                    f"{path}.name",
+                    f"plugin {entry.name!r} is already configured at plugins[{seen[entry.name]}]",
+                )
+            )
+            continue
+        seen[entry.name] = i
+        if entry.name not in catalog.installed:
+            problems.append(Problem(f"{path}.name", _not_installed(entry.name, catalog)))
+            continue
+        schema = catalog.schema_for(entry.name)
+        structured: Any = None
+        if schema is None:
+            if entry.config:
+                problems.append(Problem(f"{path}.config", f"plugin {entry.name!r} takes no config"))
+                continue
+        else:
+            try:
+                structured = conv.structure(dict(entry.config), schema, f"{path}.config")
+            except ConfigError as e:
+                problems.extend(e.problems)
+                continue
+        plugins.append(ConfiguredPlugin(entry.name, entry.bootorder, i, structured))
+    if problems:
+        raise ConfigError(problems)
+    assert top is not None
+    top = attrs.evolve(top, plugins=tuple(e for _, e in entries))
+    return LoadedConfig(top, tuple(plugins), tuple(warnings))
+
+
+def _not_installed(name: str, catalog: PluginCatalog) -> str:
+    if name in catalog.disabled:
+        return (
+            f"plugin {name!r} is installed but disabled by KIDECAR_PLUGINS/"
+            f"KIDECAR_DISABLE_PLUGINS; enable it or remove it from the config"
+        )
+    installed = ", ".join(sorted(catalog.installed)) or "none"
+    dist = "kidecar-" + name.replace("_", "-")
+    return (
+        f"plugin {name!r} is not installed; installed: {installed}"
+        f"{suggest(name, list(catalog.installed))}. Install the distribution that provides it "
+        f"(for example `pip install {dist}`), or fix the name"
+    )
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("KIDECAR_CONFIG") or DEFAULT_CONFIG_PATH

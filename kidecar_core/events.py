@@ -1,0 +1,77 @@
+"""Kubernetes Events about the pod: best effort, rate-limited, never blocking a plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from kidecar_core.errors import PersistError
+from kidecar_core.objects import Event, ObjectRef, ObjectStore
+
+log = logging.getLogger("kidecar.events")
+
+
+class EventRecorder:
+    """Queues Events and sends them in the background.
+
+    Rate limits: the same (reason, message) at most once per ``dedupe_seconds``, and at most
+    ``burst`` Events per minute overall; the rest are dropped (and counted in the log), so a
+    flapping game cannot flood the API server.
+    """
+
+    def __init__(
+        self, store: ObjectStore, about: ObjectRef, *, burst: int = 10, dedupe_seconds: float = 60
+    ) -> None:
+        self.store = store
+        self.about = about
+        self.burst = burst
+        self.dedupe_seconds = dedupe_seconds
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
+        self._recent: dict[tuple[str, str], float] = {}
+        self._sent: list[float] = []
+        self.dropped = 0
+        self._task: asyncio.Task[None] | None = None
+        self._warned = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="kidecar-events")
+
+    def record(self, event: Event) -> None:
+        now = time.monotonic()
+        key = (event.reason, event.message)
+        if now - self._recent.get(key, -1e9) < self.dedupe_seconds:
+            self.dropped += 1
+            return
+        self._sent = [t for t in self._sent if now - t < 60]
+        if len(self._sent) >= self.burst:
+            self.dropped += 1
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return
+        self._recent[key] = now
+        self._sent.append(now)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.store.record_event(self.about, event)
+                self._warned = False
+            except PersistError as e:
+                if not self._warned:
+                    log.warning("cannot record event %s: %s (events are best effort)", event.reason, e)
+                    self._warned = True
+
+    async def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,180 @@
+"""Local mode: the pod, its GameServer and ConfigMaps kept as JSON in one file.
+
+``kidecar run --local-state state.json`` uses this store instead of the Kubernetes API, with the
+same semantics (merge patches, 404, create, 409 on create of an existing object), so that
+everything can be tried on a laptop.  The file::
+
+    {"pod": {...}, "gameserver": {...},
+     "configmaps": {"<name>": {"metadata": {...}, "data": {...}}},
+     "objects": {"<group>/<version>/<resource>/<namespace>/<name>": {...}},
+     "events": [{"reason": ..., "message": ..., "type": ..., "time": ...}]}
+
+Each write replaces the file atomically (temp file + fsync + rename).  The file may be edited by
+hand while kidecar runs (to play a human setting ``Maintaining``): it is re-read when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kidecar_core.errors import ConflictError, NotFoundError, PermanentPersistError
+from kidecar_core.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
+
+MAX_EVENTS = 100
+
+
+def initial_state(who: PodIdentity) -> dict[str, Any]:
+    """A fresh state file: a pod and a GameServer named after the pod, opsState ``None``."""
+    meta = {"name": who.name, "namespace": who.namespace, "labels": {}, "annotations": {}}
+    return {
+        "pod": {"apiVersion": "v1", "kind": "Pod", "metadata": dict(meta, resourceVersion="1")},
+        "gameserver": {
+            "apiVersion": "game.kruise.io/v1alpha1",
+            "kind": "GameServer",
+            "metadata": dict(meta, resourceVersion="1"),
+            "spec": {"opsState": "None", "updatePriority": 0, "deletionPriority": 0},
+        },
+        "configmaps": {},
+        "objects": {},
+        "events": [],
+    }
+
+
+class LocalStore:
+    """An :class:`~kidecar_core.objects.ObjectStore` over a local JSON file."""
+
+    def __init__(self, path: str | os.PathLike[str], who: PodIdentity) -> None:
+        self.path = Path(path)
+        self.who = who
+        self.description = f"local state file {self.path}"
+        self._lock = asyncio.Lock()
+        self._doc: dict[str, Any] | None = None
+        self._mtime: int | None = None
+        self._load()  # create the file now, so that a user sees it as soon as kidecar runs
+
+    # -- file -------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            if self._doc is None:
+                self._doc = initial_state(self.who)
+                self._save(self._doc)
+            return self._doc
+        if self._doc is not None and stat.st_mtime_ns == self._mtime:
+            return self._doc
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise PermanentPersistError(f"{self.path} is not a readable JSON file: {e}") from None
+        if not isinstance(doc, dict):
+            raise PermanentPersistError(f"{self.path} must hold a JSON object")
+        for key, default in initial_state(self.who).items():
+            doc.setdefault(key, default)
+        self._doc, self._mtime = doc, stat.st_mtime_ns
+        return doc
+
+    def _save(self, doc: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=2, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._mtime = self.path.stat().st_mtime_ns
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    def _slot(self, doc: dict[str, Any], ref: ObjectRef) -> tuple[dict[str, Any], str]:
+        """The mapping holding ``ref`` in the document and its key there."""
+        if ref.namespace == self.who.namespace and ref.name == self.who.name:
+            if (ref.group, ref.resource) == ("", "pods"):
+                return doc, "pod"
+            if (ref.group, ref.resource) == ("game.kruise.io", "gameservers"):
+                return doc, "gameserver"
+        if (ref.group, ref.resource) == ("", "configmaps") and ref.namespace == self.who.namespace:
+            return doc["configmaps"], ref.name
+        key = f"{ref.group}/{ref.version}/{ref.resource}/{ref.namespace}/{ref.name}"
+        return doc["objects"], key
+
+    # -- ObjectStore ------------------------------------------------------------------------
+
+    async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
+        async with self._lock:
+            doc = self._load()
+            holder, key = self._slot(doc, ref)
+            obj = holder.get(key)
+            return copy.deepcopy(obj) if isinstance(obj, dict) else None
+
+    async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        async with self._lock:
+            doc = self._load()
+            holder, key = self._slot(doc, ref)
+            obj = holder.get(key)
+            if not isinstance(obj, dict):
+                raise NotFoundError(f"{ref} not found in {self.path}")
+            wanted_rv = (patch.get("metadata") or {}).get("resourceVersion")
+            current_rv = obj.get("metadata", {}).get("resourceVersion")
+            if wanted_rv is not None and wanted_rv != current_rv:
+                raise ConflictError(f"{ref} was modified (resourceVersion {current_rv})")
+            new = merge_patch(obj, patch)
+            _bump(new)
+            holder[key] = new
+            await asyncio.to_thread(self._save, doc)
+            return copy.deepcopy(new)
+
+    async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        async with self._lock:
+            doc = self._load()
+            holder, key = self._slot(doc, ref)
+            if key in holder:
+                raise ConflictError(f"{ref} already exists")
+            obj = copy.deepcopy(dict(body))
+            obj.setdefault("apiVersion", ref.api_version)
+            meta = obj.setdefault("metadata", {})
+            meta.update(name=ref.name, namespace=ref.namespace, resourceVersion="0")
+            _bump(obj)
+            holder[key] = obj
+            await asyncio.to_thread(self._save, doc)
+            return copy.deepcopy(obj)
+
+    async def record_event(self, about: ObjectRef, event: Event) -> None:
+        async with self._lock:
+            doc = self._load()
+            doc["events"] = [
+                *doc.get("events", [])[-(MAX_EVENTS - 1) :],
+                {
+                    "involvedObject": str(about),
+                    "reason": event.reason,
+                    "message": event.message,
+                    "type": event.type,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            ]
+            await asyncio.to_thread(self._save, doc)
+
+    async def close(self) -> None:
+        return None
+
+
+def _bump(obj: dict[str, Any]) -> None:
+    meta = obj.setdefault("metadata", {})
+    try:
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion", "0")) + 1)
+    except ValueError:
+        meta["resourceVersion"] = "1"

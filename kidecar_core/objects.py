@@ -1,0 +1,135 @@
+"""Objects kidecar writes to, and the interface of the stores that hold them.
+
+Plugins and storage backends speak in terms of "merge-patch this object"; where the object lives
+is the business of an :class:`ObjectStore`: the Kubernetes API (:mod:`kidecar_core.kube`) or the
+local state file (:mod:`kidecar_core.localstate`).  Both have the same semantics: RFC 7386 merge
+patches, 404 for a missing object, optional create for objects kidecar owns (its result ConfigMap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+JSON = Any
+"""A JSON value (dict, list, str, int, float, bool or None)."""
+
+
+@attrs.frozen
+class PodIdentity:
+    """Who this sidecar runs for: its pod's name and namespace (from the downward API)."""
+
+    name: str
+    namespace: str
+
+
+@attrs.frozen
+class ObjectRef:
+    """A Kubernetes object addressed the way the API addresses it."""
+
+    group: str
+    version: str
+    resource: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def pod(cls, who: PodIdentity) -> ObjectRef:
+        return cls("", "v1", "pods", who.namespace, who.name)
+
+    @classmethod
+    def gameserver(cls, who: PodIdentity) -> ObjectRef:
+        """The pod's GameServer: same name and namespace (OpenKruiseGame's rule)."""
+        return cls("game.kruise.io", "v1alpha1", "gameservers", who.namespace, who.name)
+
+    @classmethod
+    def configmap(cls, namespace: str, name: str) -> ObjectRef:
+        return cls("", "v1", "configmaps", namespace, name)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def __str__(self) -> str:
+        kind = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{kind}/{self.namespace}/{self.name}"
+
+
+@attrs.frozen
+class FieldNotIn:
+    """Guard of a :class:`Write`: skip it while the live value at ``pointer`` is one of ``values``.
+
+    With ``unless_ours`` the guard does not hold back a value kidecar wrote itself (so a state
+    kidecar set can be changed by kidecar again, while a human's ``Maintaining`` is left alone).
+    """
+
+    pointer: str
+    values: tuple[JSON, ...]
+    unless_ours: bool = True
+
+
+@attrs.frozen
+class Write:
+    """One contribution to a write plan: merge ``patch`` into ``target``.
+
+    ``source`` is the config path the write comes from; errors about the write name it.
+    ``create`` lets the core create the object when it does not exist (only for objects kidecar
+    owns, such as its result ConfigMap); otherwise a missing object is waited for.
+    """
+
+    target: ObjectRef
+    patch: Mapping[str, JSON]
+    source: str = ""
+    create: bool = False
+    guards: tuple[FieldNotIn, ...] = ()
+
+
+@attrs.frozen
+class Event:
+    """A Kubernetes Event about the pod (``Normal`` or ``Warning``)."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+class ObjectStore(Protocol):
+    """Where objects live.  Implementations raise the errors of :mod:`kidecar_core.errors`."""
+
+    description: str
+    """Human-readable, for logs: ``"kube-apiserver https://..."`` or ``"local state file x.json"``."""
+
+    async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
+        """The object, or ``None`` when it does not exist."""
+        ...
+
+    async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Apply an RFC 7386 merge patch; return the object after the patch."""
+        ...
+
+    async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Create the object (``ConflictError`` when it already exists)."""
+        ...
+
+    async def record_event(self, about: ObjectRef, event: Event) -> None:
+        """Record an Event about ``about`` (the pod)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+def merge_patch(target: JSON, patch: JSON) -> JSON:
+    """RFC 7386 JSON merge patch: ``patch`` applied to ``target``, returning a new value."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result: dict[str, JSON] = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

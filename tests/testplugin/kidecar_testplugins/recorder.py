@@ -1,0 +1,67 @@
+"""``tp_recorder``: journals its lifecycle and emits a result on every tick and on stop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import attrs
+
+from kidecar_core import Result, StorageConfig, field, hookimpl
+from kidecar_core.context import PluginContext
+from kidecar_testplugins import journal
+
+NAME = "tp_recorder"
+
+
+@attrs.frozen
+class RecorderConfig:
+    journal: str = field(doc="File the hook calls are appended to.")
+    interval: float = field(default=0.1, doc="Tick period.")
+    storage_config: StorageConfig | None = field(key="storageConfig", default=None, doc="Where.")
+
+
+@hookimpl
+def kidecar_config_schema(name: str) -> type | None:
+    return RecorderConfig if name == NAME else None
+
+
+@hookimpl
+def kidecar_configure(ctx: PluginContext) -> None:
+    journal(ctx.config.journal, ctx.name, "configure")
+    ctx.state["ticks"] = 0
+
+
+@hookimpl
+def kidecar_start(ctx: PluginContext) -> None:
+    journal(ctx.config.journal, ctx.name, "start")
+
+
+@hookimpl
+def kidecar_tick_interval(ctx: PluginContext) -> float:
+    interval: float = ctx.config.interval
+    return interval
+
+
+@hookimpl
+def kidecar_tick(ctx: PluginContext) -> None:
+    ctx.state["ticks"] += 1
+    journal(ctx.config.journal, ctx.name, f"tick {ctx.state['ticks']}")
+    ctx.emit(_result(ctx, f"tick-{ctx.state['ticks']}"))
+
+
+@hookimpl
+def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
+    journal(ctx.config.journal, ctx.name, "stop")
+    # The last result of a stopping plugin must still be written before kidecar exits.
+    ctx.emit(_result(ctx, "stopped"))
+    return None
+
+
+def _result(ctx: PluginContext, state: str) -> Result:
+    return Result(
+        plugin=ctx.name,
+        state=state,
+        storage=ctx.config.storage_config,
+        source=ctx.config_path("storageConfig"),
+        kind="test",
+    )
