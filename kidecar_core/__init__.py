@@ -12,8 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from kidecar_core.errors import (
     ConfigError,
     KidecarError,
-    PersistError,
     PermanentPersistError,
+    PersistError,
     StartupError,
     TransientPersistError,
 )

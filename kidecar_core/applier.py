@@ -21,6 +21,7 @@ Errors, by kind:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -118,7 +119,7 @@ def lookup(obj: Any, path: Path) -> Any:
 
 
 def pointer_path(pointer: str) -> Path:
-    """RFC 6901 pointer → path tuple (``/metadata/labels/a~1b`` → ``("metadata", "labels", "a/b")``)."""
+    """RFC 6901 pointer → path tuple: ``/metadata/labels/a~1b`` → ``(metadata, labels, a/b)``."""
     if not pointer:
         return ()
     parts = pointer.lstrip("/").split("/")
@@ -233,10 +234,8 @@ class Applier:
             delay = await self._attempt(state, backoff)
             self._update_pending()
             if delay:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._sleep_until_new(state), timeout=delay)
-                except TimeoutError:
-                    pass
 
     async def _sleep_until_new(self, state: ObjectState) -> None:
         """Returns early only if new desired state arrives; a retry should carry it."""
@@ -265,7 +264,7 @@ class Applier:
             if state.status != "degraded":
                 log.warning("cannot write %s, will retry (degraded): %s", state.ref, e)
             self._set_status(state, "degraded", str(e))
-            return backoff.next()
+            return max(backoff.next(), min(self.backoff_cap, e.retry_after or 0.0))
         except ForbiddenError as e:
             self._count_failure(state, "forbidden")
             if e.rule not in self._forbidden_logged:
@@ -381,7 +380,9 @@ class Applier:
             state.desired.pop(p, None)
 
     async def _create(self, state: ObjectState) -> None:
-        body = unflatten((p, leaf.value) for p, leaf in state.desired.items() if leaf.value is not None)
+        body = unflatten(
+            (p, leaf.value) for p, leaf in state.desired.items() if leaf.value is not None
+        )
         meta = body.setdefault("metadata", {})
         meta["name"] = state.ref.name
         meta["namespace"] = state.ref.namespace

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from kidecar_core import __version__
 from kidecar_core.config import (
@@ -170,7 +170,10 @@ def cmd_plugins(env: Mapping[str, str], out: TextIO) -> int:
         short = ", ".join(h.removeprefix("kidecar_") for h in hooks)
         print(f"{name:<{width}}  {dist + ' ' + version:<{dwidth}}  {kind:<9}  {short}", file=out)
     for name, dist in sorted(plugins.disabled.items()):
-        print(f"{name:<{width}}  {dist:<{dwidth}}  disabled (KIDECAR_PLUGINS/KIDECAR_DISABLE_PLUGINS)", file=out)
+        print(
+            f"{name:<{width}}  {dist:<{dwidth}}  disabled by KIDECAR_(DISABLE_)PLUGINS",
+            file=out,
+        )
     for name, error in sorted(plugins.broken.items()):
         print(f"{name:<{width}}  broken: {error}", file=out)
     return 0
@@ -236,5 +239,3 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return await runtime.run()
 
     return asyncio.run(main())
-
-

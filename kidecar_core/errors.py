@@ -64,7 +64,12 @@ class PersistError(KidecarError):
 
 
 class TransientPersistError(PersistError):
-    """Retry later: connection refused/reset, timeouts, 429, 5xx."""
+    """Retry later: connection refused/reset, timeouts, 429, 5xx.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    retry_after: float | None = None
 
 
 class ConflictError(TransientPersistError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -63,13 +64,17 @@ class EventRecorder:
                 self._warned = False
             except PersistError as e:
                 if not self._warned:
-                    log.warning("cannot record event %s: %s (events are best effort)", event.reason, e)
+                    log.warning(
+                        "cannot record event %s: %s (events are best effort)", event.reason, e
+                    )
                     self._warned = True
+            finally:
+                self._queue.task_done()
 
     async def drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        """Wait (up to ``timeout``) until queued Events are sent."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -29,7 +29,7 @@ may hang until its timeout) belongs in tasks started with ``ctx.spawn``.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -178,5 +178,3 @@ def kidecar_shutdown(runtime: RuntimeView) -> Awaitable[None] | None:
     Fires once on SIGTERM/SIGINT, on every plugin.  Return an awaitable for last I/O; it runs
     within the shutdown budget.
     """
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -62,15 +62,13 @@ class Metrics:
         )
 
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self._get_or_create(Gauge, name, documentation, labelnames)
+        return cast(Gauge, self._get_or_create(Gauge, name, documentation, labelnames))
 
     def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self._get_or_create(Counter, name, documentation, labelnames)
+        return cast(Counter, self._get_or_create(Counter, name, documentation, labelnames))
 
-    def histogram(
-        self, name: str, documentation: str, labelnames: Sequence[str] = ()
-    ) -> Histogram:
-        return self._get_or_create(Histogram, name, documentation, labelnames)
+    def histogram(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Histogram:
+        return cast(Histogram, self._get_or_create(Histogram, name, documentation, labelnames))
 
     def _get_or_create(
         self, kind: type[Any], name: str, documentation: str, labelnames: Sequence[str]

@@ -99,7 +99,7 @@ class ObjectStore(Protocol):
     """Where objects live.  Implementations raise the errors of :mod:`kidecar_core.errors`."""
 
     description: str
-    """Human-readable, for logs: ``"kube-apiserver https://..."`` or ``"local state file x.json"``."""
+    """For logs: ``kube-apiserver https://...`` or ``local state file x.json``."""
 
     async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
         """The object, or ``None`` when it does not exist."""

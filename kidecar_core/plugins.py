@@ -136,7 +136,9 @@ class Plugins:
         try:
             spec.loader.exec_module(module)
         except Exception as e:
-            raise StartupError(f"plugin file {path} failed to import: {type(e).__name__}: {e}")
+            raise StartupError(
+                f"plugin file {path} failed to import: {type(e).__name__}: {e}"
+            ) from None
         plugin = InstalledPlugin(name, "(local file)", "-", module, str(file))
         self._add(plugin)
         return plugin
@@ -145,7 +147,9 @@ class Plugins:
         try:
             self.pm.register(plugin.module, name=plugin.name)
         except (pluggy.PluginValidationError, ValueError) as e:
-            raise StartupError(f"plugin {plugin.name!r} ({plugin.distribution}) is invalid: {e}")
+            raise StartupError(
+                f"plugin {plugin.name!r} ({plugin.distribution}) is invalid: {e}"
+            ) from None
         self.installed[plugin.name] = plugin
 
     # -- what the config loader needs -------------------------------------------------------

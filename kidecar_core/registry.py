@@ -30,7 +30,7 @@ class StorageTypeRegistry:
         self._current_plugin = ""
 
     def storage_type(self, name: str, *, key: str, config_class: type) -> None:
-        """Register ``storageConfig.type: name`` whose options live under ``storageConfig.<key>``."""
+        """Register ``storageConfig.type: name``; its options live under ``storageConfig.<key>``."""
         if name in self.types:
             other = self.types[name].plugin
             raise StartupError(
@@ -60,7 +60,7 @@ class RouteRegistry:
         self._current_plugin = ""
 
     def add(self, method: str, path: str, handler: Handler, *, listen: str | None = None) -> None:
-        """Serve ``method path`` with ``handler`` on the admin server or on ``listen`` (HOST:PORT)."""
+        """Serve ``method path`` with ``handler`` on the admin server or on ``listen``."""
         for r in self.routes:
             if (r.method, r.path, r.listen) == (method.upper(), path, listen):
                 raise StartupError(

@@ -123,7 +123,9 @@ class Runtime:
         try:
             writes = [*self.plugins.persist(result, self.view), *result.writes]
         except Exception:
-            log.exception("kidecar_persist failed for a result of %s; result not stored", result.plugin)
+            log.exception(
+                "kidecar_persist failed for a result of %s; result not stored", result.plugin
+            )
             return
         self.applier.submit(writes)
         for event in result.events:
@@ -167,7 +169,9 @@ class Runtime:
             self, name=e.name, config=e.config, bootorder=e.bootorder, index=e.index, spawn=spawn
         )
 
-    def _spawn(self, sup: Supervised, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def _spawn(
+        self, sup: Supervised, coro: Coroutine[Any, Any, Any], name: str
+    ) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"kidecar:{sup.entry.name}:{name}")
         sup.tasks.add(task)
 
@@ -187,7 +191,9 @@ class Runtime:
         assert sup.ctx is not None
         ctx = sup.ctx
         name = sup.entry.name
-        backoff = Backoff(initial=self.options.restart_backoff, cap=self.options.restart_backoff_cap)
+        backoff = Backoff(
+            initial=self.options.restart_backoff, cap=self.options.restart_backoff_cap
+        )
         policy = self.config.top.restart_policy
         while not self.stopping.is_set():
             sup.failure = asyncio.get_running_loop().create_future()
@@ -209,7 +215,9 @@ class Runtime:
             except Exception as e:
                 error: BaseException = e.error if isinstance(e, PluginFailed) else e
                 if isinstance(e, TimeoutError) and not isinstance(e, PluginFailed):
-                    error = TimeoutError(f"kidecar_start took longer than {self.options.start_timeout}s")
+                    error = TimeoutError(
+                        f"kidecar_start took longer than {self.options.start_timeout}s"
+                    )
             self.metrics.plugin_up.labels(name).set(0)
             sup.status = "failed"
             sup.last_error = f"{type(error).__name__}: {error}"
@@ -237,9 +245,10 @@ class Runtime:
         ticker: asyncio.Task[None] | None = None
         if interval is not None:
             ticker = self._spawn(sup, self._tick_loop(sup, interval), "tick")
-        stop = asyncio.ensure_future(self.stopping.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
+        waiters: set[asyncio.Future[Any]] = {sup.failure, stop}
         try:
-            done, _ = await asyncio.wait({sup.failure, stop}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         if sup.failure in done:

@@ -30,8 +30,6 @@ def testplugins_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         capture_output=True,
     )  # fmt: skip
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(target), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)
     env.pop("KUBERNETES_SERVICE_HOST", None)
     yield env

@@ -185,7 +185,9 @@ def test_local_state_file_is_created_with_pod_and_gameserver(
         assert sc.stop() == 0
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kidecar_core", *args],
         capture_output=True,

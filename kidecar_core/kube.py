@@ -1,0 +1,512 @@
+"""The Kubernetes API as an :class:`~kidecar_core.objects.ObjectStore`.
+
+This is the only module of kidecar that imports the ``kubernetes`` client.  Everyone else speaks in
+terms of :class:`~kidecar_core.objects.ObjectRef` and merge patches; this module turns those into
+HTTP requests and turns every failure into kidecar's error vocabulary
+(:mod:`kidecar_core.errors`), so the write applier can decide between "retry with backoff" and
+"report and wait for a human".
+
+Design notes (the *why*):
+
+* **One request path for every kind.**  Requests are built with the official client's
+  ``ApiClient.param_serialize``/``call_api`` (same TLS, auth, token refresh, proxy handling as the
+  generated ``CoreV1Api``/``CustomObjectsApi``), from the object's API path.  The generated typed
+  methods of client v37 validate request bodies into pydantic models first, which silently drops
+  fields the model does not know and re-serialises ``eventTime`` with ``datetime.isoformat()``
+  (no fraction when the microseconds are 0, which the server's ``MicroTime`` parser rejects).  A
+  generic path sends the dict exactly as given and serves pods, ConfigMaps, any other core/v1 kind
+  and any custom resource the same way.
+* **Merge patch everywhere** (RFC 7386, ``application/merge-patch+json``): it means the same for
+  built-in kinds and custom resources (which reject strategic merge), and ``None`` deletes a key.
+* **Plain dicts** with the API's camelCase keys: the body is ``json.loads``-ed, never deserialised
+  into models.
+* **Blocking calls off the event loop** on a small private thread pool; each call carries a
+  timeout.  urllib3 itself never retries (``retries=False``): the caller retries with backoff and
+  jitter, and a hidden urllib3 retry loop would only add latency and log noise.
+* **No global state**: each store has its own ``Configuration`` and ``ApiClient``; the client's
+  process-wide default configuration is never read or written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import functools
+import json
+import os
+import re
+import secrets
+import socket
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
+from kubernetes.config.incluster_config import (
+    SERVICE_HOST_ENV_NAME,
+    SERVICE_TOKEN_FILENAME,
+)
+
+from kidecar_core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    PermanentPersistError,
+    StartupError,
+    TransientPersistError,
+)
+from kidecar_core.objects import JSON, Event, ObjectRef
+
+__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError", "in_cluster_available"]
+
+MERGE_PATCH = "application/merge-patch+json"
+"""RFC 7386: the only patch type kidecar sends (custom resources reject strategic merge)."""
+
+REPORTING_COMPONENT = "kidecar"
+"""``source.component`` / ``reportingComponent`` of the Events kidecar records."""
+
+DEFAULT_WORKERS = 4
+"""Threads for blocking client calls: a few writes may be in flight while a read waits."""
+
+CORE_KINDS: Mapping[str, str] = {
+    "pods": "Pod",
+    "configmaps": "ConfigMap",
+    "secrets": "Secret",
+    "services": "Service",
+    "serviceaccounts": "ServiceAccount",
+    "endpoints": "Endpoints",
+    "events": "Event",
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "podtemplates": "PodTemplate",
+    "replicationcontrollers": "ReplicationController",
+    "resourcequotas": "ResourceQuota",
+    "limitranges": "LimitRange",
+}
+"""Kind of each namespaced core/v1 resource, to fill ``kind`` into bodies :meth:`create` sends.
+Custom resources cannot be mapped (the plural does not determine the kind): their bodies must
+carry ``kind`` themselves."""
+
+_MAX_SERVER_TEXT = 500
+"""Longest piece of a server's answer quoted in an error (a proxy may answer with a whole page)."""
+
+
+class TransientApiError(TransientPersistError):
+    """The API server is unreachable, too slow, overloaded (429) or failing (5xx).
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one (the caller's
+    backoff should wait at least that long); ``status`` is the HTTP status, ``None`` when no
+    answer arrived at all.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ResourceNotServedError(NotFoundError):
+    """404 for the resource *type*: the API server does not serve it (a CRD is not installed).
+
+    Unlike a missing object, this is raised by :meth:`KubeStore.get` too: waiting for an object
+    of a type the cluster does not know would never end.
+    """
+
+
+def in_cluster_available() -> bool:
+    """Whether this process runs in a pod that can use its ServiceAccount (in-cluster config)."""
+    return bool(os.environ.get(SERVICE_HOST_ENV_NAME)) and os.path.isfile(SERVICE_TOKEN_FILENAME)
+
+
+class KubeStore:
+    """Objects in a Kubernetes cluster, read and written through kube-apiserver.
+
+    Build one with :meth:`from_kubeconfig`; :meth:`close` it when done (it owns a thread pool and
+    pooled connections).  Methods raise the errors of :mod:`kidecar_core.errors`:
+
+    * :class:`TransientApiError` (a ``TransientPersistError``): connection problems, timeouts,
+      429 and 5xx;
+    * ``ConflictError``: 409 (stale ``resourceVersion``, or the object already exists);
+    * ``NotFoundError``: 404 (:class:`ResourceNotServedError` when the type is not served);
+    * ``ForbiddenError``: 403, naming the Role rule that is missing;
+    * ``InvalidError``: 400/422, with the server's explanation (it names the bad field);
+    * ``PermanentPersistError``: rejected credentials (401), TLS verification failures and any
+      other answer.
+    """
+
+    def __init__(
+        self,
+        configuration: k8s.Configuration,
+        *,
+        request_timeout: float = 10.0,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        """Use ``configuration`` (which this store now owns and adjusts) for all requests."""
+        # urllib3 must answer at once: the write applier owns retries, backoff and jitter.
+        configuration.retries = False
+        configuration.connection_pool_maxsize = workers
+        self._api = k8s.ApiClient(configuration)
+        self._api.user_agent = "kidecar"
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kidecar-kube")
+        self._timeout = request_timeout
+        self._involved: dict[ObjectRef, dict[str, JSON]] = {}
+        self._closed = False
+        self.description = f"kube-apiserver {configuration.host}"
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | None,
+        *,
+        request_timeout: float = 10.0,
+        context: str | None = None,
+    ) -> KubeStore:
+        """A store for the cluster of kubeconfig ``path`` (its ``context``, default: current).
+
+        ``path=None`` means in-cluster: the pod's ServiceAccount token (re-read as the kubelet
+        rotates it) and CA.  Raises :class:`~kidecar_core.errors.StartupError` when the
+        configuration cannot be loaded.
+        """
+        configuration = k8s.Configuration()
+        try:
+            if path is None:
+                load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                # persist_config=False: never rewrite the user's kubeconfig file.
+                load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+        except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+            source = "in-cluster configuration" if path is None else f"kubeconfig {path}"
+            raise StartupError(f"cannot load {source}: {exc}") from exc
+        return cls(configuration, request_timeout=request_timeout)
+
+    async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
+        """The object as a plain dict, or ``None`` when it does not exist."""
+        try:
+            return await self._request("get", ref, "GET", _object_path(ref))
+        except ResourceNotServedError:
+            raise
+        except NotFoundError:
+            return None
+
+    async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Merge-patch the object (RFC 7386; ``None`` deletes a key); return it after the patch.
+
+        Put ``metadata.resourceVersion`` into the patch for optimistic concurrency: a stale one is
+        answered with :class:`~kidecar_core.errors.ConflictError`.
+        """
+        return await self._request(
+            "patch", ref, "PATCH", _object_path(ref), body=_plain(patch), content_type=MERGE_PATCH
+        )
+
+    async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Create the object from ``body``; return it as stored.
+
+        ``apiVersion``, ``metadata.name`` and ``metadata.namespace`` are filled from ``ref`` when
+        missing, and ``kind`` for core/v1 resources; a custom resource's body must name its kind.
+        An existing object is a :class:`~kidecar_core.errors.ConflictError`.
+        """
+        document = _plain(body)
+        metadata = document.get("metadata") or {}
+        for key, value in (("name", ref.name), ("namespace", ref.namespace)):
+            given = metadata.setdefault(key, value)
+            if given != value:
+                raise ValueError(
+                    f"create {ref}: body has metadata.{key}={given!r}, ref says {value!r}"
+                )
+        document["metadata"] = metadata
+        document.setdefault("apiVersion", ref.api_version)
+        if not ref.group and ref.resource in CORE_KINDS:
+            document.setdefault("kind", CORE_KINDS[ref.resource])
+        return await self._request("create", ref, "POST", _collection_path(ref), body=document)
+
+    async def record_event(self, about: ObjectRef, event: Event) -> None:
+        """Create a core/v1 Event about ``about`` (normally the pod) in its namespace.
+
+        The object is read once to learn its uid and kind (cached): an Event whose
+        ``involvedObject`` carries them is listed by ``kubectl describe``.
+        """
+        involved = self._involved.get(about)
+        if involved is None:
+            obj = await self.get(about)
+            if obj is None:
+                raise NotFoundError(f"cannot record event {event.reason!r}: {about} does not exist")
+            metadata = obj.get("metadata") or {}
+            involved = {
+                "apiVersion": obj.get("apiVersion") or about.api_version,
+                "kind": obj.get("kind") or CORE_KINDS.get(about.resource, about.resource),
+                "name": about.name,
+                "namespace": about.namespace,
+                "uid": metadata.get("uid"),
+            }
+            self._involved[about] = involved
+        now = dt.datetime.now(dt.UTC)
+        # An Event carrying eventTime must also name reportingComponent/-Instance and an action;
+        # first/lastTimestamp keep it visible to `kubectl get events` and older tools.
+        seconds = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"{about.name[: 253 - 17]}.{secrets.token_hex(8)}"
+        body: dict[str, JSON] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": about.namespace},
+            "involvedObject": involved,
+            "reason": event.reason[:128],
+            "message": event.message[:1024],
+            "type": event.type,
+            "count": 1,
+            "firstTimestamp": seconds,
+            "lastTimestamp": seconds,
+            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "source": {"component": REPORTING_COMPONENT},
+            "reportingComponent": REPORTING_COMPONENT,
+            "reportingInstance": socket.gethostname()[:128] or REPORTING_COMPONENT,
+            "action": event.reason[:128],
+        }
+        target = ObjectRef("", "v1", "events", about.namespace, name)
+        await self._request("create", target, "POST", _collection_path(target), body=body)
+
+    async def close(self) -> None:
+        """Close pooled connections and stop the worker threads (waits for calls in flight)."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    async def _request(
+        self,
+        verb: str,
+        ref: ObjectRef,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, JSON] | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, JSON]:
+        """Send one request on a worker thread; the answer's JSON object, or a kidecar error.
+
+        ``verb`` is the RBAC verb of the request, for the messages of 403 errors.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.description}: store is closed")
+        send = functools.partial(self._send, method, path, body, content_type)
+        try:
+            status, headers, data = await asyncio.get_running_loop().run_in_executor(
+                self._executor, send
+            )
+        except k8s.ApiException as exc:
+            # The REST layer turns TLS failures into ApiException(status=0).
+            raise _tls_error(verb, ref, self.description, str(exc.reason)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientApiError(
+                f"{verb} {ref}: {self.description} unreachable: {_connection_problem(exc)}"
+            ) from None
+        if 200 <= status <= 299:
+            try:
+                document = json.loads(data)
+            except ValueError as exc:
+                raise TransientApiError(
+                    f"{verb} {ref}: {self.description} answered {status} with a body that is not "
+                    f"JSON: {_snippet(data)}",
+                    status=status,
+                ) from exc
+            if not isinstance(document, dict):
+                raise TransientApiError(
+                    f"{verb} {ref}: {self.description} answered {status} with a non-object body",
+                    status=status,
+                )
+            return document
+        raise _error_for(verb, ref, status, headers, data, self.description)
+
+    def _send(
+        self, method: str, path: str, body: dict[str, JSON] | None, content_type: str | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """The blocking part (worker thread): status, headers and the whole body of one request."""
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request, _request_timeout=self._timeout)
+        # Reading the whole body also hands the connection back to the pool.
+        data = response.read()  # type: ignore[no-untyped-call]
+        return response.status, response.headers, data
+
+
+def _plain(document: Mapping[str, JSON]) -> dict[str, JSON]:
+    """A deep copy made of dicts and lists only.
+
+    The client serialises only ``dict``/``list`` structurally; any other mapping (a read-only
+    view, a frozen mapping from a config object) would be sent as its attributes.
+    """
+
+    def convert(value: JSON) -> JSON:
+        if isinstance(value, Mapping):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    result: dict[str, JSON] = convert(document)
+    return result
+
+
+def _api_prefix(ref: ObjectRef) -> str:
+    base = f"/apis/{ref.group}/{ref.version}" if ref.group else f"/api/{ref.version}"
+    return f"{base}/namespaces/{_quote(ref.namespace)}/{_quote(ref.resource)}"
+
+
+def _collection_path(ref: ObjectRef) -> str:
+    return _api_prefix(ref)
+
+
+def _object_path(ref: ObjectRef) -> str:
+    return f"{_api_prefix(ref)}/{_quote(ref.name)}"
+
+
+def _quote(segment: str) -> str:
+    """One path segment, percent-encoded (names come from config and the downward API)."""
+    if not segment:
+        raise ValueError("empty name in an object reference")
+    return quote(segment, safe="")
+
+
+def _resource_name(ref: ObjectRef) -> str:
+    """``gameservers.game.kruise.io`` / ``pods``: the resource as RBAC and kubectl name it."""
+    return f"{ref.resource}.{ref.group}" if ref.group else ref.resource
+
+
+def _status_of(data: bytes) -> dict[str, Any]:
+    """The ``Status`` object of an error answer (empty when the body is not one)."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _snippet(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    return text if len(text) <= _MAX_SERVER_TEXT else text[:_MAX_SERVER_TEXT] + "..."
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), ``None`` when absent/garbled."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+_USER = re.compile(r'User "([^"]+)"')
+
+
+def _forbidden(verb: str, ref: ObjectRef, message: str) -> ForbiddenError:
+    """A 403 as a :class:`ForbiddenError` that says which Role rule would allow the request."""
+    user = _USER.search(message)
+    who = user.group(1) if user else "kidecar's identity"
+    resource = _resource_name(ref)
+    if "cannot" in message:
+        group = ref.group or '""'
+        text = (
+            f"forbidden: {who} can't {verb} {resource} in namespace {ref.namespace}: add "
+            f"{{apiGroups: [{group}], resources: [{ref.resource}], verbs: [{verb}]}} to the Role "
+            f"bound to it"
+        )
+    else:
+        # Not RBAC (e.g. the namespace is being deleted): the server's words explain it best.
+        text = f"forbidden: {verb} {ref}: {message}"
+    return ForbiddenError(text, verb=verb, group=ref.group, resource=ref.resource)
+
+
+def _error_for(
+    verb: str,
+    ref: ObjectRef,
+    status: int,
+    headers: Mapping[str, str],
+    data: bytes,
+    server: str,
+) -> Exception:
+    """The kidecar error for a non-2xx answer to ``verb`` on ``ref``."""
+    document = _status_of(data)
+    message = str(document.get("message") or _snippet(data) or "no details")
+    where = f"{verb} {ref}"
+    if status == 404:
+        details = document.get("details")
+        # A 404 without the object's name in its details means the type itself is not served
+        # (e.g. the GameServer CRD is not installed): waiting for the object would never end.
+        if not (isinstance(details, dict) and details.get("name")):
+            return ResourceNotServedError(
+                f"{where}: {server} does not serve {_resource_name(ref)}/{ref.version} "
+                f"(is its CRD installed?): {message}"
+            )
+        return NotFoundError(f"{where}: not found ({message})")
+    if status == 409:
+        return ConflictError(f"{where}: conflict: {message}")
+    if status == 403:
+        return _forbidden(verb, ref, message)
+    if status in (400, 422):
+        return InvalidError(f"{where}: rejected by the API server: {message}")
+    if status == 401:
+        return PermanentPersistError(
+            f"{where}: {server} rejected kidecar's credentials (401 Unauthorized): check the "
+            "ServiceAccount token or kubeconfig"
+        )
+    if status in (408, 429) or status >= 500:
+        retry_after = _retry_after(headers)
+        hint = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
+        return TransientApiError(
+            f"{where}: {server} answered {status}{hint}: {message}",
+            status=status,
+            retry_after=retry_after,
+        )
+    return PermanentPersistError(f"{where}: {server} answered {status}: {message}")
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """What went wrong with the connection, without urllib3's wrapping and repetition."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and reason is not None:
+        exc = reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _tls_error(verb: str, ref: ObjectRef, server: str, reason: str) -> Exception:
+    """A TLS failure: a certificate the CA does not vouch for will not fix itself; others may."""
+    text = " ".join(reason.split())
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return PermanentPersistError(
+            f"{verb} {ref}: cannot verify the TLS certificate of {server}: {text}"
+        )
+    return TransientApiError(f"{verb} {ref}: TLS failure talking to {server}: {text}")
