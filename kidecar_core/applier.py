@@ -25,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -39,7 +39,7 @@ from kidecar_core.errors import (
     TransientPersistError,
 )
 from kidecar_core.metrics import Metrics
-from kidecar_core.objects import JSON, FieldNotIn, ObjectRef, ObjectStore, Write
+from kidecar_core.objects import JSON, Event, FieldNotIn, ObjectRef, ObjectStore, Write
 
 log = logging.getLogger("kidecar.persist")
 
@@ -52,6 +52,8 @@ class Leaf:
     value: JSON
     source: str
     guards: tuple[FieldNotIn, ...] = ()
+    event: Event | None = None
+    once: bool = False
 
 
 @attrs.define
@@ -145,7 +147,9 @@ class Applier:
         resync_interval: float = 300.0,
         backoff_cap: float = 30.0,
         wait_cap: float = 10.0,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
+        self.on_event = on_event
         self.store = store
         self.metrics = metrics
         self.resync_interval = resync_interval
@@ -165,7 +169,7 @@ class Applier:
                 state = self.objects[w.target] = ObjectState(w.target)
             changed = False
             for path, value in flatten(w.patch).items():
-                leaf = Leaf(value, w.source, w.guards)
+                leaf = Leaf(value, w.source, w.guards, w.event, w.once)
                 if state.desired.get(path) != leaf:
                     state.desired[path] = leaf
                     changed = True
@@ -307,9 +311,11 @@ class Applier:
         """Leaves that differ from the live object and pass their guards; and whether guarded."""
         out: dict[Path, Leaf] = {}
         guarded = False
-        for path, leaf in state.desired.items():
+        for path, leaf in list(state.desired.items()):
             if holds(live, path, leaf.value):
                 state.ours[path] = leaf.value
+                if leaf.once:
+                    del state.desired[path]
                 continue
             if any(self._guard_blocks(state, live, g) for g in leaf.guards):
                 continue
@@ -341,8 +347,20 @@ class Applier:
             await self._isolate_invalid(state, leaves, e)
             return
         self.metrics.persist_writes.labels(state.ref.resource, "patch").inc()
-        for p, leaf in leaves.items():
+        self._written(state, leaves)
+
+    def _written(self, state: ObjectState, leaves: Mapping[Path, Leaf]) -> None:
+        """Bookkeeping after a successful write: what is ours now, and its Events."""
+        events: list[Event] = []
+        for p, leaf in list(leaves.items()):
             state.ours[p] = leaf.value
+            if leaf.once and state.desired.get(p) is leaf:
+                del state.desired[p]
+            if leaf.event is not None and leaf.event not in events:
+                events.append(leaf.event)
+        if self.on_event is not None:
+            for event in events:
+                self.on_event(event)
 
     async def _isolate_invalid(
         self, state: ObjectState, leaves: dict[Path, Leaf], error: InvalidError
@@ -362,8 +380,7 @@ class Applier:
                 self._reject(state, group, e)
                 continue
             self.metrics.persist_writes.labels(state.ref.resource, "patch").inc()
-            for p, leaf in group.items():
-                state.ours[p] = leaf.value
+            self._written(state, group)
 
     def _reject(self, state: ObjectState, leaves: dict[Path, Leaf], error: InvalidError) -> None:
         self._count_failure(state, "invalid")
@@ -388,5 +405,4 @@ class Applier:
         meta["namespace"] = state.ref.namespace
         await self.store.create(state.ref, body)  # ConflictError: created meanwhile, re-read
         self.metrics.persist_writes.labels(state.ref.resource, "create").inc()
-        for p, leaf in state.desired.items():
-            state.ours[p] = leaf.value
+        self._written(state, state.desired)

@@ -58,6 +58,15 @@ class ObjectRef:
 
 
 @attrs.frozen
+class Event:
+    """A Kubernetes Event about the pod (``Normal`` or ``Warning``)."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@attrs.frozen
 class FieldNotIn:
     """Guard of a :class:`Write`: skip it while the live value at ``pointer`` is one of ``values``.
 
@@ -84,15 +93,13 @@ class Write:
     source: str = ""
     create: bool = False
     guards: tuple[FieldNotIn, ...] = ()
-
-
-@attrs.frozen
-class Event:
-    """A Kubernetes Event about the pod (``Normal`` or ``Warning``)."""
-
-    reason: str
-    message: str
-    type: str = "Normal"
+    event: Event | None = None
+    """Recorded about the pod when this write actually changes the object (not on no-ops)."""
+    once: bool = False
+    """Write the values once (or find them already there), then forget them: they are not
+    re-asserted at resync, so a later change by someone else stays.  For keys that several
+    sidecars write in turn (hot_update's per-workload record), where re-asserting would put an
+    older value back over a newer one."""
 
 
 class ObjectStore(Protocol):

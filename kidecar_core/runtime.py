@@ -90,8 +90,13 @@ class Runtime:
         self.options = options
         self.local_mode = local_mode
         self.metrics = Metrics()
-        self.applier = Applier(store, self.metrics, resync_interval=options.resync_interval)
         self.events = EventRecorder(store, ObjectRef.pod(identity))
+        self.applier = Applier(
+            store,
+            self.metrics,
+            resync_interval=options.resync_interval,
+            on_event=self.events.record,
+        )
         self.view = RuntimeView(self)
         self.supervised: list[Supervised] = [Supervised(p) for p in config.boot_sequence()]
         self.started = False

@@ -24,11 +24,11 @@ def check_key(key: str, what: str) -> None:
         raise FieldError(what, f"{key!r}: prefix must be a DNS subdomain (lower case)")
     if not _LABEL_NAME.match(name):
         raise FieldError(what, f"{key!r}: name must be 1-63 characters [A-Za-z0-9-_.]")
-    if what.startswith("labels") or what == "labelKey":
-        if prefix == "game.kruise.io" and name.startswith("gs-"):
-            raise FieldError(
-                what, f"{key!r}: OpenKruiseGame owns game.kruise.io/gs-* labels; use another key"
-            )
+    is_label = what.startswith("labels") or what == "labelKey"
+    if is_label and prefix == "game.kruise.io" and name.startswith("gs-"):
+        raise FieldError(
+            what, f"{key!r}: OpenKruiseGame owns game.kruise.io/gs-* labels; use another key"
+        )
 
 
 def check_pointer(pointer: str, what: str) -> None:
@@ -37,7 +37,9 @@ def check_pointer(pointer: str, what: str) -> None:
     first = pointer.split("/")[1]
     if first == "status":
         raise FieldError(what, "kidecar never writes status (the controller owns it)")
-    if first in ("apiVersion", "kind") or pointer.startswith(("/metadata/name", "/metadata/namespace")):
+    if first in ("apiVersion", "kind") or pointer.startswith(
+        ("/metadata/name", "/metadata/namespace")
+    ):
         raise FieldError(what, f"{pointer!r} cannot be written")
 
 
@@ -87,7 +89,7 @@ class MarkerPolicy:
 class Target:
     """Another object to write (default: this pod's GameServer)."""
 
-    group: str = field(default="game.kruise.io", doc="API group (`\"\"` for core).")
+    group: str = field(default="game.kruise.io", doc='API group (`""` for core).')
     version: str = field(default="v1alpha1", doc="API version.")
     resource: str = field(default="gameservers", doc="Resource (plural), e.g. `gameservers`.")
     namespace: str | None = field(default=None, doc="Namespace (default: the pod's).")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kidecar_core import FieldNotIn, ObjectRef, PodIdentity, Result, Write, hookimpl
+from kidecar_core import Event, FieldNotIn, ObjectRef, PodIdentity, Result, Write, hookimpl
 from kidecar_core.context import RuntimeView
 from kidecar_core.registry import StorageTypeRegistry
 from kidecar_plugins.inkube.config import InKubeConfig, Target
@@ -59,8 +59,11 @@ def writes_for(result: Result, cfg: InKubeConfig, who: PodIdentity) -> list[Writ
     writes: list[Write] = []
     if cfg.annotation_key:
         writes.append(
-            Write(pod, {"metadata": {"annotations": {cfg.annotation_key: result.state}}},
-                  f"{src}.annotationKey")
+            Write(
+                pod,
+                {"metadata": {"annotations": {cfg.annotation_key: result.state}}},
+                f"{src}.annotationKey",
+            )
         )
     if cfg.label_key:
         writes.append(
@@ -84,6 +87,11 @@ def writes_for(result: Result, cfg: InKubeConfig, who: PodIdentity) -> list[Writ
                     {"spec": {"opsState": policy.game_server_ops_state}},
                     f"{psrc}.gameServerOpsState",
                     guards=guards,
+                    event=Event(
+                        "OpsStateChanged",
+                        f"kidecar set GameServer spec.opsState to {policy.game_server_ops_state} "
+                        f"(result {result.state!r} of {result.plugin})",
+                    ),
                 )
             )
         if policy.labels:
@@ -99,7 +107,9 @@ def writes_for(result: Result, cfg: InKubeConfig, who: PodIdentity) -> list[Writ
                 )
             )
         for j, jp in enumerate(policy.json_path_configs):
-            writes.append(Write(target, nest(jp.json_path, jp.value), f"{psrc}.jsonPathConfigs[{j}]"))
+            writes.append(
+                Write(target, nest(jp.json_path, jp.value), f"{psrc}.jsonPathConfigs[{j}]")
+            )
     return writes
 
 

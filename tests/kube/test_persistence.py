@@ -1,0 +1,353 @@
+"""Kubernetes persistence end to end: ``kidecar run --kubeconfig`` against the real API server,
+with the ServiceAccount and Role from deploy/, through a counting / fault-injecting proxy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.support.apiserver import TestCluster
+from tests.support.faultproxy import FaultProxy
+from tests.support.sidecar import Sidecar
+
+pytestmark = pytest.mark.kube
+
+GS_PATH = r"/apis/game\.kruise\.io/v1alpha1/namespaces/[^/]+/gameservers/gs-0$"
+POD_PATH = r"/api/v1/namespaces/[^/]+/pods/gs-0$"
+
+
+def config(state_file: Path, **inkube: Any) -> dict[str, Any]:
+    inkube = inkube or {
+        "annotationKey": "kidecar.example.com/state",
+        "labelKey": "kidecar.example.com/state",
+        "markerPolices": [
+            {
+                "state": "WaitToBeDeleted",
+                "gameServerOpsState": "WaitToBeDeleted",
+                "labels": {"kidecar.example.com/draining": "true"},
+                "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 10}],
+            },
+            {"state": "Allocated", "gameServerOpsState": "Allocated"},
+            {"state": "idle", "gameServerOpsState": "None"},
+        ],
+    }
+    return {
+        "plugins": [
+            {
+                "name": "tp_filestate",
+                "config": {
+                    "path": str(state_file),
+                    "interval": 0.05,
+                    "storageConfig": {"type": "InKube", "inKube": inkube},
+                },
+            }
+        ]
+    }
+
+
+class Objects:
+    """Reads the test objects with admin credentials."""
+
+    def __init__(self, cluster: TestCluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def pod(self) -> dict[str, Any]:
+        with self.cluster.admin_api_client() as api:
+            obj = k8s.CoreV1Api(api).read_namespaced_pod("gs-0", self.namespace)
+            data: dict[str, Any] = api.sanitize_for_serialization(obj)
+            return data
+
+    def gs(self) -> dict[str, Any]:
+        with self.cluster.admin_api_client() as api:
+            data: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", "gs-0"
+            )
+            return data
+
+    def ops(self) -> str:
+        return str(self.gs()["spec"].get("opsState"))
+
+    def set_ops(self, value: str) -> None:
+        with self.cluster.admin_api_client() as api:
+            k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
+                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", "gs-0",
+                {"spec": {"opsState": value}},
+            )  # fmt: skip
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.cluster.admin_api_client() as api:
+            items = k8s.CoreV1Api(api).list_namespaced_event(self.namespace).items
+            return [api.sanitize_for_serialization(e) for e in items]
+
+    def set_role_rules(self, rules: list[dict[str, Any]]) -> None:
+        with self.cluster.admin_api_client() as api:
+            k8s.RbacAuthorizationV1Api(api).patch_namespaced_role(
+                "kidecar", self.namespace, {"rules": rules}
+            )
+
+    def role_rules(self) -> list[dict[str, Any]]:
+        with self.cluster.admin_api_client() as api:
+            role = k8s.RbacAuthorizationV1Api(api).read_namespaced_role("kidecar", self.namespace)
+            rules: list[dict[str, Any]] = api.sanitize_for_serialization(role)["rules"]
+            return rules
+
+
+@pytest.fixture
+def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
+    return Objects(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def sidecar_factory(
+    tmp_path: Path, kube_namespace: str, testplugins_env: dict[str, str]
+) -> Iterator[Any]:
+    started: list[Sidecar] = []
+
+    def make(kubeconfig: Path, cfg: dict[str, Any]) -> Sidecar:
+        sc = Sidecar(
+            tmp_path / f"sidecar{len(started)}",
+            cfg,
+            kubeconfig=str(kubeconfig),
+            env={**testplugins_env, "KIDECAR_RESYNC_SECONDS": "3600"},
+            pod_name="gs-0",
+            namespace=kube_namespace,
+        )
+        started.append(sc)
+        return sc
+
+    yield make
+    for sc in started:
+        if sc.proc is not None and sc.proc.returncode is None:
+            sc.stop()
+
+
+def test_writes_pod_and_gameserver_as_configured_with_the_serviceaccount(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server(
+        "gs-0",
+        pod_labels={"app": "game"},
+        pod_annotations={"keep": "me"},
+        gameserver_spec={"opsState": "None", "updatePriority": 3},
+    )
+    state = tmp_path / "state"
+    state.write_text("idle")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start(wait_ready=True)
+    sc.wait_for(
+        lambda: objects.pod()["metadata"]["annotations"].get("kidecar.example.com/state") == "idle",
+        15,
+        "the pod annotation",
+    )
+    state.write_text("WaitToBeDeleted")
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 15, "opsState WaitToBeDeleted")
+    gs = objects.gs()
+    assert gs["spec"]["deletionPriority"] == 10
+    assert gs["spec"]["updatePriority"] == 3  # untouched
+    assert gs["metadata"]["labels"]["kidecar.example.com/draining"] == "true"
+    assert "status" not in gs or "opsState" not in (gs.get("status") or {})
+    pod = objects.pod()
+    assert pod["metadata"]["labels"] == {
+        "app": "game",
+        "kidecar.example.com/state": "WaitToBeDeleted",
+    }
+    assert pod["metadata"]["annotations"]["keep"] == "me"
+    assert pod["metadata"]["annotations"]["kidecar.example.com/state"] == "WaitToBeDeleted"
+    sc.wait_for(
+        lambda: any(e["reason"] == "OpsStateChanged" for e in objects.events()), 10, "an Event"
+    )
+    event = next(e for e in objects.events() if e["reason"] == "OpsStateChanged")
+    assert event["involvedObject"]["name"] == "gs-0"
+    assert "WaitToBeDeleted" in event["message"]
+    assert sc.readyz()["ready"] is True
+    assert sc.stop() == 0
+
+
+def test_an_unchanged_result_makes_zero_writes_and_a_change_exactly_one_per_object(
+    tmp_path: Path, make_game_server: Any, fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server("gs-0")
+    state = tmp_path / "state"
+    state.write_text("idle")
+    sc = sidecar_factory(fault_proxy_kubeconfig, config(state)).start(wait_ready=True)
+    sc.wait_for(lambda: "kidecar.example.com/state" in objects.pod()["metadata"]["labels"], 15)
+    time.sleep(0.3)
+    fault_proxy.reset()
+    time.sleep(2.0)  # ~40 ticks, each emitting the same result
+    assert fault_proxy.count("PATCH") == 0
+    assert fault_proxy.count("POST") == 0
+    assert fault_proxy.count() == 0  # no reads either
+    state.write_text("Allocated")
+    sc.wait_for(lambda: objects.ops() == "Allocated", 15, "opsState Allocated")
+    time.sleep(1.0)
+    assert fault_proxy.count("PATCH", GS_PATH) == 1
+    assert fault_proxy.count("PATCH", POD_PATH) == 1  # label + annotation in one patch
+    writes = sc.metric("kidecar_persist_writes_total", {"resource": "gameservers"})
+    assert writes == 1
+    assert sc.stop() == 0
+
+
+def test_api_server_down_then_back_final_state_lands_once(
+    tmp_path: Path, kube_cluster: TestCluster, make_game_server: Any, fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server("gs-0")
+    state = tmp_path / "state"
+    state.write_text("idle")
+    sc = sidecar_factory(fault_proxy_kubeconfig, config(state)).start(wait_ready=True)
+    sc.wait_for(lambda: "kidecar.example.com/state" in objects.pod()["metadata"]["labels"], 15)
+    kube_cluster.stop_apiserver()
+    try:
+        state.write_text("Allocated")
+        time.sleep(1.0)
+        state.write_text("WaitToBeDeleted")
+        sc.wait_for(
+            lambda: sc.readyz()["persistence"]["degraded"], 15, "readiness to show degraded"
+        )
+        assert sc.readyz()["ready"] is True  # degraded but working: not a reason to restart
+        time.sleep(1.0)
+        fault_proxy.reset()
+    finally:
+        kube_cluster.start_apiserver()
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 60, "the final state to land")
+    time.sleep(1.0)
+    ok_gs_patches = [
+        r for r in fault_proxy.requests()
+        if r.method == "PATCH" and "gameservers/gs-0" in r.path and r.status < 300
+    ]  # fmt: skip
+    assert len(ok_gs_patches) == 1
+    assert objects.gs()["spec"]["deletionPriority"] == 10
+    assert sc.proc is not None and sc.proc.poll() is None  # never exited
+    sc.wait_for(lambda: not sc.readyz()["persistence"]["degraded"], 10, "recovery")
+    assert sc.stop() == 0
+
+
+def test_missing_rbac_rule_is_named_once_and_not_ready_then_recovers_without_restart(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server("gs-0")
+    full_rules = objects.role_rules()
+    crippled = []
+    for rule in full_rules:
+        if "gameservers" in rule.get("resources", []):
+            rule = {**rule, "verbs": [v for v in rule["verbs"] if v != "patch"]}
+        crippled.append(rule)
+    objects.set_role_rules(crippled)
+    state = tmp_path / "state"
+    state.write_text("Allocated")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start()
+    sc.wait_for(lambda: sc.get("/readyz")[0] == 503, 15, "/readyz to fail")
+    assert sc.readyz()["persistence"]["forbidden"]
+    sc.wait_for(lambda: "missing rule" in sc.log(), 5)
+    time.sleep(2.0)  # several retries happen meanwhile; the rule is logged once
+    lines = [line for line in sc.log().splitlines() if "RBAC forbids" in line]
+    assert len(lines) == 1, lines
+    assert "verb=patch apiGroup=game.kruise.io resource=gameservers" in lines[0]
+    assert objects.ops() == "None"
+    pid = sc.proc.pid if sc.proc else None
+    objects.set_role_rules(full_rules)
+    sc.wait_for(lambda: objects.ops() == "Allocated", 30, "recovery after the Role is fixed")
+    sc.wait_for(lambda: sc.get("/readyz")[0] == 200, 10, "/readyz to recover")
+    assert sc.proc is not None and sc.proc.pid == pid and sc.proc.poll() is None
+    assert sc.stop() == 0
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 503])
+def test_injected_api_errors_are_retried_and_converge(
+    tmp_path: Path, make_game_server: Any, fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar_factory: Any, status: int,
+) -> None:  # fmt: skip
+    make_game_server("gs-0")
+    fault = fault_proxy.inject("PATCH", GS_PATH, status, times=2)
+    state = tmp_path / "state"
+    state.write_text("Allocated")
+    sc = sidecar_factory(fault_proxy_kubeconfig, config(state)).start()
+    sc.wait_for(lambda: objects.ops() == "Allocated", 30, f"convergence after {status}s")
+    assert fault.hits == 2
+    assert sc.proc is not None and sc.proc.poll() is None
+    assert sc.stop() == 0
+
+
+def test_gameserver_created_after_the_pod_is_waited_for(
+    tmp_path: Path, kube_cluster: TestCluster, kube_namespace: str, make_game_server: Any,
+    sa_kubeconfig: Path, objects: Objects, sidecar_factory: Any,
+) -> None:  # fmt: skip
+    with kube_cluster.admin_api_client() as api:
+        k8s.CoreV1Api(api).create_namespaced_pod(
+            kube_namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "gs-0"},
+                "spec": {"containers": [{"name": "game", "image": "registry.invalid/game:1"}]},
+            },
+        )
+    state = tmp_path / "state"
+    state.write_text("Allocated")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start()
+    sc.wait_for(lambda: "does not exist yet" in sc.log(), 15, "the wait to be logged")
+    assert sc.readyz()["persistence"]["waiting"]
+    time.sleep(1.5)
+    with kube_cluster.admin_api_client() as api:
+        k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+            "game.kruise.io", "v1alpha1", kube_namespace, "gameservers",
+            {"apiVersion": "game.kruise.io/v1alpha1", "kind": "GameServer",
+             "metadata": {"name": "gs-0"}, "spec": {"opsState": "None"}},
+        )  # fmt: skip
+    sc.wait_for(lambda: objects.ops() == "Allocated", 30, "the GameServer to be written")
+    assert sc.log().count("does not exist yet; waiting") == 1
+    assert "Traceback" not in sc.log()
+    assert sc.stop() == 0
+
+
+def test_invalid_label_value_names_the_config_key_and_loses_nothing_else(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server("gs-0")
+    state = tmp_path / "state"
+    state.write_text("not a label value!")
+    cfg = config(
+        state,
+        labelKey="kidecar.example.com/state",
+        annotationKey="kidecar.example.com/state",
+        markerPolices=[{"state": "not a label value!", "gameServerOpsState": "Allocated"}],
+    )
+    sc = sidecar_factory(sa_kubeconfig, cfg).start()
+    sc.wait_for(lambda: objects.ops() == "Allocated", 15, "the GameServer write")
+    sc.wait_for(
+        lambda: (
+            objects.pod()["metadata"]["annotations"].get("kidecar.example.com/state")
+            == "not a label value!"
+        ),
+        15,
+        "the annotation (same object as the invalid label) to land anyway",
+    )
+    sc.wait_for(lambda: "plugins[0].config.storageConfig.inKube.labelKey" in sc.log(), 5)
+    assert "kidecar.example.com/state" not in objects.pod()["metadata"].get("labels", {})
+    assert sc.proc is not None and sc.proc.poll() is None
+    assert sc.stop() == 0
+
+
+def test_human_maintaining_is_never_overridden(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    make_game_server("gs-0", gameserver_spec={"opsState": "Maintaining"})
+    state = tmp_path / "state"
+    state.write_text("WaitToBeDeleted")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start(wait_ready=True)
+    sc.wait_for(lambda: objects.gs()["spec"].get("deletionPriority") == 10, 15, "the rest")
+    assert objects.ops() == "Maintaining"
+    objects.set_ops("None")  # the human is done
+    state.write_text("Allocated")
+    sc.wait_for(lambda: objects.ops() == "Allocated", 15, "kidecar to take over again")
+    assert sc.stop() == 0
