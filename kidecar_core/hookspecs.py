@@ -29,7 +29,7 @@ may hang until its timeout) belongs in tasks started with ``ctx.spawn``.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -40,6 +40,7 @@ hookimpl = pluggy.HookimplMarker(NAME)
 if TYPE_CHECKING:
     from kidecar_core.context import PluginContext, RuntimeView
     from kidecar_core.objects import Write
+    from kidecar_core.podspec import PodRequirements
     from kidecar_core.registry import RouteRegistry, StorageTypeRegistry
     from kidecar_core.results import Result
 
@@ -139,6 +140,18 @@ def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
     Fires on shutdown (in reverse boot order) and before a crashed plugin is restarted.  The
     plugin's ``ctx.spawn`` tasks are cancelled by the core *after* this hook returns and its
     awaitable completes, within the shutdown budget.
+    """
+
+
+@hookspec
+def kidecar_pod_requirements(name: str, config: Any) -> PodRequirements | None:
+    """Say what plugin ``name`` configured with ``config`` needs from its pod.
+
+    Fires in ``kidecar inject`` (not in ``kidecar run``), addressed to the plugin named ``name``,
+    with its structured config.  Return a :class:`~kidecar_core.podspec.PodRequirements`
+    (ports it listens on, volumes shared with the game container, whether it signals the game's
+    process and so needs ``shareProcessNamespace``) or ``None`` for nothing.  Pure function of
+    the config: no I/O.
     """
 
 

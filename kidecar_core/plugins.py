@@ -25,6 +25,7 @@ import pluggy
 from kidecar_core import hookspecs
 from kidecar_core.errors import StartupError
 from kidecar_core.objects import Write
+from kidecar_core.podspec import PodRequirements
 from kidecar_core.registry import RouteRegistry, StorageTypeRegistry
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ SERVICE_HOOKS = frozenset(
         "kidecar_tick_interval",
         "kidecar_tick",
         "kidecar_stop",
+        "kidecar_pod_requirements",
     }
 )
 """A plugin implementing any of these is a *service plugin*: it runs only when configured."""
@@ -222,6 +224,11 @@ class Plugins:
 
     def stop(self, ctx: PluginContext) -> list[Awaitable[Any]]:
         return _awaitables(self._addressed("kidecar_stop", ctx.name)(ctx=ctx))
+
+    def pod_requirements(self, name: str, config: Any) -> list[PodRequirements]:
+        """Every answer to ``kidecar_pod_requirements`` for plugin ``name``."""
+        answers = self._addressed("kidecar_pod_requirements", name)(name=name, config=config)
+        return [a for a in answers if a is not None]
 
     # -- broadcast ----------------------------------------------------------------------------
 
