@@ -40,6 +40,14 @@ class RuntimeView:
         """Read an object from the store (``None`` when missing).  Errors are kidecar errors."""
         return await self._runtime.store.get(ref)
 
+    def first_time(self, key: object) -> bool:
+        """True the first time ``key`` is seen in this runtime: for "log once" messages."""
+        seen = self._runtime.seen
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
     def record_event(self, event: Event) -> None:
         """Record a Kubernetes Event about the pod (rate-limited, best effort, non-blocking)."""
         self._runtime.events.record(event)

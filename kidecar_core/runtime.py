@@ -100,6 +100,7 @@ class Runtime:
         self.view = RuntimeView(self)
         self.supervised: list[Supervised] = [Supervised(p) for p in config.boot_sequence()]
         self.started = False
+        self.seen: set[object] = set()
         self.stopping = asyncio.Event()
         self._results: asyncio.Queue[Result] = asyncio.Queue()
         self._runners: list[web.AppRunner] = []

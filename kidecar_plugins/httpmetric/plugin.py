@@ -44,9 +44,6 @@ def kidecar_register_storage_types(register: StorageTypeRegistry) -> None:
     register.storage_type(TYPE, key=KEY, config_class=HTTPMetricConfig)
 
 
-_warned: set[tuple[int, str]] = set()
-
-
 @hookimpl
 def kidecar_on_result(result: Result, runtime: RuntimeView) -> None:
     if result.storage is None or result.storage.type != TYPE:
@@ -57,11 +54,11 @@ def kidecar_on_result(result: Result, runtime: RuntimeView) -> None:
         value = float(result.state)
     except ValueError:
         value = math.nan
-        key = (id(runtime.metrics), result.source)
-        if key not in _warned:
-            _warned.add(key)
+        if runtime.first_time(("httpmetric-nan", result.source)):
             log.warning(
-                "%s: result %r is not a number; %s set to NaN", result.source, result.state,
+                "%s: result %r is not a number; %s set to NaN",
+                result.source,
+                result.state,
                 cfg.metric_name,
             )
     gauge.labels(result.plugin, result.source).set(value)

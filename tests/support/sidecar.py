@@ -143,7 +143,9 @@ class Sidecar:
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}:\n{self.log()[-4000:]}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send ``sig`` and wait; returns the exit code."""
