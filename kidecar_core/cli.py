@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
 
     sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+
+    demo = sub.add_parser(
+        "demo", help="watch kidecar probe a demo game and hot-update it (local, no cluster)"
+    )
+    demo.add_argument(
+        "--pace", type=float, default=1.0, help="seconds to pause between steps (default 1)"
+    )
     return parser
 
 
@@ -103,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args, env, sys.stdout)
         if args.command == "plugins":
             return cmd_plugins(env, sys.stdout)
+        if args.command == "demo":
+            from kidecar_core.demo import runner
+
+            return runner.main(pace=args.pace)
         parser.print_help()
         return EXIT_CONFIG
     except ConfigError as e:

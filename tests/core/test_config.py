@@ -227,7 +227,8 @@ PROBE = "plugins:\n  - name: probe\n    config:\n"
             "storageConfig.inkube.labelKey: 'a b': name must be",
         ),
         (
-            "      endpoints: [{url: u, storageConfig: {type: InKube, inKube: {jsonPath: /status/x}}}]",
+            "      endpoints: [{url: u, storageConfig: {type: InKube, "
+            "inKube: {jsonPath: /status/x}}}]",
             "inKube.jsonPath: kidecar never writes status",
         ),
         (
