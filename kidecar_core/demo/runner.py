@@ -196,7 +196,7 @@ class Demo:
         while time.monotonic() < deadline:
             for p in self.procs:
                 if p.poll() is not None:
-                    raise DemoFailed(f"a demo process exited ({p.args[2]}) waiting for {what}")
+                    raise DemoFailed(f"a demo process (pid {p.pid}) exited waiting for {what}")
             with contextlib.suppress(OSError, ValueError, KeyError):
                 if predicate():
                     return
@@ -205,6 +205,18 @@ class Demo:
 
     def ops_state(self) -> str:
         return str(json.loads(self.state_file.read_text())["gameserver"]["spec"]["opsState"])
+
+    def ops_is(self, expected: str) -> bool:
+        return self.ops_state() == expected
+
+    def game_loaded(self, version: str) -> bool:
+        _, loaded = self.http("GET", f"http://127.0.0.1:{self.game_port}/loaded")
+        return version in str(loaded)
+
+    def result_recorded(self, version: str) -> bool:
+        pod = json.loads(self.state_file.read_text())["pod"]
+        result = pod["metadata"].get("annotations", {}).get("demo.kidecar.io/hot-update-result")
+        return str(result).startswith(f"{version}:")
 
     def set_game_state(self, state: str, players: int) -> None:
         body = json.dumps({"state": state, "players": players}).encode()
@@ -232,7 +244,7 @@ class Demo:
             self.step(title)
             self.set_game_state(state, players)
             self.say(f"   game state -> {state!r}; waiting for spec.opsState {expected!r} ...")
-            self.wait(lambda e=expected: self.ops_state() == e, f"opsState {expected}")
+            self.wait(partial(self.ops_is, expected), f"opsState {expected}")
             self.show_gameserver()
         self.say("   (OpenKruiseGame scales in WaitToBeDeleted servers first; a busy one is safe)")
 
@@ -244,19 +256,10 @@ class Demo:
             self.say(f"   HTTP {status}: {json.dumps(body)}")
             if status != 200:
                 raise DemoFailed(f"hot update to {version} failed: {body}")
-            self.wait(
-                lambda v=version: (
-                    v in str(self.http("GET", f"http://127.0.0.1:{self.game_port}/loaded")[1])
-                ),
-                f"the game to reload {version}",
-            )
+            self.wait(partial(self.game_loaded, version), f"the game to reload {version}")
             _, loaded = self.http("GET", f"http://127.0.0.1:{self.game_port}/loaded")
             self.say(f"   the game got SIGHUP and reloaded: {loaded['content']!r}")
-            self.wait(
-                lambda v=version: v in json.loads(self.state_file.read_text())["pod"]["metadata"]
-                .get("annotations", {}).get("demo.kidecar.io/hot-update-result", ""),
-                "the result annotation",
-            )  # fmt: skip
+            self.wait(partial(self.result_recorded, version), "the result annotation")
             self.show_gameserver()
 
         self.step("A bad request is refused and changes nothing")
