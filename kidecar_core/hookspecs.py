@@ -86,6 +86,7 @@ def kidecar_configure(ctx: PluginContext) -> None:
     before any plugin starts.  ``ctx.config`` is the structured config; keep state on
     ``ctx.state``.  Raise :class:`kidecar_core.errors.ConfigError` (paths relative to the plugin's
     ``config``) to reject the configuration: kidecar then exits with code 2 before doing anything.
+    Returns nothing.
     """
 
 
@@ -97,7 +98,8 @@ def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
     ``routes.add(method, path, handler, listen=None)``: ``listen=None`` serves the route on the
     admin server (default ``127.0.0.1:9090``), ``listen="HOST:PORT"`` on a server of its own that
     the core starts, stops gracefully and shares between routes with the same address.
-    ``handler`` is an aiohttp handler ``async (request) -> response``.
+    ``handler`` is an aiohttp handler ``async (request) -> response``; it usually closes over
+    ``ctx`` (config, state, ``ctx.emit``).  Returns nothing.
     """
 
 
@@ -117,7 +119,8 @@ def kidecar_tick_interval(ctx: PluginContext) -> float | None:
     """Return the period in seconds at which ``kidecar_tick`` fires for this plugin.
 
     ``firstresult``.  ``None`` (the default) means the plugin is not ticked; ``0`` means as often
-    as possible while still yielding to the event loop.  Asked once after ``kidecar_start``.
+    as possible while still yielding to the event loop.  Fires once after each
+    ``kidecar_start`` (so again after a restart); the period usually comes from ``ctx.config``.
     """
 
 
@@ -135,7 +138,7 @@ def kidecar_tick(ctx: PluginContext) -> Awaitable[None] | None:
 
 @hookspec
 def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
-    """Stop the plugin: release what ``kidecar_start`` acquired.
+    """Stop the plugin: release what ``kidecar_start`` acquired; return an awaitable or ``None``.
 
     Fires on shutdown (in reverse boot order) and before a crashed plugin is restarted.  The
     plugin's ``ctx.spawn`` tasks are cancelled by the core *after* this hook returns and its
@@ -163,8 +166,10 @@ def kidecar_on_result(result: Result, runtime: RuntimeView) -> Awaitable[None] |
     """Observe a result (metrics, logs, notifications): fan-out to every plugin.
 
     Fires for every :class:`~kidecar_core.results.Result` a plugin emits, before
-    ``kidecar_persist``.  Return an awaitable for I/O, or ``None``.  Exceptions are logged and do
-    not stop the result from being persisted.
+    ``kidecar_persist``.  ``runtime`` (:class:`~kidecar_core.context.RuntimeView`) offers the
+    pod's identity, the metrics registry, ``get_object`` and ``record_event``.  Return an
+    awaitable for I/O, or ``None``.  Exceptions are logged and do not stop the result from being
+    persisted.
     """
 
 
@@ -174,13 +179,15 @@ def kidecar_persist(result: Result, runtime: RuntimeView) -> list[Write] | None:
 
     Fires for every result, after ``kidecar_on_result``.  Storage backends look at
     ``result.storage.type`` and, when it is theirs, return
-    :class:`~kidecar_core.objects.Write` objects (merge patches on a target object).  Do no I/O
-    here: the core merges every write of the plan per target object and applies it with **one**
-    request per object, only when the object's desired state changed, with retries.
+    :class:`~kidecar_core.objects.Write` objects (merge patches on a target object), addressed
+    with ``runtime.identity`` (the pod).  Do no I/O here: the core merges every write of the plan
+    per target object and applies it with **one** request per object, only when the object's
+    desired state changed, with retries.
 
     This hook is the override point for persistence: a ``wrapper=True`` implementation receives
     the lists of the others (``yield`` returns them) and may change, drop or add writes;
-    ``tryfirst`` puts a backend's writes first in the plan.
+    ``tryfirst`` puts a backend's writes first in the plan.  The plan is merged in order, so
+    where two writes set the same field the later one wins (``result.writes`` come last).
     """
 
 
@@ -188,6 +195,6 @@ def kidecar_persist(result: Result, runtime: RuntimeView) -> list[Write] | None:
 def kidecar_shutdown(runtime: RuntimeView) -> Awaitable[None] | None:
     """The sidecar is stopping: every plugin has been stopped; pending writes are being flushed.
 
-    Fires once on SIGTERM/SIGINT, on every plugin.  Return an awaitable for last I/O; it runs
-    within the shutdown budget.
+    Fires once on SIGTERM/SIGINT, on every plugin, with ``runtime`` (identity, metrics,
+    ``get_object``).  Return an awaitable for last I/O; it runs within the shutdown budget.
     """

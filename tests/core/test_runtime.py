@@ -92,6 +92,7 @@ def test_results_are_persisted_and_last_write_is_flushed_on_sigterm(
         assert sc.stop(signal.SIGTERM) == 0
         # The plugin emits "stopped" while stopping; it must reach the file before exit.
         assert annotation() == "stopped"
+        assert events(jpath, "tp_recorder", "shutdown") > events(jpath, "tp_recorder", "stop")
         assert "kidecar stopped" in sc.log()
         assert "Traceback" not in sc.log()
 

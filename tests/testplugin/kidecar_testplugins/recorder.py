@@ -7,10 +7,13 @@ from collections.abc import Awaitable
 import attrs
 
 from kidecar_core import Result, StorageConfig, field, hookimpl
-from kidecar_core.context import PluginContext
+from kidecar_core.context import PluginContext, RuntimeView
 from kidecar_testplugins import journal
 
 NAME = "tp_recorder"
+# Broadcast hooks get no plugin context; the journals of configured recorders are kept here so
+# kidecar_shutdown can say it fired. (A test plugin; real plugins keep state on ctx.state.)
+_JOURNALS: set[str] = set()
 
 
 @attrs.frozen
@@ -28,6 +31,7 @@ def kidecar_config_schema(name: str) -> type | None:
 @hookimpl
 def kidecar_configure(ctx: PluginContext) -> None:
     journal(ctx.config.journal, ctx.name, "configure")
+    _JOURNALS.add(ctx.config.journal)
     ctx.state["ticks"] = 0
 
 
@@ -55,6 +59,14 @@ def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
     # The last result of a stopping plugin must still be written before kidecar exits.
     ctx.emit(_result(ctx, "stopped"))
     return None
+
+
+@hookimpl
+def kidecar_shutdown(runtime: RuntimeView) -> None:
+    # Broadcast hook: fires once per process on SIGTERM, after the plugins stopped.
+    if runtime.local_mode and _JOURNALS:
+        for path in _JOURNALS:
+            journal(path, NAME, "shutdown")
 
 
 def _result(ctx: PluginContext, state: str) -> Result:
