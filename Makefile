@@ -8,10 +8,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: dev demo test lint typecheck pytest apiserver imagecheck bench clean
 
-$(BIN)/kidecar: pyproject.toml
+$(BIN)/kidecar: pyproject.toml contrib/kidecar-tcp-probe/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The contrib plugin is installed like any third-party plugin, and tested with the rest.
+	$(BIN)/pip install --quiet -e contrib/kidecar-tcp-probe
 	touch $(BIN)/kidecar
 
 dev: $(BIN)/kidecar
@@ -28,9 +30,10 @@ lint: dev
 
 typecheck: dev
 	$(BIN)/mypy
+	$(BIN)/mypy contrib/kidecar-tcp-probe/kidecar_tcp_probe contrib/overrides
 
 pytest: dev apiserver
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests contrib
 
 # The Dockerfile's install steps without a container engine: hadolint, wheel, fresh venv.
 imagecheck: dev

@@ -83,6 +83,7 @@ class ObjectState:
     generation: int = 0
     wake: asyncio.Event = attrs.field(factory=asyncio.Event)
     status: str = "ok"  # ok | waiting | degraded | forbidden
+    blocked: bool = False  # a desired leaf is held back by a guard
     detail: str = ""
     task: asyncio.Task[None] | None = None
 
@@ -148,7 +149,9 @@ class Applier:
         backoff_cap: float = 30.0,
         wait_cap: float = 10.0,
         on_event: Callable[[Event], None] | None = None,
+        guard_recheck: float = 10.0,
     ) -> None:
+        self.guard_recheck = guard_recheck
         self.on_event = on_event
         self.store = store
         self.metrics = metrics
@@ -228,8 +231,11 @@ class Applier:
         backoff = Backoff(cap=self.backoff_cap)
         while True:
             if not state.dirty:
+                # A write held back by a guard (a human's Maintaining) is looked at again soon:
+                # when the human is done, the desired state should not wait for the resync.
+                wait = min(self.resync_interval, self.guard_recheck) if state.blocked else None
                 try:
-                    await asyncio.wait_for(state.wake.wait(), timeout=self.resync_interval)
+                    await asyncio.wait_for(state.wake.wait(), timeout=wait or self.resync_interval)
                 except TimeoutError:
                     state.dirty = True  # resync: re-read and re-assert the desired state
             state.wake.clear()
@@ -311,6 +317,7 @@ class Applier:
         """Leaves that differ from the live object and pass their guards; and whether guarded."""
         out: dict[Path, Leaf] = {}
         guarded = False
+        state.blocked = False
         for path, leaf in list(state.desired.items()):
             if holds(live, path, leaf.value):
                 state.ours[path] = leaf.value
@@ -318,6 +325,7 @@ class Applier:
                     del state.desired[path]
                 continue
             if any(self._guard_blocks(state, live, g) for g in leaf.guards):
+                state.blocked = True
                 continue
             guarded = guarded or bool(leaf.guards)
             out[path] = leaf

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from kidecar_core import __version__
 from kidecar_core.config import (
@@ -90,6 +90,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
 
+    inject = sub.add_parser(
+        "inject",
+        help="print a workload with the sidecar added (like linkerd inject)",
+        description="Print the workload (Pod, Deployment, StatefulSet, ReplicaSet, DaemonSet, Job, "
+        "CronJob, GameServerSet; multi-document YAML) with the kidecar sidecar added, as the "
+        "config and its plugins need it. Idempotent: injecting twice is the same as once. "
+        "Comments are dropped, except those that open the file. "
+        "Usage: kidecar inject -f gss.yaml --config config.yaml | kubectl apply -f -",
+    )
+    inject.add_argument(
+        "-f", "--filename", required=True, metavar="WORKLOAD", help="YAML file; - for stdin"
+    )
+    inject.add_argument(
+        "--config",
+        required=True,
+        help="the sidecar config: a config.yaml, or a ConfigMap manifest holding it",
+    )
+    inject.add_argument(
+        "--image", help="sidecar image (default: $KIDECAR_IMAGE, else kidecar:<version>)"
+    )
+    inject.add_argument(
+        "--config-map",
+        metavar="NAME",
+        help="ConfigMap holding config.yaml (default: the name of the --config ConfigMap, "
+        "else kidecar-config)",
+    )
+    inject.add_argument(
+        "--container", metavar="NAME", help="the game's main container (default: the first)"
+    )
+    inject.add_argument(
+        "--admin-port",
+        type=int,
+        default=9090,
+        metavar="PORT",
+        help="port of the sidecar's /healthz, /readyz and /metrics (default 9090)",
+    )
+    inject.add_argument(
+        "--service-account",
+        default="kidecar",
+        metavar="NAME",
+        help="serviceAccountName for pods that set none (default kidecar, from deploy/base; "
+        "'' leaves it alone)",
+    )
+    inject.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
+
     demo = sub.add_parser(
         "demo", help="watch kidecar probe a demo game and hot-update it (local, no cluster)"
     )
@@ -110,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args, env, sys.stdout)
         if args.command == "plugins":
             return cmd_plugins(env, sys.stdout)
+        if args.command == "inject":
+            return cmd_inject(args, env, sys.stdin, sys.stdout, sys.stderr)
         if args.command == "demo":
             from kidecar_core.demo import runner
 
@@ -144,13 +191,19 @@ def load_plugins(env: Mapping[str, str], files: Sequence[str]) -> Plugins:
 
 def load(path: str, plugins: Plugins, env: Mapping[str, str], *, lenient: bool) -> LoadedConfig:
     """Read and validate the config against the installed plugins."""
+    return load_parsed(read_yaml(path), plugins, env, lenient=lenient)
+
+
+def load_parsed(
+    raw: Any, plugins: Plugins, env: Mapping[str, str], *, lenient: bool
+) -> LoadedConfig:
+    """Validate an already parsed config against the installed plugins."""
     storage = plugins.storage_types()
     catalog = PluginCatalog(
         installed=plugins.service_plugins(),
         schema_for=plugins.config_schema,
         disabled=frozenset(plugins.disabled),
     )
-    raw = read_yaml(path)
     try:
         return load_config(raw, catalog, storage, TemplateContext(env, lenient=lenient))
     except ConfigError as e:
@@ -187,6 +240,49 @@ def cmd_plugins(env: Mapping[str, str], out: TextIO) -> int:
         )
     for name, error in sorted(plugins.broken.items()):
         print(f"{name:<{width}}  broken: {error}", file=out)
+    return 0
+
+
+def cmd_inject(
+    args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, out: TextIO, err: TextIO
+) -> int:
+    from kidecar_core import inject
+
+    plugins = load_plugins(env, args.plugin_file)
+    try:
+        raw = read_yaml(args.config)
+        config_map = args.config_map
+        embedded = inject.embedded_config(raw)
+        if embedded is not None:
+            raw, config_map = embedded[0], config_map or embedded[1]
+        loaded = load_parsed(raw, plugins, env, lenient=True)
+        for warning in loaded.warnings:
+            print(f"kidecar inject: warning: {warning}", file=err)
+        plugins.activate(loaded.plugins)
+        sidecar = inject.sidecar_from_config(loaded, plugins)
+        options = inject.options_from(
+            image=args.image or inject.default_image(env),
+            config_map=config_map,
+            container=args.container,
+            admin_port=args.admin_port,
+            service_account=args.service_account,
+        )
+    except inject.InjectError as e:
+        print(f"kidecar inject: {e}", file=err)
+        return EXIT_CONFIG
+    source = "<stdin>" if args.filename == "-" else args.filename
+    try:
+        text = inject.read_text(args.filename, stdin)
+        docs = inject.load_documents(text, source)
+        if not any(doc is not None for doc in docs):
+            raise inject.InjectError("no Kubernetes objects in it")
+        injected, notes = inject.inject_documents(docs, sidecar, options)
+    except inject.InjectError as e:
+        print(f"kidecar inject: {source}: {e}", file=err)
+        return EXIT_CONFIG
+    for note in notes:
+        print(f"kidecar inject: note: {note}", file=err)
+    out.write(inject.leading_comment(text) + inject.dump_documents(injected))
     return 0
 
 

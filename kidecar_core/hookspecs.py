@@ -187,7 +187,9 @@ def kidecar_persist(result: Result, runtime: RuntimeView) -> list[Write] | None:
     This hook is the override point for persistence: a ``wrapper=True`` implementation receives
     the lists of the others (``yield`` returns them) and may change, drop or add writes;
     ``tryfirst`` puts a backend's writes first in the plan.  The plan is merged in order, so
-    where two writes set the same field the later one wins (``result.writes`` come last).
+    where two writes set the same field the later one wins.  ``result.writes`` join the plan
+    through the core's own ``trylast`` implementation, after every other one, so wrappers see
+    them too.
     """
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from kidecar_core import hookspecs
+from kidecar_core import corehooks, hookspecs
 from kidecar_core.errors import StartupError
 from kidecar_core.objects import Write
 from kidecar_core.podspec import PodRequirements
@@ -88,6 +88,7 @@ class Plugins:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.pm = pluggy.PluginManager(hookspecs.NAME)
         self.pm.add_hookspecs(hookspecs)
+        self.pm.register(corehooks, name="kidecar.core")
         self.allow = _names(env.get("KIDECAR_PLUGINS")) or None
         self.deny = _names(env.get("KIDECAR_DISABLE_PLUGINS"))
         self.installed: dict[str, InstalledPlugin] = {}

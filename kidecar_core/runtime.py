@@ -127,7 +127,7 @@ class Runtime:
         except Exception:
             log.exception("kidecar_on_result failed for a result of %s", result.plugin)
         try:
-            writes = [*self.plugins.persist(result, self.view), *result.writes]
+            writes = self.plugins.persist(result, self.view)
         except Exception:
             log.exception(
                 "kidecar_persist failed for a result of %s; result not stored", result.plugin

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,41 @@ def make_game_server(kube_cluster: TestCluster, kube_namespace: str) -> GameServ
 # ======================================================================================
 # End of the Kubernetes integration harness.
 # ======================================================================================
+
+
+# ======================================================================================
+# The test plugin distribution (tests/testplugin), installed for real
+# ======================================================================================
+
+TESTPLUGIN = Path(__file__).resolve().parent / "testplugin"
+
+
+@pytest.fixture(scope="session")
+def testplugins_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for subprocesses that see the ``kidecar-testplugins`` distribution.
+
+    It is pip-installed into a private target directory (not the venv), so its entry points are
+    real entry points but only processes started with this environment load them.  Variables
+    that would change how kidecar runs (a cluster, override files) are removed.
+    """
+    target = tmp_path_factory.mktemp("testplugins-site")
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--target", str(target), str(TESTPLUGIN),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)
+    for name in (
+        "KUBERNETES_SERVICE_HOST",
+        "KIDECAR_PLUGIN_FILES",
+        "KIDECAR_DRY_RUN_OPSSTATE",
+        "KIDECAR_PLUGINS",
+        "KIDECAR_DISABLE_PLUGINS",
+        "KIDECAR_CONFIG",
+    ):
+        env.pop(name, None)
+    return env

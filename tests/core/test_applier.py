@@ -177,6 +177,25 @@ def test_human_maintaining_is_not_overridden_but_our_own_state_is() -> None:
     run(main())
 
 
+def test_write_held_back_by_a_guard_lands_soon_after_the_human_is_done() -> None:
+    async def main() -> None:
+        store = FakeStore()
+        store.put(GS, gameserver("Maintaining"))
+        applier = make(store, guard_recheck=0.1)
+        applier.submit([ops("Allocated")])
+        await settle(applier)
+        assert store.objects[GS]["spec"]["opsState"] == "Maintaining"
+        store.put(GS, gameserver("None"))  # the human is done; no new result arrives
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if store.objects[GS]["spec"]["opsState"] == "Allocated":
+                break
+        assert store.objects[GS]["spec"]["opsState"] == "Allocated"
+        await applier.close()
+
+    run(main())
+
+
 def test_guarded_write_races_with_a_human_and_loses_safely() -> None:
     async def main() -> None:
         store = FakeStore()

@@ -1,0 +1,35 @@
+"""Why an update did not happen, with the HTTP status the API answers for it."""
+
+from __future__ import annotations
+
+RESULT_LABELS = {
+    200: "success",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    409: "busy",
+    413: "too_large",
+    422: "checksum_mismatch",
+    500: "error",
+    502: "download_failed",
+    503: "notify_failed",
+}
+"""HTTP status → the ``result`` label of the ``kidecar_hot_update_updates_total`` metric."""
+
+
+class UpdateError(Exception):
+    """An update that was refused or failed.
+
+    ``status`` is the HTTP status of the answer, ``reason`` the short text of the pod annotation
+    (``v2: Update failed: <reason>``), ``message`` the full explanation for the caller and logs.
+    """
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def label(self) -> str:
+        return RESULT_LABELS.get(self.status, "error")

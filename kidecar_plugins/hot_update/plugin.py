@@ -1,0 +1,133 @@
+"""The ``hot_update`` plugin: new game files without restarting the pod.
+
+``POST /hot-update`` (default port 5000) downloads a file into ``fileDir`` and notifies the game
+with a signal or an HTTP request; ``GET /hot-update`` tells what is applied. Every attempt is
+recorded (pod annotation through ``storageConfig``, an Event, metrics) and the last applied
+version is kept in the result ConfigMap, from which it is re-applied after a restart. See
+:mod:`.api`, :mod:`.updater` and :mod:`.record` for the details.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Awaitable
+from pathlib import Path
+
+from kidecar_core import ConfigError, hookimpl
+from kidecar_core.context import PluginContext
+from kidecar_core.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core.registry import RouteRegistry
+from kidecar_plugins.hot_update.api import HotUpdateApi
+from kidecar_plugins.hot_update.auth import TokenSource
+from kidecar_plugins.hot_update.config import HotUpdateConfig
+from kidecar_plugins.hot_update.replay import replay_last_update
+from kidecar_plugins.hot_update.updater import HotUpdater
+
+NAME = "hot_update"
+DOWNLOAD_VOLUME = "kidecar-downloads"
+log = logging.getLogger("kidecar.plugin.hot_update")
+
+
+def loopback_only(listen: str) -> bool:
+    """Whether ``HOST:PORT`` names a loopback host (``127.0.0.1``, ``[::1]``, ``localhost``)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return bool(host) and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def effective_listen(listen: str, authenticated: bool) -> str:
+    """Where the API really listens: anywhere with a token, loopback only without one."""
+    if authenticated or loopback_only(listen):
+        return listen
+    return f"127.0.0.1:{listen.rpartition(':')[2]}"
+
+
+def prepare_file_dir(path: str) -> None:
+    """Create ``fileDir`` if needed; a ConfigError when the sidecar cannot write there."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError.single("fileDir", f"cannot create {path}: {e.strerror or e}") from None
+    if not directory.is_dir():
+        raise ConfigError.single("fileDir", f"{path} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError.single(
+            "fileDir", f"{path} is not writable by the sidecar (uid {os.getuid()})"
+        )
+
+
+@hookimpl
+def kidecar_config_schema(name: str) -> type | None:
+    return HotUpdateConfig if name == NAME else None
+
+
+@hookimpl
+def kidecar_pod_requirements(name: str, config: HotUpdateConfig) -> PodRequirements | None:
+    """``fileDir`` shared with the game; the API port when it is reachable from outside the pod
+    (a token is configured); ``shareProcessNamespace`` to signal the game's process."""
+    if name != NAME:
+        return None
+    reachable = config.auth.configured and not loopback_only(config.listen)
+    port = ContainerPort("hot-update", int(config.listen.rpartition(":")[2]))
+    return PodRequirements(
+        ports=(port,) if reachable else (),
+        shared_volumes=(SharedVolume(DOWNLOAD_VOLUME, config.file_dir),),
+        share_process_namespace=config.load_patch_type == "signal",
+    )
+
+
+@hookimpl
+def kidecar_configure(ctx: PluginContext) -> None:
+    config: HotUpdateConfig = ctx.config
+    tokens = TokenSource(config.auth)
+    problems = []
+    for check in (tokens.load, lambda: prepare_file_dir(config.file_dir)):
+        try:
+            check()
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    listen = effective_listen(config.listen, tokens.enabled)
+    if listen != config.listen:
+        log.warning(
+            "hot_update: no auth token configured, so the hot-update API listens on %s only "
+            "(reachable from inside the pod), not on %s; set auth.tokenFile or auth.tokenEnv "
+            "to accept calls from outside the pod",
+            listen,
+            config.listen,
+        )
+    ctx.state["tokens"] = tokens
+    ctx.state["listen"] = listen
+    ctx.state["updater"] = HotUpdater(ctx, config)
+
+
+@hookimpl
+def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
+    api = HotUpdateApi(ctx.state["updater"], ctx.state["tokens"])
+    routes.add("POST", "/hot-update", api.post, listen=ctx.state["listen"])
+    routes.add("GET", "/hot-update", api.get, listen=ctx.state["listen"])
+
+
+@hookimpl
+def kidecar_start(ctx: PluginContext) -> Awaitable[None]:
+    return start(ctx.state["updater"])
+
+
+async def start(updater: HotUpdater) -> None:
+    await updater.start()
+    if updater.config.persistence.enabled and not updater.replayed:
+        updater.spawn(replay_last_update(updater), "replay")
+
+
+@hookimpl
+def kidecar_stop(ctx: PluginContext) -> Awaitable[None]:
+    updater: HotUpdater = ctx.state["updater"]
+    return updater.stop()

@@ -1,0 +1,405 @@
+"""One hot update from URL to notified game, its record, and the replay after a restart.
+
+An update (``POST /hot-update`` or the replay) runs under :attr:`HotUpdater.lock`, so there is
+never more than one at a time. A ``POST`` update either completes (new file in place, game
+notified, 200) or leaves the previous file exactly as it was: the game is checked *before* the
+download (no download for a game that is not there), the file is swapped in atomically only when
+complete and verified, and put back when the notification fails.
+
+A replay (:mod:`.replay`) re-applies the last applied version after a restart: it restores the
+file first (a game that starts later reads it at boot), skipping the download when the file on
+disk already has the recorded sha256, then waits, within ``waitForProcessSeconds``, for the game
+to be ready and notifies it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from kidecar_core import Event, ObjectRef, Result, Write, __version__
+from kidecar_core.context import PluginContext
+from kidecar_plugins.hot_update.config import HotUpdateConfig
+from kidecar_plugins.hot_update.download import (
+    Downloaded,
+    download,
+    file_sha256,
+    install,
+    remove_stale_temporaries,
+)
+from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.notify import (
+    Notifier,
+    RequestNotifier,
+    SignalNotifier,
+    UpdateInfo,
+)
+from kidecar_plugins.hot_update.record import (
+    Applied,
+    PodInfo,
+    pod_info,
+    read_retrying,
+    record_writes,
+    utc_now,
+)
+from kidecar_plugins.hot_update.urls import GuardedResolver, UrlPolicy, file_name, parse_url, redact
+
+log = logging.getLogger("kidecar.plugin.hot_update")
+
+REPLAY_DOWNLOAD_ATTEMPTS = 3
+
+
+@attrs.frozen
+class UpdateRequest:
+    """A validated request to apply ``url`` as ``version``."""
+
+    version: str
+    url: URL
+    sha256: str | None
+    name: str
+
+    @classmethod
+    def create(cls, version: str, url: str, sha256: str | None) -> UpdateRequest:
+        parsed = parse_url(url)
+        return cls(version, parsed, sha256, file_name(parsed))
+
+
+class HotUpdater:
+    """The plugin's state and work; one per configured plugin, created by ``kidecar_configure``."""
+
+    def __init__(self, ctx: PluginContext, config: HotUpdateConfig) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.directory = Path(config.file_dir)
+        self.policy = UrlPolicy.from_config(config.allowed_url_prefixes, config.allow_link_local)
+        self.lock = asyncio.Lock()
+        self.current: Applied | None = None
+        self.last: dict[str, Any] | None = None
+        self.in_progress: dict[str, Any] | None = None
+        self.generation = 0
+        """Bumped by every applied update: a replay that finds it changed is superseded."""
+        self.pod: PodInfo | None = None
+        self.pod_known = asyncio.Event()
+        self.replayed = False
+        """Set once the restart replay has run (it runs once per process, not per plugin start)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._downloads: aiohttp.ClientSession | None = None
+        self._requests: aiohttp.ClientSession | None = None
+        self.notifier: Notifier
+        if config.load_patch_type == "signal":
+            assert config.signal is not None
+            self.notifier = SignalNotifier(config.signal)
+        else:
+            assert config.request is not None
+            self.notifier = RequestNotifier(config.request, self._request_session)
+        metrics = ctx.metrics
+        self.updates = metrics.counter(
+            "kidecar_hot_update_updates",
+            "Hot updates by result (success, bad_request, busy, download_failed, ...) and "
+            "trigger (api, replay).",
+            ["result", "trigger"],
+        )
+        self.download_bytes = metrics.counter(
+            "kidecar_hot_update_download_bytes", "Bytes downloaded by hot updates."
+        )
+        self.download_seconds = metrics.histogram(
+            "kidecar_hot_update_download_seconds", "Duration of successful hot-update downloads."
+        )
+
+    @property
+    def configmap(self) -> ObjectRef:
+        name = self.config.persistence.config_map_name
+        return ObjectRef.configmap(self.ctx.identity.namespace, name)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        removed = await asyncio.to_thread(remove_stale_temporaries, self.directory)
+        for path in removed:
+            log.info("removed %s, left behind by an interrupted update", path)
+        agent = {"User-Agent": f"kidecar/{__version__}"}
+        self._downloads = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self.config.allow_link_local)),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+            headers=agent,
+        )
+        self._requests = aiohttp.ClientSession(headers=agent)
+        if self.config.persistence.enabled and self.pod is None:
+            self.spawn(self.load_pod(), "pod-info")
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a plugin task that :meth:`stop` cancels."""
+        task = self.ctx.spawn(coro, name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        # A replay cut short by the stop is not a failed update: cancel it before the sessions
+        # it uses go away.
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in (self._downloads, self._requests):
+            if session is not None:
+                await session.close()
+        self._downloads = self._requests = None
+
+    def _download_session(self) -> aiohttp.ClientSession:
+        if self._downloads is None:
+            raise UpdateError(503, "stopping", "the sidecar is stopping")
+        return self._downloads
+
+    def _request_session(self) -> aiohttp.ClientSession:
+        if self._requests is None:
+            raise UpdateError(503, "stopping", "the sidecar is stopping")
+        return self._requests
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The body of ``GET /hot-update``."""
+        cur = self.current
+        return {
+            "version": cur.version if cur else None,
+            "url": cur.url if cur else None,
+            "sha256": cur.sha256 if cur else None,
+            "file": cur.file if cur else None,
+            "updatedAt": cur.updated_at if cur else None,
+            "lastResult": self.last,
+            "inProgress": self.in_progress,
+        }
+
+    def busy_message(self) -> str:
+        what = self.in_progress or {}
+        if what.get("trigger") == "replay":
+            return (
+                f"busy: re-applying {what.get('version')} after a restart (waiting up to "
+                f"{self.config.wait_for_process_seconds:g}s for the game); try again later"
+            )
+        return f"busy: the update to {what.get('version')} is in progress; try again later"
+
+    def count(self, label: str, trigger: str) -> None:
+        self.updates.labels(label, trigger).inc()
+
+    # -- one update -----------------------------------------------------------------------------
+
+    async def apply(
+        self, req: UpdateRequest, trigger: str, *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Apply ``req``; the caller holds :attr:`lock`. Returns the 200 answer's body.
+
+        Raises :class:`UpdateError`; every outcome is recorded (result, annotation, Event).
+        ``deadline`` (monotonic) marks a replay, which waits for the game until then.
+        """
+        self.in_progress = {
+            "version": req.version,
+            "url": str(req.url),
+            "trigger": trigger,
+            "since": utc_now(),
+        }
+        try:
+            if deadline is None:
+                body = await self._apply_now(req)
+            else:
+                body = await self._replay_one(req, deadline)
+        except UpdateError as e:
+            self._record_failure(req, e)
+            raise
+        except Exception as e:  # a bug must still give an honest answer and leave a record
+            log.exception("hot update to %s failed unexpectedly", req.version)
+            error = UpdateError(500, "internal error", f"internal error: {type(e).__name__}: {e}")
+            self._record_failure(req, error)
+            raise error from e
+        finally:
+            self.in_progress = None
+        return body
+
+    async def _apply_now(self, req: UpdateRequest) -> dict[str, Any]:
+        self.policy.check(req.url)
+        await self.notifier.ready()  # no download for a game that cannot be notified
+        got = await self._download(req)
+        target = self.directory / req.name
+        try:
+            installed = await asyncio.to_thread(install, got.temp, target)
+        finally:
+            await asyncio.to_thread(got.temp.unlink, missing_ok=True)
+        try:
+            done = await self.notifier.notify(self._info(req, got.sha256, target))
+        except BaseException:
+            await asyncio.to_thread(installed.rollback)
+            raise
+        await asyncio.to_thread(installed.commit)
+        return self._record_success(req, got.sha256, target, done, got)
+
+    async def _replay_one(self, req: UpdateRequest, deadline: float) -> dict[str, Any]:
+        self.policy.check(req.url)
+        target = self.directory / req.name
+        on_disk = await asyncio.to_thread(file_sha256, target)
+        got: Downloaded | None = None
+        if on_disk is not None and on_disk == req.sha256:
+            log.info("%s already holds %s (sha256 matches): no download", target, req.version)
+        else:
+            got = await self._download_with_retries(req, deadline)
+            try:
+                installed = await asyncio.to_thread(install, got.temp, target)
+            finally:
+                await asyncio.to_thread(got.temp.unlink, missing_ok=True)
+            await asyncio.to_thread(installed.commit)
+        sha = req.sha256 or (got.sha256 if got else "")
+        await self.notifier.wait_ready(deadline)
+        done = await self.notifier.notify(self._info(req, sha, target), deadline)
+        return self._record_success(req, sha, target, done, got)
+
+    async def _download(self, req: UpdateRequest) -> Downloaded:
+        got = await download(
+            self._download_session(),
+            req.url,
+            directory=self.directory,
+            name=req.name,
+            policy=self.policy,
+            max_bytes=self.config.max_bytes,
+            timeout=self.config.download_timeout_seconds,
+            expected_sha256=req.sha256,
+            on_bytes=self.download_bytes.inc,
+        )
+        self.download_seconds.observe(got.seconds)
+        return got
+
+    async def _download_with_retries(self, req: UpdateRequest, deadline: float) -> Downloaded:
+        delay = 1.0
+        for attempt in range(1, REPLAY_DOWNLOAD_ATTEMPTS + 1):
+            try:
+                return await self._download(req)
+            except UpdateError as e:
+                last_try = attempt == REPLAY_DOWNLOAD_ATTEMPTS
+                if e.status != 502 or last_try or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s; retrying in %gs", e.message, delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _info(self, req: UpdateRequest, sha256: str, target: Path) -> UpdateInfo:
+        return UpdateInfo(req.version, str(req.url), str(target), sha256)
+
+    # -- records --------------------------------------------------------------------------------
+
+    def _record_success(
+        self, req: UpdateRequest, sha256: str, target: Path, done: str, got: Downloaded | None
+    ) -> dict[str, Any]:
+        who = self.pod
+        applied = Applied(
+            version=req.version,
+            url=str(req.url),
+            sha256=sha256,
+            file=str(target),
+            updated_at=utc_now(),
+            pod=self.ctx.identity.name,
+            pod_uid=who.uid if who else None,
+            workload=str(who.workload) if who and who.workload else None,
+        )
+        self.current = applied
+        self.generation += 1
+        fetched = f"downloaded {got.size} bytes" if got else "file already on disk"
+        message = f"{req.version} applied: {fetched} to {target}, {done}"
+        self.last = {
+            "version": req.version,
+            "status": "success",
+            "code": 200,
+            "message": message,
+            "at": applied.updated_at,
+        }
+        log.info("hot update %s from %s: %s", req.version, redact(req.url), message)
+        writes: tuple[Write, ...] = ()
+        if self.config.persistence.enabled:
+            if who is not None:
+                writes = record_writes(self.configmap, applied, who, self._source("persistence"))
+            else:
+                self.spawn(self._record_later(applied), f"record-{req.version}")
+        self._emit(
+            f"{req.version}: Update success",
+            Event("HotUpdateSucceeded", f"{req.version} from {redact(req.url)}: {message}"),
+            {"version": req.version, "status": "success", "sha256": sha256},
+            writes,
+        )
+        return {
+            "status": "ok",
+            "version": req.version,
+            "url": str(req.url),
+            "sha256": sha256,
+            "file": str(target),
+            "bytes": got.size if got else None,
+            "message": message,
+        }
+
+    async def _record_later(self, applied: Applied) -> None:
+        """Record an update that happened before this pod's UID and workload were known."""
+        await self.pod_known.wait()
+        assert self.pod is not None
+        applied = attrs.evolve(
+            applied,
+            pod_uid=self.pod.uid,
+            workload=str(self.pod.workload) if self.pod.workload else None,
+        )
+        writes = record_writes(self.configmap, applied, self.pod, self._source("persistence"))
+        self.ctx.emit(
+            Result(plugin=self.ctx.name, state="", kind="hot-update-record", writes=writes)
+        )
+
+    def _record_failure(self, req: UpdateRequest, error: UpdateError) -> None:
+        self.last = {
+            "version": req.version,
+            "status": "failed",
+            "code": error.status,
+            "message": error.message,
+            "at": utc_now(),
+        }
+        log.warning("hot update to %s failed (%d): %s", req.version, error.status, error.message)
+        self._emit(
+            f"{req.version}: Update failed: {error.reason}",
+            Event(
+                "HotUpdateFailed",
+                f"{req.version} from {redact(req.url)}: {error.message}",
+                type="Warning",
+            ),
+            {"version": req.version, "status": "failed", "code": error.status},
+            (),
+        )
+
+    def _emit(
+        self, state: str, event: Event, data: dict[str, Any], writes: tuple[Any, ...]
+    ) -> None:
+        self.ctx.emit(
+            Result(
+                plugin=self.ctx.name,
+                state=state,
+                storage=self.config.storage_config,
+                source=self._source("storageConfig"),
+                kind="hot-update",
+                data=data,
+                writes=writes,
+                events=(event,),
+            )
+        )
+
+    def _source(self, key: str) -> str:
+        return self.ctx.config_path(key)
+
+    # -- restart --------------------------------------------------------------------------------
+
+    async def load_pod(self) -> None:
+        """Learn this pod's UID and owning workload (retried until the API server answers)."""
+        ref = ObjectRef.pod(self.ctx.identity)
+        pod = await read_retrying(self.ctx, ref, "needed for the hot-update record", required=True)
+        assert pod is not None
+        self.pod = pod_info(pod, self.ctx.identity.name)
+        self.pod_known.set()

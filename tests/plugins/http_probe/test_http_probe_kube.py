@@ -1,0 +1,242 @@
+"""http_probe against the real API server: ``kidecar run --kubeconfig`` with the ServiceAccount and
+Role from deploy/, through the counting proxy, driven by a real game HTTP server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.plugins.http_probe.game import GameHTTP, answer
+from tests.support.apiserver import GameServerFactory, TestCluster
+from tests.support.faultproxy import FaultProxy
+from tests.support.sidecar import Sidecar
+
+pytestmark = pytest.mark.kube
+
+NAME = "gs-0"
+GS_PATH = rf"/apis/game\.kruise\.io/v1alpha1/namespaces/[^/]+/gameservers/{NAME}$"
+POD_PATH = rf"/api/v1/namespaces/[^/]+/pods/{NAME}$"
+WRITES = ("PATCH", "PUT", "POST")
+
+
+def probe_config(url: str, *extra_policies: dict[str, Any], **endpoint: Any) -> dict[str, Any]:
+    """One endpoint whose state goes to a pod annotation and drives the GameServer."""
+    policies = [
+        {"state": "None", "gameServerOpsState": "None"},
+        {
+            "state": "Allocated",
+            "gameServerOpsState": "Allocated",
+            "labels": {"example.com/busy": "true"},
+        },
+        {
+            "state": "WaitToBeDeleted",
+            "gameServerOpsState": "WaitToBeDeleted",
+            "labels": {"example.com/busy": "false"},
+            "annotations": {"example.com/drain": "game asked"},
+            "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 10}],
+        },
+        *extra_policies,
+    ]
+    storage = {
+        "type": "InKube",
+        "inKube": {"annotationKey": "example.com/state", "markerPolices": policies},
+    }
+    config = {
+        "probeIntervalSeconds": 0.1,
+        "endpoints": [{"url": url, "timeout": 1, "storageConfig": storage, **endpoint}],
+    }
+    return {"plugins": [{"name": "http_probe", "config": config}]}
+
+
+class Objects:
+    """The test's pod and GameServer, read and changed with admin credentials."""
+
+    def __init__(self, cluster: TestCluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def gs(self) -> dict[str, Any]:
+        with self.cluster.admin_api_client() as api:
+            data = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME
+            )
+            return cast(dict[str, Any], data)
+
+    def ops(self) -> str | None:
+        value = self.gs()["spec"].get("opsState")
+        return None if value is None else str(value)
+
+    def set_ops(self, value: str) -> None:
+        with self.cluster.admin_api_client() as api:
+            k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
+                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME,
+                {"spec": {"opsState": value}},
+            )  # fmt: skip
+
+    def pod(self) -> dict[str, Any]:
+        with self.cluster.admin_api_client() as api:
+            pod = k8s.CoreV1Api(api).read_namespaced_pod(NAME, self.namespace)
+            return cast(dict[str, Any], api.sanitize_for_serialization(pod))
+
+    def pod_annotations(self) -> dict[str, str]:
+        return dict(self.pod()["metadata"].get("annotations") or {})
+
+    def resource_versions(self) -> tuple[str, str]:
+        pod_rv = str(self.pod()["metadata"]["resourceVersion"])
+        return pod_rv, str(self.gs()["metadata"]["resourceVersion"])
+
+
+@pytest.fixture
+def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
+    return Objects(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def game() -> Iterator[GameHTTP]:
+    with GameHTTP() as server:
+        yield server
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path, kube_namespace: str, fault_proxy_kubeconfig: Path) -> Iterator[Any]:
+    """``sidecar(config)``: a kidecar talking to the API server through the fault proxy as the
+    ``kidecar`` ServiceAccount (RBAC from deploy/base/rbac.yaml); stopped afterwards."""
+    started: list[Sidecar] = []
+
+    def make(config: dict[str, Any]) -> Sidecar:
+        sc = Sidecar(
+            tmp_path / "sidecar",
+            config,
+            kubeconfig=str(fault_proxy_kubeconfig),
+            env={"KIDECAR_RESYNC_SECONDS": "3600"},
+            pod_name=NAME,
+            namespace=kube_namespace,
+        )
+        started.append(sc)
+        return sc
+
+    yield make
+    for sc in started:
+        if sc.proc is not None and sc.proc.returncode is None:
+            sc.stop()
+
+
+def writes(proxy: FaultProxy, path: str) -> int:
+    return sum(proxy.count(method, path) for method in WRITES)
+
+
+def test_game_state_transitions_drive_the_gameserver(
+    make_game_server: GameServerFactory, objects: Objects, game: GameHTTP,
+    fault_proxy: FaultProxy, sidecar: Any,
+) -> None:  # fmt: skip
+    make_game_server(NAME, gameserver_spec={"opsState": "None", "updatePriority": 1})
+    game.set("/state", "None")
+    with sidecar(probe_config(game.url("/state"))) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(
+            lambda: objects.pod_annotations().get("example.com/state") == "None", 10, "None"
+        )
+        assert objects.ops() == "None"
+        assert writes(fault_proxy, GS_PATH) == 0  # the GameServer already says None
+
+        game.set("/state", "Allocated")
+        sc.wait_for(lambda: objects.ops() == "Allocated", 10, "opsState Allocated")
+        gs = objects.gs()
+        assert gs["metadata"]["labels"] == {"example.com/busy": "true"}
+        assert gs["spec"]["updatePriority"] == 1  # a merge patch: the rest of spec is kept
+        sc.wait_for(
+            lambda: objects.pod_annotations()["example.com/state"] == "Allocated", 10, "pod"
+        )
+
+        game.set("/state", "WaitToBeDeleted")
+        sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 10, "opsState WaitToBeDeleted")
+        gs = objects.gs()
+        assert gs["metadata"]["labels"] == {"example.com/busy": "false"}
+        assert gs["metadata"]["annotations"] == {"example.com/drain": "game asked"}
+        assert gs["spec"]["deletionPriority"] == 10
+        sc.wait_for(
+            lambda: objects.pod_annotations()["example.com/state"] == "WaitToBeDeleted", 10, "pod"
+        )
+
+        # A steady game: probes keep coming, nothing is written.
+        versions = objects.resource_versions()
+        fault_proxy.reset()
+        probed = game.count("/state")
+        time.sleep(1.5)
+        assert game.count("/state") - probed >= 8
+        assert writes(fault_proxy, "") == 0, fault_proxy.requests()
+        assert objects.resource_versions() == versions
+        assert sc.stop() == 0
+
+
+def test_failed_after_the_failure_threshold(
+    make_game_server: GameServerFactory, objects: Objects, game: GameHTTP, sidecar: Any
+) -> None:
+    make_game_server(NAME)
+    game.set("/state", "Allocated")
+    failed = {"state": "Failed", "labels": {"example.com/health": "failed"}}
+    config = probe_config(game.url("/state"), failed, failureThreshold=3, timeout=0.3)
+    with sidecar(config) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: objects.ops() == "Allocated", 10, "opsState Allocated")
+        # Failures of every kind count: a 500, a timeout, a garbage body, then 503s.
+        game.set_once("/state", answer("", status=500), answer("x", delay=1), b"\xff garbage")
+        game.set("/state", answer("Service Unavailable", status=503))
+        sc.wait_for(
+            lambda: objects.pod_annotations()["example.com/state"] == "Failed", 10, "Failed"
+        )
+        assert game.count("/state") >= 3 + 1
+        assert objects.gs()["metadata"]["labels"] == {
+            "example.com/busy": "true",
+            "example.com/health": "failed",
+        }
+        assert objects.ops() == "Allocated"  # the Failed policy sets no opsState
+
+
+def test_a_human_set_maintaining_is_not_overridden(
+    make_game_server: GameServerFactory, objects: Objects, game: GameHTTP,
+    fault_proxy: FaultProxy, sidecar: Any,
+) -> None:  # fmt: skip
+    make_game_server(NAME)
+    game.set("/state", "Allocated")
+    with sidecar(probe_config(game.url("/state"))) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: objects.ops() == "Allocated", 10, "opsState Allocated")
+        objects.set_ops("Maintaining")
+        fault_proxy.reset()
+        for state in ("WaitToBeDeleted", "None"):
+            game.set("/state", state)
+            sc.wait_for(
+                lambda s=state: objects.pod_annotations()["example.com/state"] == s, 10, state
+            )
+        time.sleep(0.5)
+        assert objects.ops() == "Maintaining"
+        # Only spec.opsState is protected: the WaitToBeDeleted policy's labels, annotations and
+        # deletionPriority were written (one patch), the None policy has nothing else to write.
+        gs = objects.gs()
+        assert gs["metadata"]["labels"] == {"example.com/busy": "false"}
+        assert gs["spec"]["deletionPriority"] == 10
+        assert writes(fault_proxy, GS_PATH) == 1
+        assert writes(fault_proxy, POD_PATH) == 2
+
+
+def test_a_gameserver_created_after_the_sidecar_started_is_waited_for(
+    make_game_server: GameServerFactory, objects: Objects, game: GameHTTP, sidecar: Any
+) -> None:
+    game.set("/state", "Allocated")
+    with sidecar(probe_config(game.url("/state"))) as sc:
+        sc.start(wait_ready=True)
+        game.wait_for_requests("/state", 5)
+        time.sleep(0.5)
+        make_game_server(NAME)
+        sc.wait_for(lambda: objects.ops() == "Allocated", 20, "opsState Allocated")
+        sc.wait_for(
+            lambda: objects.pod_annotations().get("example.com/state") == "Allocated", 20, "pod"
+        )
+        assert "does not exist yet; waiting" in sc.log()
+        assert "Traceback" not in sc.log()
