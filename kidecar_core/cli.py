@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: as for run)")
     check.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
 
-    sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+    listing = sub.add_parser("plugins", help="list installed plugins and the hooks they implement")
+    listing.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
 
     inject = sub.add_parser(
         "inject",
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return cmd_check_config(args, env, sys.stdout)
         if args.command == "plugins":
-            return cmd_plugins(env, sys.stdout)
+            return cmd_plugins(env, sys.stdout, args.plugin_file)
         if args.command == "inject":
             return cmd_inject(args, env, sys.stdin, sys.stdout, sys.stderr)
         if args.command == "demo":
@@ -221,8 +222,8 @@ def cmd_check_config(args: argparse.Namespace, env: Mapping[str, str], out: Text
     return 0
 
 
-def cmd_plugins(env: Mapping[str, str], out: TextIO) -> int:
-    plugins = load_plugins(env, [])
+def cmd_plugins(env: Mapping[str, str], out: TextIO, files: Sequence[str] = ()) -> int:
+    plugins = load_plugins(env, files)
     rows = [
         (p.name, p.distribution, p.version, "service" if p.is_service else "extension", p.hooks)
         for p in sorted(plugins.installed.values(), key=lambda p: p.name)

@@ -86,6 +86,8 @@ def kidecar_configure(ctx: PluginContext) -> None:
     before any plugin starts.  ``ctx.config`` is the structured config; keep state on
     ``ctx.state``.  Raise :class:`kidecar_core.errors.ConfigError` (paths relative to the plugin's
     ``config``) to reject the configuration: kidecar then exits with code 2 before doing anything.
+    Checks of the environment belong here (a token file exists, a directory is writable);
+    ``kidecar check-config`` does not call this hook, it validates the file alone.
     Returns nothing.
     """
 

@@ -289,3 +289,11 @@ def test_version_and_module_entry(testplugins_env: dict[str, str]) -> None:
     proc = run_cli("--version", env=testplugins_env)
     assert proc.returncode == 0
     assert proc.stdout.startswith("kidecar ")
+
+
+def test_plugins_lists_override_files(testplugins_env: dict[str, str]) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "contrib" / "overrides" / "audit_jsonl.py"
+    proc = run_cli("plugins", "--plugin-file", str(recipe), env=testplugins_env)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("file:audit_jsonl"))
+    assert "(local file)" in row and "on_result" in row
