@@ -28,6 +28,7 @@ class TokenSource:
         self._env = os.environ if env is None else env
         self._token: bytes | None = None
         self._mtime: int | None = None
+        self._warned = False
 
     @property
     def enabled(self) -> bool:
@@ -65,9 +66,12 @@ class TokenSource:
         if self.config.token_file is not None:
             try:
                 self._read_file()
+                self._warned = False
             except OSError as e:
                 # Keep the last good token: a Secret update swaps files under a symlink.
-                log.warning("cannot re-read auth.tokenFile %s: %s", self.config.token_file, e)
+                if not self._warned:
+                    log.warning("cannot re-read auth.tokenFile %s: %s", self.config.token_file, e)
+                    self._warned = True
         return self._token or None
 
     def check(self, header: str | None) -> None:

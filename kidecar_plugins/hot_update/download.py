@@ -70,16 +70,26 @@ async def download(
 
     Statuses: 403 (a redirect or the resolved address is refused by ``policy``), 413 (larger
     than ``max_bytes``), 422 (checksum mismatch), 502 (connection failure, timeout, non-2xx
-    answer, too many redirects). The temporary file is removed on every failure.
+    answer, too many redirects), 500 (the file cannot be written: disk full, fileDir gone).
+    The temporary file is removed on every failure.
     """
     started = time.monotonic()
-    fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+    except OSError as e:
+        raise _unwritable(directory, e) from None
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as f:
             async with asyncio.timeout(timeout):
                 digest, size = await _fetch(session, url, f, policy, max_bytes, on_bytes)
-            await asyncio.to_thread(_sync, f)
+            try:
+                await asyncio.to_thread(_sync, f)
+            except OSError as e:
+                raise _WriteError(e) from None
+    except _WriteError as e:
+        _discard(temp)
+        raise _unwritable(directory, e.error) from None
     except TimeoutError:
         _discard(temp)
         raise UpdateError(
@@ -97,6 +107,14 @@ async def download(
             "the previous file is kept",
         )
     return Downloaded(temp, digest, size, time.monotonic() - started)
+
+
+class _WriteError(Exception):
+    """Writing the temporary file failed (kept apart from the network's OSErrors)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _discard(path: Path) -> None:
@@ -138,7 +156,7 @@ async def _fetch(
             if isinstance(e.os_error, AddressRefusedError):
                 raise UpdateError(403, "url not allowed", str(e.os_error)) from None
             raise _failed(url, f"cannot connect: {e.os_error}") from None
-        except (aiohttp.ClientError, ValueError) as e:
+        except (aiohttp.ClientError, ValueError, OSError) as e:
             raise _failed(url, f"{type(e).__name__}: {e}") from None
     raise _failed(url, f"more than {MAX_REDIRECTS} redirects")
 
@@ -156,9 +174,12 @@ async def _stream(
     buffered = 0
 
     def write(chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            digest.update(chunk)
-            out.write(chunk)
+        try:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+        except OSError as e:  # disk full, file system gone: not the download's fault
+            raise _WriteError(e) from None
 
     async for chunk in response.content.iter_chunked(READ_CHUNK):
         size += len(chunk)
@@ -179,6 +200,12 @@ async def _stream(
 def _failed(url: URL, detail: str, short: str = "") -> UpdateError:
     reason = f"download failed: {short}" if short else "download failed"
     return UpdateError(502, reason, f"download of {redact(url)} failed: {detail}")
+
+
+def _unwritable(directory: Path, error: OSError) -> UpdateError:
+    return UpdateError(
+        500, "cannot write file", f"cannot write into {directory}: {error.strerror or error}"
+    )
 
 
 def _too_large(url: URL, max_bytes: int, detail: str) -> UpdateError:

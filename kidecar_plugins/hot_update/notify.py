@@ -84,7 +84,7 @@ class Candidate:
     cmdline: str
 
 
-def find_processes(matches: Any) -> tuple[list[Candidate], int]:
+def find_processes(matches: Callable[[str], bool]) -> tuple[list[Candidate], int]:
     """Processes whose command line satisfies ``matches(cmdline)``; and how many were visible.
 
     Blocking (reads /proc): run it in a thread.
@@ -122,9 +122,10 @@ class SignalNotifier:
     def __init__(self, config: SignalConfig) -> None:
         self.config = config
         self.description = f"{config.signame} to {config.process_name!r}"
+        self._matches: Callable[[str], bool]
         if config.process_name_regex:
             pattern = re.compile(config.process_name)
-            self._matches: Any = lambda c: pattern.fullmatch(c) is not None
+            self._matches = lambda c: pattern.fullmatch(c) is not None
         else:
             self._matches = lambda c: c == config.process_name
 

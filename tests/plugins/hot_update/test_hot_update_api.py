@@ -450,6 +450,32 @@ def test_game_not_found_is_503_without_download(
     )
 
 
+def test_game_that_exits_during_the_download_gets_the_previous_file_back(
+    start_sidecar: StartSidecar, files: FileServer
+) -> None:
+    r = start_sidecar()
+    assert r.game is not None
+    assert r.api.post({"version": "v1", "url": files.add("gx1/index.html", "v1 file\n")})[0] == 200
+    files.add("index.html", "v2 file\n")
+    files.reset_slow()
+    result: list[tuple[int, dict[str, Any]]] = []
+    post = threading.Thread(
+        target=lambda: result.append(
+            r.api.post({"version": "v2", "url": files.url("/slow/index.html")})
+        )
+    )
+    post.start()
+    assert files.slow_started.wait(10)
+    r.game.stop()  # the game goes away while its new file downloads
+    files.release()
+    post.join(20)
+    status, body = result[0]
+    assert status == 503, body
+    assert (r.file_dir / "index.html").read_text() == "v1 file\n", "rolled back"
+    assert r.listing() == ["index.html"]
+    assert r.api.get()[1]["version"] == "v1"
+
+
 def test_game_that_does_not_handle_the_signal_is_not_killed(
     start_sidecar: StartSidecar, files: FileServer, tmp_path: Path
 ) -> None:

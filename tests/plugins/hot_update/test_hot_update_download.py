@@ -143,3 +143,9 @@ def test_file_sha256_and_stale_cleanup(tmp_path: Path) -> None:
     removed = remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in removed) == [".a.kidecar-prev", ".a.x1.kidecar-tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b.kidecar-tmp"]
+
+
+def test_unwritable_directory_is_500_cannot_write(fs: FileServer, tmp_path: Path) -> None:
+    with pytest.raises(UpdateError) as e:
+        fetch(fs.add("a", "hello"), tmp_path / "gone")
+    assert (e.value.status, e.value.reason) == (500, "cannot write file")
