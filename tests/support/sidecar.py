@@ -129,7 +129,7 @@ class Sidecar:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

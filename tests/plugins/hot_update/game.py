@@ -98,6 +98,14 @@ def main() -> None:
         time.sleep(3600)
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """Clients that hang up (a sidecar that gave up or stopped) are not errors worth printing."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 def serve(port: int, file: Path, report: Path, fail: bool) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -120,7 +128,7 @@ def serve(port: int, file: Path, report: Path, fail: bool) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = QuietHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 

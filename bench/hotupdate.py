@@ -1,0 +1,266 @@
+"""Figure 5: hot update latency, download throughput against curl, RSS growth while downloading.
+
+A separate file-server process (aiohttp ``FileResponse``: sendfile) serves the files on loopback;
+a separate game process (``bench/game.py signal``) records when each SIGHUP arrives. The sidecar
+runs in local mode with only hot_update configured, so that nothing but the update is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchSidecar,
+    Figure,
+    MiB,
+    Options,
+    Row,
+    RssSampler,
+    hot_update_plugin,
+    median,
+    percentile,
+    rss_bytes,
+    running,
+    sidecar_config,
+    spawn,
+    stop_process,
+    wait_until,
+)
+from bench.game import read_signal_times, signal_game_argv
+from tests.support.sidecar import free_port
+
+HERE = Path(__file__).resolve().parent
+RATIO_TARGET = 0.8
+GROWTH_TARGET = 10 * MiB
+DOWNLOAD_SECONDS = "kidecar_hot_update_download_seconds_sum"
+
+
+def make_file(path: Path, size: int) -> None:
+    """``size`` bytes of incompressible data (a random MiB, each copy with its index)."""
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(size // MiB):
+            f.write(i.to_bytes(8, "big") + block[8:])
+        f.write(block[: size % MiB])
+
+
+@contextmanager
+def file_server(directory: Path) -> Iterator[str]:
+    """The file server as a process; yields its base URL (``http://127.0.0.1:PORT/files/``)."""
+    port_file = directory.parent / f"{directory.name}.port"
+    proc = spawn(
+        [sys.executable, str(HERE / "fileserver.py"), "--dir", str(directory),
+         "--port-file", str(port_file)]
+    )  # fmt: skip
+    try:
+        wait_until(port_file.exists, 20, "the file server")
+        yield f"http://127.0.0.1:{port_file.read_text()}/files/"
+    finally:
+        stop_process(proc)
+
+
+@contextmanager
+def signal_game(workdir: Path) -> Iterator[tuple[str, Path]]:
+    """The game process; yields its ``processName`` and the log of its SIGHUPs."""
+    log = workdir / "signals.log"
+    argv = signal_game_argv(sys.executable, log)
+    proc = spawn(argv)
+    try:
+        wait_until(lambda: log.exists() and log.read_text().startswith("ready"), 20, "the game")
+        yield " ".join(argv), log
+    finally:
+        stop_process(proc)
+
+
+def post_update(port: int, version: str, url: str, timeout: float = 900.0) -> dict[str, Any]:
+    """``POST /hot-update`` as ``curl -d version=...&url=...`` does; the answer must be 200."""
+    data = urllib.parse.urlencode({"version": version, "url": url}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/hot-update", data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            body: dict[str, Any] = json.loads(r.read())
+            return body
+    except urllib.error.HTTPError as e:
+        text = e.read().decode(errors="replace")
+        e.close()
+        raise RuntimeError(f"hot update {version} failed: {e.code} {text}") from None
+
+
+def hot_update_sidecar(workdir: Path, process_name: str, **extra: Any) -> tuple[BenchSidecar, int]:
+    port = free_port()
+    config = sidecar_config(hot_update_plugin(workdir / "files", port, process_name))
+    return BenchSidecar(workdir / "sidecar", config, **extra), port
+
+
+def run(opts: Options) -> Figure:
+    fig = Figure(5, "Hot update")
+    workdir = opts.workdir / "hotupdate"
+    serve = workdir / "serve"
+    serve.mkdir(parents=True)
+    big_size = opts.pick(1024**3, 64 * MiB)
+    free = shutil.disk_usage(workdir).free
+    if free < 4 * big_size + 512 * MiB:
+        raise RuntimeError(
+            f"figure 5 needs {4 * big_size / MiB:.0f} MiB free in {workdir}, only {free / MiB:.0f}"
+        )
+    make_file(serve / "small.bin", MiB)
+    make_file(serve / "big.bin", big_size)
+    try:
+        with file_server(serve) as base, signal_game(workdir) as (process_name, log):
+            sidecar, port = hot_update_sidecar(workdir, process_name)
+            with running([sidecar]):
+                sidecar.start(wait_ready=True)
+                _latency(fig, opts, port, base + "small.bin", log)
+                _throughput(fig, opts, sidecar, port, base + "big.bin", big_size, workdir)
+    finally:
+        for path in (serve / "big.bin", workdir / "files" / "big.bin", workdir / "curl.bin"):
+            path.unlink(missing_ok=True)
+    return fig
+
+
+def _latency(fig: Figure, opts: Options, port: int, url: str, log: Path) -> None:
+    n = opts.pick(50, 5)
+    warmup = 2
+    to_signal: list[float] = []
+    answered: list[float] = []
+    for i in range(warmup + n):
+        before = len(read_signal_times(log))
+        started = time.monotonic()
+        post_update(port, f"v1.0.{i}", url)
+        done = time.monotonic()
+        wait_until(lambda b=before: len(read_signal_times(log)) > b, 10, "the SIGHUP")
+        if i >= warmup:
+            to_signal.append(read_signal_times(log)[before] - started)
+            answered.append(done - started)
+    fig.details["post_to_signal_ms"] = [round(x * 1000, 2) for x in to_signal]
+    fig.details["post_answer_ms"] = [round(x * 1000, 2) for x in answered]
+    p50, p95 = median(to_signal), percentile(to_signal, 95)
+    fig.add(
+        Row(
+            "POST -> SIGHUP received, 1 MiB file",
+            p50 * 1000,
+            "ms",
+            f"p50 {p50 * 1000:.1f} / p95 {p95 * 1000:.1f} ms",
+            method=f"{n} updates after {warmup} warm-up ones; from just before the POST to the "
+            "CLOCK_MONOTONIC time the game's SIGHUP handler ran; file served on loopback, "
+            "sha256 computed, fsync + atomic rename, local mode",
+        )
+    )
+
+
+# What a user would run for the same guarantees as kidecar: the file verified and on disk.
+VERIFIED_CURL = 'curl -s -f -o "$1" "$2" && sha256sum "$1" >/dev/null && sync "$1"'
+
+
+def _timed_curl(url: str, out: Path, *, verified: bool = False) -> float:
+    """Wall time of ``curl -o`` (``verified``: plus ``sha256sum`` and ``sync`` of the file)."""
+    os.sync()
+    argv = ["curl", "-s", "-f", "-o", str(out), url]
+    if verified:
+        argv = ["sh", "-c", VERIFIED_CURL, "sh", str(out), url]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True)
+    seconds = time.perf_counter() - started
+    out.unlink()
+    return seconds
+
+
+def _timed_kidecar(sidecar: BenchSidecar, port: int, url: str, version: str) -> dict[str, float]:
+    os.sync()
+    baseline = rss_bytes(sidecar.pid)
+    download0 = sidecar.metric_sum(DOWNLOAD_SECONDS)
+    with RssSampler(sidecar.pid, 0.02) as sampler:
+        started = time.perf_counter()
+        post_update(port, version, url)
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "download_seconds": sidecar.metric_sum(DOWNLOAD_SECONDS) - download0,
+        "rss_growth": max(0, sampler.peak - baseline),
+        "samples": sampler.samples,
+    }
+
+
+def _throughput(
+    fig: Figure,
+    opts: Options,
+    sidecar: BenchSidecar,
+    port: int,
+    url: str,
+    size: int,
+    workdir: Path,
+) -> None:
+    runs: list[dict[str, float]] = []
+    for r in range(opts.repeat):
+        # Alternate who goes first, so that neither always finds a cooler page cache.
+        out = workdir / "curl.bin"
+        if r % 2 == 0:
+            curl = _timed_curl(url, out)
+            verified = _timed_curl(url, out, verified=True)
+            kidecar = _timed_kidecar(sidecar, port, url, f"v2.0.{r}")
+        else:
+            kidecar = _timed_kidecar(sidecar, port, url, f"v2.0.{r}")
+            verified = _timed_curl(url, out, verified=True)
+            curl = _timed_curl(url, out)
+        runs.append(
+            {
+                "curl_seconds": curl,
+                "verified_curl_seconds": verified,
+                **kidecar,
+                "ratio": curl / kidecar["seconds"],
+                "verified_ratio": verified / kidecar["seconds"],
+            }
+        )
+    fig.details["throughput_runs"] = runs
+    ratio = median([r["ratio"] for r in runs])
+    mib_s = size / MiB / median([r["seconds"] for r in runs])
+    curl_mib_s = size / MiB / median([r["curl_seconds"] for r in runs])
+    fig.add(
+        Row(
+            f"download throughput vs curl -o, {size // MiB} MiB",
+            ratio,
+            "x curl",
+            f"{ratio:.2f} ({mib_s:.0f} vs {curl_mib_s:.0f} MiB/s)",
+            f">= {RATIO_TARGET}",
+            ratio >= RATIO_TARGET,
+            "wall time of `curl -s -o FILE URL` / wall time of POST /hot-update (download, "
+            "sha256, fsync, rename, signal) from the same server in the same run, the order "
+            f"alternating, `sync` before each; median of {opts.repeat}",
+        )
+    )
+    verified = median([r["verified_ratio"] for r in runs])
+    fig.add(
+        Row(
+            "  same, vs curl -o + sha256sum + sync (equal guarantees)",
+            verified,
+            "x curl",
+            f"{verified:.2f}",
+            method="as above, the shell command `curl -o F URL && sha256sum F && sync F`: "
+            "kidecar also hashes the whole file and makes it durable before the rename",
+        )
+    )
+    growth = median([r["rss_growth"] for r in runs])
+    fig.add(
+        Row(
+            f"peak RSS growth during the {size // MiB} MiB download",
+            growth / MiB,
+            "MiB",
+            f"{growth / MiB:.1f} MiB (max {max(r['rss_growth'] for r in runs) / MiB:.1f})",
+            "<= 10 MiB",
+            growth <= GROWTH_TARGET,
+            "psutil RSS of the sidecar sampled every 20 ms during the POST, peak minus the RSS "
+            f"just before; median of {opts.repeat}",
+        )
+    )

@@ -1,0 +1,197 @@
+"""kidecar benchmark: footprint and speed on this machine (issue 7), in one command.
+
+    .venv/bin/python bench/run.py [--only 1,4] [--repeat 3] [--quick] [--json bench/results.json]
+
+Figures: 1 idle RSS, 2 CPU per probe, 3 probe -> GameServer latency, 4 API writes at steady
+state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kubectl shell loop
+users write today, 7 soak. Prints a table and writes JSON. A real etcd + kube-apiserver is
+started for the figures that need it (``make apiserver`` builds and caches them). ``--quick``
+shrinks every duration and count (a smoke run of about two minutes: its numbers are not
+meaningful). See docs/benchmarks.md for the methods and the results of a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from bench import alternative, hotupdate, probe, soak, steady  # noqa: E402
+from bench.common import Figure, Options, load_average  # noqa: E402
+from bench.kube import BenchCluster  # noqa: E402
+
+ALL = (1, 2, 3, 4, 5, 6, 7)
+NEEDS_CLUSTER = {1, 3, 4, 6, 7}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all seven)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="repeated runs for medians (default 3; 1 with --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~2 min)")
+    parser.add_argument(
+        "--json", type=Path, default=REPO / "bench" / "results.json", help="results file"
+    )
+    parser.add_argument(
+        "--keep-workdir", action="store_true", help="keep the temporary directory (logs)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.figures = sorted({int(x) for x in args.only.split(",")}) if args.only else list(ALL)
+    except ValueError:
+        parser.error(f"--only: expected figure numbers like 1,4; got {args.only!r}")
+    if not set(args.figures) <= set(ALL):
+        parser.error(f"--only: figures are 1-7; got {args.only!r}")
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM/SIGHUP become KeyboardInterrupt, so every `finally` stops what it started.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="kidecar-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"work directory kept: {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) -> list[Figure]:
+    steps: list[tuple[set[int], Callable[[], list[Figure]]]] = [
+        ({1, 4}, lambda: steady.run(opts, bench, set(wanted))),
+        ({2}, lambda: [probe.cpu_per_probe(opts)]),
+        ({3}, lambda: [probe.latency(opts, _need(bench))]),
+        ({5}, lambda: [hotupdate.run(opts)]),
+        ({6}, lambda: [alternative.run(opts, _need(bench))]),
+        ({7}, lambda: [soak.run(opts, _need(bench))]),
+    ]
+    figures: list[Figure] = []
+    for numbers, step in steps:
+        if not numbers & set(wanted):
+            continue
+        load_before = load_average()
+        started = time.monotonic()
+        label = ",".join(str(n) for n in sorted(numbers & set(wanted)))
+        print(f"[bench] figure {label}: running (load {load_before})", file=sys.stderr, flush=True)
+        for fig in step():
+            fig.details["load_before"] = load_before
+            fig.details["load_after"] = load_average()
+            fig.details["wall_seconds"] = round(time.monotonic() - started, 1)
+            figures.append(fig)
+            for row in fig.rows:
+                print(f"[bench]   {fig.number} {row.name}: {row.display}", file=sys.stderr)
+    return sorted(figures, key=lambda f: f.number)
+
+
+def _need(bench: BenchCluster | None) -> BenchCluster:
+    assert bench is not None
+    return bench
+
+
+def table(figures: list[Figure]) -> str:
+    """The results as a Markdown table: figure, value, target, met/missed, method."""
+    lines = [
+        "| # | figure | value | target | result | method |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fig in figures:
+        for row in fig.rows:
+            result = "-" if row.met is None else ("met" if row.met else "**MISSED**")
+            lines.append(
+                f"| {fig.number} | {fig.title}: {row.name} | {row.display} | {row.target} "
+                f"| {result} | {row.method} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    command = " ".join([Path(sys.executable).name, "bench/run.py", *sys.argv[1:]])
+    started_at = datetime.datetime.now(datetime.UTC)
+    load_start = load_average()
+    with workdir(args.keep_workdir) as work:
+        opts = Options(quick=args.quick, repeat=args.repeat, workdir=work)
+        bench = None
+        if NEEDS_CLUSTER & set(args.figures):
+            print("[bench] starting etcd + kube-apiserver", file=sys.stderr, flush=True)
+            bench = BenchCluster.start(work)
+        try:
+            figures = run_figures(opts, args.figures, bench)
+        finally:
+            if bench is not None:
+                bench.stop()
+    results = {
+        "command": command,
+        "date": started_at.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "machine": machine(),
+        "load_average": {"start": load_start, "end": load_average()},
+        "figures": {str(f.number): f.as_dict() for f in figures},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(figures))
+    missed = [f"{f.number} ({r.name})" for f in figures for r in f.rows if r.met is False]
+    print(f"\nresults: {args.json}; load average {load_start} -> {load_average()}")
+    if missed:
+        print("targets missed: " + ", ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

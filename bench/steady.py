@@ -1,0 +1,264 @@
+"""Figures 1 (idle RSS) and 4 (API writes at steady state), from one run of idle sidecars.
+
+``repeat`` local-mode sidecars and ``repeat`` sidecars against the real API server (through the
+counting proxy, each with its own Pod and GameServer) are started together, all configured with
+both plugins: http_probe with 2 endpoints at 1 s (endpoint 0 drives the GameServer's opsState,
+endpoint 1 a pod annotation) and hot_update listening. Their RSS is read 60 s after start; the
+local ones then stop. The API-server ones go on: the API writes of the 5-minute steady window are
+counted, then both endpoints change state a few times and the writes per change are counted.
+Running the idle sidecars side by side does not change any one's RSS (it is per process) and
+they use well under 1% of a CPU each, so they do not disturb one another.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.common import (
+    STATE_ANNOTATION,
+    BenchSidecar,
+    Figure,
+    MiB,
+    Options,
+    Row,
+    hot_update_plugin,
+    median,
+    probe_plugin,
+    rss_bytes,
+    running,
+    sidecar_config,
+    spawn,
+    wait_until,
+)
+from bench.game import StateGame
+from bench.kube import BenchCluster
+from tests.support.sidecar import free_port
+
+IDLE_TARGET = 60 * MiB
+FLOOR_CODE = (
+    "import kidecar_core, kidecar_plugins, sys; print('ready', flush=True); sys.stdin.read()"
+)
+PYTHON_CODE = "import sys; print('ready', flush=True); sys.stdin.read()"
+OPS_CYCLE = ("Allocated", "None")
+ANNOTATION_CYCLE = ("Busy", "Idle")
+
+
+def resident_after_import(code: str) -> int:
+    """RSS of ``python -c code`` once it printed ``ready`` (its imports are done)."""
+    proc = spawn([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"`python -c {code!r}` did not start")
+        return rss_bytes(proc.pid)
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait(10)
+
+
+def _mib(value: float) -> str:
+    return f"{value / MiB:.1f} MiB"
+
+
+def _memory(pid: int) -> dict[str, float]:
+    full = psutil.Process(pid).memory_full_info()
+    return {"rss_mib": full.rss / MiB, "uss_mib": full.uss / MiB, "pss_mib": full.pss / MiB}
+
+
+def run(opts: Options, bench: BenchCluster | None, want: set[int]) -> list[Figure]:
+    """Figures 1 and/or 4 (``want``); 4 needs ``bench``."""
+    idle = opts.pick(60.0, 8.0)
+    steady = opts.pick(300.0, 15.0)
+    changes = opts.pick(10, 4)
+    workdir = opts.workdir / "steady"
+    figures: list[Figure] = []
+    fig1 = Figure(1, "Idle RSS") if 1 in want else None
+    fig4 = Figure(4, "API writes at steady state") if 4 in want and bench is not None else None
+
+    if fig1 is not None:
+        floor = [resident_after_import(FLOOR_CODE) for _ in range(opts.repeat)]
+        bare = [resident_after_import(PYTHON_CODE) for _ in range(opts.repeat)]
+        fig1.details["floor_rss_mib"] = [x / MiB for x in floor]
+        fig1.details["python_rss_mib"] = [x / MiB for x in bare]
+
+    with StateGame(2) as game, running([]) as sidecars:
+        game.set(1, "Idle")
+        local: list[BenchSidecar] = []
+        kube: list[tuple[str, BenchSidecar]] = []
+        for i in range(opts.repeat):
+            if fig1 is not None:
+                local.append(
+                    BenchSidecar(
+                        workdir / f"local-{i}", _config(game, workdir / f"local-{i}"),
+                        pod_name=f"local-{i}",
+                    )
+                )  # fmt: skip
+            if bench is not None:
+                name = f"steady-{i}"
+                bench.create_game_server(name)
+                kube.append(
+                    (name, BenchSidecar(
+                        workdir / f"kube-{i}", _config(game, workdir / f"kube-{i}"),
+                        kubeconfig=str(bench.proxy_kubeconfig), pod_name=name,
+                        namespace=bench.namespace,
+                    ))
+                )  # fmt: skip
+        sidecars.extend(local + [sc for _, sc in kube])
+        started = time.monotonic()
+        for sc in sidecars:
+            sc.start(wait_ready=True)
+        # Settled: each sidecar has written its first state (endpoint 1's annotation).
+        for sc in local:
+            sc.wait_for(
+                lambda sc=sc: sc.state()["pod"]["metadata"]["annotations"][STATE_ANNOTATION]
+                == "Idle",
+                20, "the first state",
+            )  # fmt: skip
+        for name, _ in kube:
+            assert bench is not None
+            wait_until(
+                lambda name=name: bench.pod_annotations(name).get(STATE_ANNOTATION) == "Idle",
+                20, f"{name}'s first state",
+            )  # fmt: skip
+        time.sleep(2.0)  # let any follow-up request of the start settle before counting
+        if bench is not None:
+            bench.proxy.reset()
+        window_start = time.monotonic()
+
+        if fig1 is not None:
+            time.sleep(max(0.0, started + idle - time.monotonic()))
+            _idle_rows(fig1, local, [sc for _, sc in kube], idle)
+            for sc in local:
+                sc.stop()
+            figures.append(fig1)
+
+        if fig4 is not None and bench is not None:
+            time.sleep(max(0.0, window_start + steady - time.monotonic()))
+            _steady_rows(fig4, bench, game, kube, steady, changes)
+            figures.append(fig4)
+    return figures
+
+
+def _config(game: StateGame, workdir: Path) -> dict[str, Any]:
+    """Both plugins: http_probe with the game's 2 endpoints at 1 s, hot_update listening."""
+    return sidecar_config(
+        probe_plugin(game.urls, 1.0),
+        hot_update_plugin(workdir / "files", free_port(), "bench-game-not-running"),
+    )
+
+
+def _idle_rows(
+    fig: Figure, local: list[BenchSidecar], kube: list[BenchSidecar], idle: float
+) -> None:
+    local_rss = [rss_bytes(sc.pid) for sc in local]
+    kube_rss = [rss_bytes(sc.pid) for sc in kube]
+    fig.details["local_rss_mib"] = [x / MiB for x in local_rss]
+    fig.details["kube_rss_mib"] = [x / MiB for x in kube_rss]
+    fig.details["memory_full_info"] = [_memory(sc.pid) for sc in local + kube]
+    config = "both plugins: http_probe 2 endpoints at 1 s, hot_update listening"
+    for label, values in (("local mode", local_rss), ("real API server", kube_rss)):
+        if not values:
+            continue
+        value = median([float(v) for v in values])
+        fig.add(
+            Row(
+                f"idle RSS, {label}",
+                value / MiB,
+                "MiB",
+                _mib(value),
+                "<= 60 MiB",
+                value <= IDLE_TARGET,
+                f"psutil RSS of `kidecar run` >= {idle:g} s after start ({config}); "
+                f"median of {len(values)} sidecars",
+            )
+        )
+    floor = median(fig.details["floor_rss_mib"])
+    python = median(fig.details["python_rss_mib"])
+    fig.add(
+        Row(
+            "floor: python -c 'import kidecar_core, kidecar_plugins'",
+            floor,
+            "MiB",
+            f"{floor:.1f} MiB",
+            method=f"psutil RSS after the imports; bare interpreter: {python:.1f} MiB",
+        )
+    )
+
+
+def _recorded(bench: BenchCluster, name: str, endpoint: int) -> str | None:
+    """What the API server holds for ``endpoint``'s state of sidecar ``name``."""
+    if endpoint == 0:
+        return bench.gameserver(name)["spec"].get("opsState")
+    return bench.pod_annotations(name).get(STATE_ANNOTATION)
+
+
+def _steady_rows(
+    fig: Figure,
+    bench: BenchCluster,
+    game: StateGame,
+    kube: list[tuple[str, BenchSidecar]],
+    steady: float,
+    changes: int,
+) -> None:
+    writes = bench.writes()
+    reads = bench.requests() - writes
+    fig.details["steady_seconds"] = steady
+    fig.details["steady_requests"] = {f"{m} {p}": n for (m, p), n in bench.proxy.counts().items()}
+    fig.add(
+        Row(
+            f"API writes in {steady / 60:g} min at steady state",
+            float(writes),
+            "writes",
+            f"{writes} ({reads} reads)",
+            "0",
+            writes == 0,
+            f"write requests counted by the proxy in front of the API server, "
+            f"{len(kube)} sidecars x 2 endpoints at 1 s, steady game, default resync (300 s)",
+        )
+    )
+
+    bench.proxy.reset()
+    expected: dict[str, int] = {}
+    for k in range(changes):
+        ep = k % 2
+        cycle = OPS_CYCLE if ep == 0 else ANNOTATION_CYCLE
+        state = cycle[(k // 2) % 2]
+        game.set(ep, state)
+        for name, _ in kube:
+            path = bench.gameserver_path(name) if ep == 0 else bench.pod_path(name)
+            expected[path] = expected.get(path, 0) + 1
+            wait_until(
+                lambda n=name, e=ep, s=state: _recorded(bench, n, e) == s,
+                15, f"{name} to record {state!r}",
+            )  # fmt: skip
+        time.sleep(1.5)  # two more probe periods: a duplicate write would show up now
+    total = bench.writes()
+    per_object = {path: bench.writes(path) for path in expected}
+    patches = sum(per_object.values())
+    events = bench.proxy.count("POST", r"/events$")
+    ops_changes = sum(n for path, n in expected.items() if "/gameservers/" in path)
+    n_changes = changes * len(kube)
+    fig.details["changes"] = {"per_sidecar": changes, "sidecars": len(kube)}
+    fig.details["writes_per_object"] = per_object
+    fig.details["change_requests"] = {f"{m} {p}": n for (m, p), n in bench.proxy.counts().items()}
+    fig.add(
+        Row(
+            "object writes (PATCH) per state change",
+            patches / n_changes,
+            "writes/change",
+            f"{patches}/{n_changes} (+{events} Events, {total} writes in all)",
+            "exactly 1",
+            per_object == expected and total == patches + events and events <= ops_changes,
+            f"{changes} changes per sidecar alternating between the endpoints (opsState, "
+            "annotation), each awaited on the API server, then 1.5 s for duplicates; "
+            "write requests per object counted by the proxy. Besides, each opsState change "
+            "records one `OpsStateChanged` Event on the pod (by design, rate-limited)",
+        )
+    )
