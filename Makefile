@@ -8,17 +8,22 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: dev demo test lint typecheck pytest apiserver imagecheck bench clean
 
-$(BIN)/kidecar: pyproject.toml contrib/kidecar-tcp-probe/pyproject.toml
+# The runtime alone (enough for the demo) ...
+$(BIN)/kidecar: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	# The contrib plugin is installed like any third-party plugin, and tested with the rest.
-	$(BIN)/pip install --quiet -e contrib/kidecar-tcp-probe
+	$(BIN)/pip install --quiet -e .
 	touch $(BIN)/kidecar
 
-dev: $(BIN)/kidecar
+# ... and what development and the tests need on top.  The contrib plugin is installed like any
+# third-party plugin, and tested with the rest.
+$(VENV)/.dev-installed: $(BIN)/kidecar pyproject.toml contrib/kidecar-tcp-probe/pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]' -e contrib/kidecar-tcp-probe
+	touch $@
 
-demo: dev
+dev: $(VENV)/.dev-installed
+
+demo: $(BIN)/kidecar
 	$(BIN)/kidecar demo
 
 apiserver: dev
