@@ -109,6 +109,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def at_least(counter: Callable[[], float], target: float) -> Callable[[], bool]:
+    """A predicate for :func:`wait_until`: ``counter()`` has reached ``target``."""
+    return lambda: counter() >= target
+
+
 def lifeline(argv: list[str]) -> list[str]:
     """``argv`` run so that it gets SIGTERM if the benchmark dies (even by SIGKILL).
 

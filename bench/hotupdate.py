@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from bench.common import (
     Options,
     Row,
     RssSampler,
+    at_least,
+    cpu_seconds,
     hot_update_plugin,
     median,
     percentile,
@@ -140,7 +143,7 @@ def _latency(fig: Figure, opts: Options, port: int, url: str, log: Path) -> None
         started = time.monotonic()
         post_update(port, f"v1.0.{i}", url)
         done = time.monotonic()
-        wait_until(lambda b=before: len(read_signal_times(log)) > b, 10, "the SIGHUP")
+        wait_until(at_least(lambda: len(read_signal_times(log)), before + 1), 10, "the SIGHUP")
         if i >= warmup:
             to_signal.append(read_signal_times(log)[before] - started)
             answered.append(done - started)
@@ -164,17 +167,28 @@ def _latency(fig: Figure, opts: Options, port: int, url: str, log: Path) -> None
 VERIFIED_CURL = 'curl -s -f -o "$1" "$2" && sha256sum "$1" >/dev/null && sync "$1"'
 
 
-def _timed_curl(url: str, out: Path, *, verified: bool = False) -> float:
-    """Wall time of ``curl -o`` (``verified``: plus ``sha256sum`` and ``sync`` of the file)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_curl(url: str, out: Path, *, verified: bool = False) -> tuple[float, float]:
+    """Wall time and CPU time of ``curl -o`` (``verified``: plus ``sha256sum`` and ``sync``).
+
+    The CPU time is the growth of this process's reaped-children rusage: curl (and sh, ...) is
+    the only child that ends meanwhile.
+    """
     os.sync()
     argv = ["curl", "-s", "-f", "-o", str(out), url]
     if verified:
         argv = ["sh", "-c", VERIFIED_CURL, "sh", str(out), url]
+    cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run(argv, check=True)
     seconds = time.perf_counter() - started
+    cpu = _children_cpu() - cpu
     out.unlink()
-    return seconds
+    return seconds, cpu
 
 
 def _timed_kidecar(sidecar: BenchSidecar, port: int, url: str, version: str) -> dict[str, float]:
@@ -182,11 +196,14 @@ def _timed_kidecar(sidecar: BenchSidecar, port: int, url: str, version: str) -> 
     baseline = rss_bytes(sidecar.pid)
     download0 = sidecar.metric_sum(DOWNLOAD_SECONDS)
     with RssSampler(sidecar.pid, 0.02) as sampler:
+        cpu = cpu_seconds(sidecar.pid)
         started = time.perf_counter()
         post_update(port, version, url)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(sidecar.pid) - cpu
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "download_seconds": sidecar.metric_sum(DOWNLOAD_SECONDS) - download0,
         "rss_growth": max(0, sampler.peak - baseline),
         "samples": sampler.samples,
@@ -207,17 +224,19 @@ def _throughput(
         # Alternate who goes first, so that neither always finds a cooler page cache.
         out = workdir / "curl.bin"
         if r % 2 == 0:
-            curl = _timed_curl(url, out)
-            verified = _timed_curl(url, out, verified=True)
+            curl, curl_cpu = _timed_curl(url, out)
+            verified, verified_cpu = _timed_curl(url, out, verified=True)
             kidecar = _timed_kidecar(sidecar, port, url, f"v2.0.{r}")
         else:
             kidecar = _timed_kidecar(sidecar, port, url, f"v2.0.{r}")
-            verified = _timed_curl(url, out, verified=True)
-            curl = _timed_curl(url, out)
+            verified, verified_cpu = _timed_curl(url, out, verified=True)
+            curl, curl_cpu = _timed_curl(url, out)
         runs.append(
             {
                 "curl_seconds": curl,
+                "curl_cpu_seconds": curl_cpu,
                 "verified_curl_seconds": verified,
+                "verified_curl_cpu_seconds": verified_cpu,
                 **kidecar,
                 "ratio": curl / kidecar["seconds"],
                 "verified_ratio": verified / kidecar["seconds"],

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -82,15 +82,16 @@ class BenchCluster:
 
     def gameserver(self, name: str) -> dict[str, Any]:
         with self.cluster.admin_api_client() as api:
-            data: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+            data = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
                 GAME_GROUP, GAME_VERSION, self.namespace, "gameservers", name
             )
-        return data
+        return cast(dict[str, Any], data)
 
     def pod_annotations(self, name: str) -> dict[str, str]:
         with self.cluster.admin_api_client() as api:
             pod = k8s.CoreV1Api(api).read_namespaced_pod(name, self.namespace)
-        return dict(pod.metadata.annotations or {})
+        metadata = pod.metadata
+        return dict((metadata.annotations if metadata is not None else None) or {})
 
 
 class OpsStateWatch:
@@ -110,12 +111,12 @@ class OpsStateWatch:
         with self.bench.cluster.admin_api_client() as api:
             custom = k8s.CustomObjectsApi(api)
             while not self._stop.is_set():
-                w = watch.Watch()
+                w = watch.Watch()  # type: ignore[no-untyped-call]
                 kwargs: dict[str, Any] = {"field_selector": f"metadata.name={self.name}"}
                 if resource_version is not None:
                     kwargs["resource_version"] = resource_version
                 self._ready.set()
-                for event in w.stream(
+                for event in w.stream(  # type: ignore[no-untyped-call]
                     custom.list_namespaced_custom_object,
                     GAME_GROUP, GAME_VERSION, self.bench.namespace, "gameservers",
                     timeout_seconds=2, **kwargs,
@@ -128,7 +129,7 @@ class OpsStateWatch:
                     resource_version = obj["metadata"]["resourceVersion"]
                     self.events.put((at, obj.get("spec", {}).get("opsState")))
                     if self._stop.is_set():
-                        w.stop()
+                        w.stop()  # type: ignore[no-untyped-call]
 
     def drain(self) -> None:
         """Forget the events received so far."""

@@ -10,6 +10,7 @@ from bench.common import (
     Figure,
     Options,
     Row,
+    at_least,
     cpu_seconds,
     hot_update_plugin,
     median,
@@ -49,13 +50,11 @@ def cpu_per_probe(opts: Options) -> Figure:
                 # wait counts requests at the game, so that no /metrics scrape (which costs the
                 # sidecar CPU too) falls inside the window.
                 served = game.count()
-                wait_until(lambda s=served: game.count() >= s + 40, 20, "warm-up probes")
+                wait_until(at_least(game.count, served + 40), 20, "warm-up probes")
                 before = sc.probes()
                 cpu0, t0 = cpu_seconds(sc.pid), time.monotonic()
                 served = game.count()
-                wait_until(
-                    lambda s=served: game.count() >= s + probes, probes * 0.2, f"{probes} probes"
-                )
+                wait_until(at_least(game.count, served + probes), probes * 0.2, f"{probes} probes")
                 cpu1, t1 = cpu_seconds(sc.pid), time.monotonic()
                 n = sc.probes() - before
                 per_probe.append((cpu1 - cpu0) / n)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +117,10 @@ def run(opts: Options, bench: BenchCluster | None, want: set[int]) -> list[Figur
             sc.start(wait_ready=True)
         # Settled: each sidecar has written its first state (endpoint 1's annotation).
         for sc in local:
-            sc.wait_for(
-                lambda sc=sc: sc.state()["pod"]["metadata"]["annotations"][STATE_ANNOTATION]
-                == "Idle",
-                20, "the first state",
-            )  # fmt: skip
+            sc.wait_for(partial(_local_annotation_is, sc, "Idle"), 20, "the first state")
         for name, _ in kube:
             assert bench is not None
-            wait_until(
-                lambda name=name: bench.pod_annotations(name).get(STATE_ANNOTATION) == "Idle",
-                20, f"{name}'s first state",
-            )  # fmt: skip
+            wait_until(partial(_recorded_is, bench, name, 1, "Idle"), 20, f"{name}'s first state")
         time.sleep(2.0)  # let any follow-up request of the start settle before counting
         if bench is not None:
             bench.proxy.reset()
@@ -192,11 +186,16 @@ def _idle_rows(
     )
 
 
-def _recorded(bench: BenchCluster, name: str, endpoint: int) -> str | None:
-    """What the API server holds for ``endpoint``'s state of sidecar ``name``."""
+def _recorded_is(bench: BenchCluster, name: str, endpoint: int, state: str) -> bool:
+    """Whether the API server holds ``state`` for ``endpoint`` of sidecar ``name``."""
     if endpoint == 0:
-        return bench.gameserver(name)["spec"].get("opsState")
-    return bench.pod_annotations(name).get(STATE_ANNOTATION)
+        return bool(bench.gameserver(name)["spec"].get("opsState") == state)
+    return bench.pod_annotations(name).get(STATE_ANNOTATION) == state
+
+
+def _local_annotation_is(sidecar: BenchSidecar, state: str) -> bool:
+    annotations = sidecar.state()["pod"]["metadata"].get("annotations") or {}
+    return bool(annotations.get(STATE_ANNOTATION) == state)
 
 
 def _steady_rows(
@@ -235,9 +234,8 @@ def _steady_rows(
             path = bench.gameserver_path(name) if ep == 0 else bench.pod_path(name)
             expected[path] = expected.get(path, 0) + 1
             wait_until(
-                lambda n=name, e=ep, s=state: _recorded(bench, n, e) == s,
-                15, f"{name} to record {state!r}",
-            )  # fmt: skip
+                partial(_recorded_is, bench, name, ep, state), 15, f"{name} to record {state!r}"
+            )
         time.sleep(1.5)  # two more probe periods: a duplicate write would show up now
     total = bench.writes()
     per_object = {path: bench.writes(path) for path in expected}

@@ -38,6 +38,11 @@ from kidecar_core.results import Result
 
 log = logging.getLogger("kidecar")
 
+MAX_REQUEST_LINE = 64 * 1024
+"""aiohttp's default (8190 bytes) would answer a long query string with its own plain-text 400:
+a 4096-character download URL passed as a query parameter takes up to 12 bytes per character
+once percent-encoded, and the API must answer it (JSON) itself."""
+
 
 @attrs.frozen
 class RuntimeOptions:
@@ -326,9 +331,15 @@ class Runtime:
 
     async def _serve(self, app: web.Application, listen: str, what: str) -> None:
         host, port = parse_listen(listen)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            max_line_size=MAX_REQUEST_LINE,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as e:
@@ -386,7 +397,13 @@ class Runtime:
         def left(share: float = 1.0) -> float:
             return max(0.1, (deadline - time.monotonic()) * share)
 
-        for runner in self._runners:  # stop accepting new work first
+        # Stop accepting new work first: the plugins' servers close their listening sockets
+        # (requests in flight go on); the admin server keeps answering /healthz until the end.
+        for runner in self._runners[1:]:
+            for site in list(runner.sites):
+                with contextlib.suppress(Exception):
+                    await site.stop()
+        for runner in self._runners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(runner.shutdown(), timeout=left(0.2))
         for sup in reversed(self.supervised):

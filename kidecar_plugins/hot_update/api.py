@@ -1,9 +1,10 @@
 """The HTTP API: ``POST /hot-update`` and ``GET /hot-update`` (Go-compatible, JSON answers).
 
 ``POST`` takes ``version``, ``url`` and optionally ``sha256`` as form fields (``curl -d``), query
-parameters or a JSON object. Checks run in this order: input (400), bearer token (401/403),
-single-flight (409); then the update itself (403 URL policy, 413, 422, 502, 503; 200 only when
-the game was notified). Every answer is JSON::
+parameters or a JSON object. Checks run in this order: bearer token (401/403; first, so that a
+caller without the token learns nothing about the input rules), input (400), single-flight
+(409); then the update itself (403 URL policy, 413, 422, 502, 503; 200 only when the game was
+notified). Every answer is JSON::
 
     {"status": "ok", "version": "v2", "url": ..., "sha256": ..., "file": ..., "bytes": ...,
      "message": ...}
@@ -95,7 +96,7 @@ async def read_fields(request: web.Request) -> dict[str, str]:
             for key, item in data.items():
                 put(key, item, "JSON body")
         elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            for key, field in (await request.post()).items():
+            for key, field in await read_form(request):
                 put(key, field, "form field")
         elif await request.read():
             raise UpdateError(
@@ -106,6 +107,18 @@ async def read_fields(request: web.Request) -> dict[str, str]:
     except web.HTTPRequestEntityTooLarge:
         raise UpdateError(413, "request too large", "request body is too large") from None
     return fields
+
+
+async def read_form(request: web.Request) -> list[tuple[str, Any]]:
+    """The fields of a form body, repeated ones included; 400 when it cannot be parsed."""
+    try:
+        return list((await request.post()).items())
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except Exception as e:
+        # aiohttp's form parsers raise whatever they meet: ValueError (a multipart body without
+        # a boundary), UnicodeDecodeError (not in its charset), LookupError (unknown charset)...
+        raise UpdateError(400, "bad request", f"body is not a valid form: {e}") from None
 
 
 def ok(body: dict[str, Any]) -> web.Response:
@@ -137,10 +150,10 @@ class HotUpdateApi:
     async def post(self, request: web.Request) -> web.Response:
         version: str | None = None
         try:
+            self.tokens.check(request.headers.get("Authorization"))
             fields = await read_fields(request)
             version = fields.get("version")
             req = parse_update(fields)
-            self.tokens.check(request.headers.get("Authorization"))
             if self.updater.lock.locked():
                 raise UpdateError(409, "busy", self.updater.busy_message())
         except UpdateError as e:

@@ -4,7 +4,8 @@ An update (``POST /hot-update`` or the replay) runs under :attr:`HotUpdater.lock
 never more than one at a time. A ``POST`` update either completes (new file in place, game
 notified, 200) or leaves the previous file exactly as it was: the game is checked *before* the
 download (no download for a game that is not there), the file is swapped in atomically only when
-complete and verified, and put back when the notification fails.
+complete and verified, and put back when the notification fails. When the sidecar stops
+(SIGTERM), a download in flight is cancelled and its update fails with 503 (answered, recorded).
 
 A replay (:mod:`.replay`) re-applies the last applied version after a restart: it restores the
 file first (a game that starts later reads it at boot), skipping the download when the file on
@@ -19,7 +20,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import attrs
@@ -55,6 +56,7 @@ from kidecar_plugins.hot_update.urls import GuardedResolver, UrlPolicy, file_nam
 log = logging.getLogger("kidecar.plugin.hot_update")
 
 REPLAY_DOWNLOAD_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -90,6 +92,8 @@ class HotUpdater:
         self.pod_known = asyncio.Event()
         self.replayed = False
         """Set once the restart replay has run (it runs once per process, not per plugin start)."""
+        self.stopping = asyncio.Event()
+        """Set by :meth:`stop`: a download in flight is cancelled, new updates are refused."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._downloads: aiohttp.ClientSession | None = None
         self._requests: aiohttp.ClientSession | None = None
@@ -122,6 +126,7 @@ class HotUpdater:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.stopping.clear()  # a plugin restarted by its restartpolicy takes updates again
         removed = await asyncio.to_thread(remove_stale_temporaries, self.directory)
         for path in removed:
             log.info("removed %s, left behind by an interrupted update", path)
@@ -142,12 +147,17 @@ class HotUpdater:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        self.stopping.set()
         # A replay cut short by the stop is not a failed update: cancel it before the sessions
         # it uses go away.
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # An update requested through the API is: its download is cancelled at once (see
+        # _until_stopped), and it is answered and recorded before the sessions close.
+        async with self.lock:
+            pass
         for session in (self._downloads, self._requests):
             if session is not None:
                 await session.close()
@@ -225,8 +235,10 @@ class HotUpdater:
 
     async def _apply_now(self, req: UpdateRequest) -> dict[str, Any]:
         self.policy.check(req.url)
+        if self.stopping.is_set():
+            raise self._stopping_error(req, "refused")
         await self.notifier.ready()  # no download for a game that cannot be notified
-        got = await self._download(req)
+        got = await self._until_stopped(self._download(req), req)
         target = self.directory / req.name
         try:
             installed = await asyncio.to_thread(install, got.temp, target)
@@ -273,6 +285,33 @@ class HotUpdater:
         )
         self.download_seconds.observe(got.seconds)
         return got
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, T], req: UpdateRequest) -> T:
+        """``await work``, unless the sidecar stops first: then it is cancelled (a download
+        cleans up its temporary file) and the update fails with 503."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise self._stopping_error(req, "cancelled")
+        return task.result()
+
+    def _stopping_error(self, req: UpdateRequest, what: str) -> UpdateError:
+        return UpdateError(
+            503,
+            "sidecar stopping",
+            f"the sidecar is stopping (SIGTERM): the update to {req.version} was {what}; the "
+            "previous file is kept, send it again once the sidecar is back",
+        )
 
     async def _download_with_retries(self, req: UpdateRequest, deadline: float) -> Downloaded:
         delay = 1.0

@@ -138,7 +138,44 @@ CASES: list[Case] = [
         "bad request",
         False,
     ),
-    # 401/403: authentication
+    # Found by the reliability suite's fuzzing: aiohttp's form parser raising (was a 500), and
+    # a long URL in the query string (was aiohttp's plain-text 400, not the API's JSON).
+    (
+        "multipart-no-boundary",
+        lambda fs: {"raw": ("multipart/form-data", b"version=v2&url=http://x/f")},
+        400,
+        "bad request",
+        False,
+    ),
+    (
+        "form-not-utf8",
+        lambda fs: {"raw": ("application/x-www-form-urlencoded", b"version=v\xff2&url=x")},
+        400,
+        "bad request",
+        False,
+    ),
+    (
+        "form-unknown-charset",
+        lambda fs: {"raw": ("application/x-www-form-urlencoded; charset=nope", b"version=v2")},
+        400,
+        "bad request",
+        False,
+    ),
+    (
+        "query-url-too-long",
+        lambda fs: {"query": {"version": V2, "url": fs.url("/f/" + "\u00e9" * 4100)}},
+        400,
+        "bad url",
+        False,
+    ),
+    # 401/403: authentication, checked before the input
+    (
+        "bad-input-without-token",
+        lambda fs: {"fields": {"version": "latest"}, "token": None},
+        401,
+        "unauthorized",
+        False,
+    ),
     (
         "no-token",
         lambda fs: {"fields": {"version": V2, "url": fs.url("/f/index.html")}, "token": None},

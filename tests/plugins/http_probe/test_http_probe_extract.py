@@ -199,3 +199,26 @@ def test_the_value_at_a_path_is_stringified(value: Any) -> None:
     # Lone surrogates (valid in JSON text, not encodable) become "?" in states.
     expected = stringify(value).encode("utf-8", "replace").decode("utf-8")
     assert state({"data": {"state": value}}, "data.state") == expected
+
+
+path_texts = st.one_of(
+    st.text(max_size=24),
+    st.text(alphabet="$.[]*?@#\\'\"()=<>!|0123456789abc -", max_size=24),
+    st.builds("$.{}".format, st.text(max_size=16)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=path_texts, document=json_values, body=st.binary(max_size=64))
+def test_any_path_compiles_or_is_refused_and_then_never_raises(
+    text: str, document: Any, body: bytes
+) -> None:
+    # The reliability suite's gap: the paths above are fixed; a user's jsonPath is not.
+    try:
+        path = compile_path(text)
+    except ValueError as e:
+        assert str(e)
+        return
+    for raw in (json.dumps(document).encode(), body):
+        result = extract_state(raw, path)
+        assert isinstance(result, str | ExtractFailure)
