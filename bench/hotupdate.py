@@ -262,7 +262,7 @@ def _throughput(
     verified = median([r["verified_ratio"] for r in runs])
     fig.add(
         Row(
-            "  same, vs curl -o + sha256sum + sync (equal guarantees)",
+            "download throughput vs curl -o + sha256sum + sync (same guarantees)",
             verified,
             "x curl",
             f"{verified:.2f}",

@@ -40,6 +40,8 @@ class EventRecorder:
 
     def record(self, event: Event) -> None:
         now = time.monotonic()
+        # Forget expired keys: messages name versions and URLs, so the set is not bounded.
+        self._recent = {k: t for k, t in self._recent.items() if now - t < self.dedupe_seconds}
         key = (event.reason, event.message)
         if now - self._recent.get(key, -1e9) < self.dedupe_seconds:
             self.dropped += 1

@@ -1,0 +1,53 @@
+"""EventRecorder's rate limits, and that its memory of recent Events stays bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kidecar_core.events import EventRecorder
+from kidecar_core.objects import Event, ObjectRef, PodIdentity
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr("kidecar_core.events.time.monotonic", fake)
+    return fake
+
+
+def recorder(**options: Any) -> EventRecorder:
+    about = ObjectRef.pod(PodIdentity("gs-0", "default"))
+    return EventRecorder(store=None, about=about, **options)  # type: ignore[arg-type]
+
+
+def test_the_same_event_is_sent_once_per_dedupe_window(clock: Clock) -> None:
+    rec = recorder(burst=100, dedupe_seconds=60)
+    event = Event("OpsStateChanged", "kidecar set GameServer spec.opsState to Allocated")
+    rec.record(event)
+    rec.record(event)
+    assert rec.dropped == 1
+    clock.now += 61
+    rec.record(event)
+    assert rec.dropped == 1
+    assert rec._queue.qsize() == 2
+
+
+def test_recent_events_are_forgotten_after_the_window(clock: Clock) -> None:
+    # Hot-update Events name the version, so every message is new: remembering them all would
+    # grow without bound over the life of the pod.
+    rec = recorder(burst=1000, dedupe_seconds=60)
+    for i in range(50):
+        rec.record(Event("HotUpdateSucceeded", f"v1.0.{i} applied"))
+        clock.now += 10
+    assert len(rec._recent) <= 7
+    assert rec.dropped == 0
