@@ -48,7 +48,7 @@ class Row:
 
 @dataclass
 class Figure:
-    """One of the seven figures of issue 7: one or more rows, plus raw details for the JSON."""
+    """One of the seven benchmark figures: one or more rows, plus raw details for the JSON."""
 
     number: int
     title: str

@@ -1,4 +1,4 @@
-"""kidecar benchmark: footprint and speed on this machine (issue 7), in one command.
+"""kidecar benchmark: footprint and speed on this machine, in one command.
 
     .venv/bin/python bench/run.py [--only 1,4] [--repeat 3] [--quick] [--json bench/results.json]
 

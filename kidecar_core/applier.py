@@ -241,7 +241,12 @@ class Applier:
             state.wake.clear()
             if not state.dirty:
                 continue
-            delay = await self._attempt(state, backoff)
+            try:
+                delay = await self._attempt(state, backoff)
+            except Exception as e:  # a bug or an unmapped store error must not end the worker
+                log.exception("unexpected error writing %s; will retry", state.ref)
+                self._set_status(state, "degraded", f"{type(e).__name__}: {e}")
+                delay = backoff.next()
             self._update_pending()
             if delay:
                 with contextlib.suppress(TimeoutError):
@@ -382,6 +387,19 @@ class Applier:
             return
         for group in by_source.values():
             patch = unflatten((p, leaf.value) for p, leaf in group.items())
+            if any(leaf.guards for leaf in group.values()):
+                # Re-check the guards against a fresh read and make the patch conditional on it,
+                # as the combined patch was: the isolation must not bypass a human's Maintaining.
+                live = await self.store.get(state.ref)
+                if live is None or any(
+                    self._guard_blocks(state, live, g)
+                    for leaf in group.values()
+                    for g in leaf.guards
+                ):
+                    continue
+                rv = lookup(live, ("metadata", "resourceVersion"))
+                if isinstance(rv, str):
+                    patch.setdefault("metadata", {})["resourceVersion"] = rv
             try:
                 await self.store.patch(state.ref, patch)
             except InvalidError as e:

@@ -35,6 +35,37 @@ EXIT_CONFIG = 2
 LOCAL_DEFAULT_POD = "local-gameserver-0"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def from_env(env: Mapping[str, str], name: str, parse: Any, default: Any) -> Any:
+    """An option's default from the environment, with the same checks as on the command line."""
+    text = env.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise StartupError(f"{name}: {e}") from None
+
+
+def log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kidecar",
@@ -62,18 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format", choices=["text", "json"], help="default: json in a pod, text elsewhere"
     )
-    run.add_argument("--log-level", default=os.environ.get("KIDECAR_LOG_LEVEL", "INFO"))
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="default: $KIDECAR_LOG_LEVEL, else INFO",
+    )
     run.add_argument(
         "--shutdown-timeout",
-        type=float,
-        default=float(os.environ.get("KIDECAR_SHUTDOWN_TIMEOUT", "20")),
-        help="seconds for a graceful stop (keep below terminationGracePeriodSeconds)",
+        type=positive_seconds,
+        help="seconds for a graceful stop, below terminationGracePeriodSeconds "
+        "(default: $KIDECAR_SHUTDOWN_TIMEOUT, else 20)",
     )
     run.add_argument(
         "--resync-seconds",
-        type=float,
-        default=float(os.environ.get("KIDECAR_RESYNC_SECONDS", "300")),
-        help="re-assert the desired state this often, in case someone else changed it",
+        type=positive_seconds,
+        help="re-assert the desired state this often, in case someone else changed it "
+        "(default: $KIDECAR_RESYNC_SECONDS, else 300)",
     )
     run.add_argument(
         "--plugin-file",
@@ -302,19 +338,18 @@ def identity_from_env(env: Mapping[str, str], *, local: bool) -> PodIdentity:
     return PodIdentity(name, namespace)
 
 
-def open_store(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[ObjectStore, bool]:
-    """The object store chosen on the command line: (store, local_mode)."""
-    if args.local_state:
-        from kidecar_core.localstate import LocalStore
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
-        return LocalStore(args.local_state, identity_from_env(env, local=True)), True
-    # Imported here so that local mode never pays for the kubernetes client's memory.
-    from kidecar_core import kube
 
-    if args.kubeconfig:
-        return kube.KubeStore.from_kubeconfig(args.kubeconfig), False
-    if kube.in_cluster_available():
-        return kube.KubeStore.from_kubeconfig(None), False
+def in_cluster(env: Mapping[str, str]) -> bool:
+    """Running in a pod with a ServiceAccount token (checked without importing the client)."""
+    return bool(env.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(SERVICE_ACCOUNT_TOKEN)
+
+
+def check_cluster_choice(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """Fail early, with what to do, when there is no cluster and no local state file."""
+    if args.local_state or args.kubeconfig or in_cluster(env):
+        return
     raise StartupError(
         "no cluster to talk to: not running in a pod and no --kubeconfig given.\n"
         "  kidecar run --local-state state.json    # local mode: pod + GameServer in a JSON file\n"
@@ -322,11 +357,30 @@ def open_store(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Object
     )
 
 
+def open_store(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[ObjectStore, bool]:
+    """The object store chosen on the command line: (store, local_mode)."""
+    check_cluster_choice(args, env)
+    if args.local_state:
+        from kidecar_core.localstate import LocalStore
+
+        return LocalStore(args.local_state, identity_from_env(env, local=True)), True
+    # Imported here so that local mode never pays for the kubernetes client's memory.
+    from kidecar_core import kube
+
+    return kube.KubeStore.from_kubeconfig(args.kubeconfig or None), False
+
+
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from kidecar_core import logs
     from kidecar_core.runtime import Runtime, RuntimeOptions
 
-    logs.setup(args.log_format or logs.default_format(env), args.log_level)
+    level = args.log_level or from_env(env, "KIDECAR_LOG_LEVEL", log_level, "INFO")
+    shutdown_timeout = args.shutdown_timeout or from_env(
+        env, "KIDECAR_SHUTDOWN_TIMEOUT", positive_seconds, 20.0
+    )
+    resync = args.resync_seconds or from_env(env, "KIDECAR_RESYNC_SECONDS", positive_seconds, 300.0)
+    logs.setup(args.log_format or logs.default_format(env), level)
+    check_cluster_choice(args, env)
     path = args.config or default_config_path(env)
     plugins = load_plugins(env, args.plugin_file)
     loaded = load(path, plugins, env, lenient=False)
@@ -337,8 +391,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     identity = identity_from_env(env, local=local)
     options = RuntimeOptions(
         admin_listen=args.admin_listen or env.get("KIDECAR_ADMIN_LISTEN") or "127.0.0.1:9090",
-        shutdown_timeout=args.shutdown_timeout,
-        resync_interval=args.resync_seconds,
+        shutdown_timeout=shutdown_timeout,
+        resync_interval=resync,
     )
 
     async def main() -> int:

@@ -63,9 +63,10 @@ class KidecarConfig:
     restart_policy: RestartPolicy = field(
         key="restartpolicy",
         default="Always",
-        doc="What happens to a plugin that fails: `Always` and `OnFailure` restart it with "
-        "exponential backoff (they differ only for a plugin that finishes on its own, which "
-        "`Always` starts again); `Never` leaves it down (and `/readyz` failing).",
+        doc="What happens to a plugin that fails (raises): `Always` and `OnFailure` restart it "
+        "with exponential backoff while the other plugins keep running (kidecar's plugins run "
+        "until the sidecar stops, so the two only differ in name, kept for compatibility); "
+        "`Never` leaves it down and `/readyz` failing.",
     )
     resources: Resources = field(
         factory=Resources, doc="Sidecar container resources (used by `kidecar inject`)."

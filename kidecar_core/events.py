@@ -64,8 +64,10 @@ class EventRecorder:
             try:
                 await self.store.record_event(self.about, event)
                 self._warned = False
-            except PersistError as e:
-                if not self._warned:
+            except Exception as e:  # best effort: nothing may end this loop
+                if not isinstance(e, PersistError):
+                    log.exception("unexpected error recording event %s", event.reason)
+                elif not self._warned:
                     log.warning(
                         "cannot record event %s: %s (events are best effort)", event.reason, e
                     )

@@ -34,7 +34,6 @@ import datetime as dt
 import email.utils
 import functools
 import json
-import os
 import re
 import secrets
 import socket
@@ -47,10 +46,6 @@ import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
-from kubernetes.config.incluster_config import (
-    SERVICE_HOST_ENV_NAME,
-    SERVICE_TOKEN_FILENAME,
-)
 
 from kidecar_core.errors import (
     ConflictError,
@@ -63,7 +58,7 @@ from kidecar_core.errors import (
 )
 from kidecar_core.objects import JSON, Event, ObjectRef
 
-__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError", "in_cluster_available"]
+__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError"]
 
 MERGE_PATCH = "application/merge-patch+json"
 """RFC 7386: the only patch type kidecar sends (custom resources reject strategic merge)."""
@@ -118,11 +113,6 @@ class ResourceNotServedError(NotFoundError):
     Unlike a missing object, this is raised by :meth:`KubeStore.get` too: waiting for an object
     of a type the cluster does not know would never end.
     """
-
-
-def in_cluster_available() -> bool:
-    """Whether this process runs in a pod that can use its ServiceAccount (in-cluster config)."""
-    return bool(os.environ.get(SERVICE_HOST_ENV_NAME)) and os.path.isfile(SERVICE_TOKEN_FILENAME)
 
 
 class KubeStore:

@@ -25,10 +25,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kidecar_core.errors import ConflictError, NotFoundError, PermanentPersistError
+from kidecar_core.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentPersistError,
+    TransientPersistError,
+)
 from kidecar_core.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
 
 MAX_EVENTS = 100
+_ABSENT = object()
 
 
 def initial_state(who: PodIdentity) -> dict[str, Any]:
@@ -134,8 +140,7 @@ class LocalStore:
                 raise ConflictError(f"{ref} was modified (resourceVersion {current_rv})")
             new = merge_patch(obj, patch)
             _bump(new)
-            holder[key] = new
-            await asyncio.to_thread(self._save, doc)
+            await self._commit(doc, holder, key, new)
             return copy.deepcopy(new)
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -149,15 +154,34 @@ class LocalStore:
             meta = obj.setdefault("metadata", {})
             meta.update(name=ref.name, namespace=ref.namespace, resourceVersion="0")
             _bump(obj)
-            holder[key] = obj
-            await asyncio.to_thread(self._save, doc)
+            await self._commit(doc, holder, key, obj)
             return copy.deepcopy(obj)
+
+    async def _commit(
+        self, doc: dict[str, Any], holder: dict[str, Any], key: str, value: Any
+    ) -> None:
+        """Set ``holder[key]`` and save; on a failed save the document is left as it was.
+
+        A failed save (disk full, permissions) is transient for the writer: it keeps the desired
+        state and retries, as it would with an API server that is away.
+        """
+        previous = holder.get(key, _ABSENT)
+        holder[key] = value
+        try:
+            await asyncio.to_thread(self._save, doc)
+        except OSError as e:
+            if previous is _ABSENT:
+                del holder[key]
+            else:
+                holder[key] = previous
+            raise TransientPersistError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     async def record_event(self, about: ObjectRef, event: Event) -> None:
         async with self._lock:
             doc = self._load()
+            events = doc.get("events", [])
             doc["events"] = [
-                *doc.get("events", [])[-(MAX_EVENTS - 1) :],
+                *events[-(MAX_EVENTS - 1) :],
                 {
                     "involvedObject": str(about),
                     "reason": event.reason,
@@ -166,7 +190,13 @@ class LocalStore:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             ]
-            await asyncio.to_thread(self._save, doc)
+            try:
+                await asyncio.to_thread(self._save, doc)
+            except OSError as e:
+                doc["events"] = events
+                raise TransientPersistError(
+                    f"cannot write {self.path}: {e.strerror or e}"
+                ) from None
 
     async def close(self) -> None:
         return None

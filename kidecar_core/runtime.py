@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Coroutine
@@ -381,8 +382,16 @@ class Runtime:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():
-            log.warning("second %s: stopping now", sig.name)
-            return
+            # A second signal (Ctrl-C twice) means "don't wait": unwritten state is lost.
+            log.warning(
+                "second %s: exiting now without finishing the graceful stop "
+                "(pending writes: %d objects)",
+                sig.name,
+                len(self.applier.pending()),
+            )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(1)
         log.info("received %s: stopping (budget %.0fs)", sig.name, self.options.shutdown_timeout)
         self.stopping.set()
 

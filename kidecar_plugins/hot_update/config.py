@@ -211,8 +211,9 @@ class HotUpdateConfig:
     allowed_url_prefixes: tuple[str, ...] = field(
         key="allowedUrlPrefixes",
         factory=tuple,
-        doc="Only download URLs that start with one of these (scheme, host and port equal, path "
-        "a prefix), redirects included. Empty: any http/https URL.",
+        doc="Only download URLs under one of these (scheme, host and port equal; the path the "
+        "prefix's or below it: `https://cdn/game` allows `/game/v2.pak`, not `/gamehack`), "
+        "redirects included. Empty: any http/https URL.",
     )
     allow_link_local: bool = field(
         key="allowLinkLocal",

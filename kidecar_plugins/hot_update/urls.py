@@ -109,8 +109,15 @@ class Prefix:
             url.scheme.lower() == self.scheme
             and (url.host or "").lower() == self.host
             and url.port == self.port
-            and url.raw_path.startswith(self.path)
+            and self.path_allows(url.raw_path)
         )
+
+    def path_allows(self, path: str) -> bool:
+        """The path is the prefix's or below it: ``/game`` allows ``/game`` and ``/game/x``,
+        not ``/gamehack/x``; a prefix ending in ``/`` allows what starts with it."""
+        if not path.startswith(self.path):
+            return False
+        return self.path.endswith("/") or len(path) == len(self.path) or path[len(self.path)] == "/"
 
 
 def refused_address(address: str) -> str | None:

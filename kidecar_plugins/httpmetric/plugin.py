@@ -49,7 +49,12 @@ def kidecar_on_result(result: Result, runtime: RuntimeView) -> None:
     if result.storage is None or result.storage.type != TYPE:
         return
     cfg: HTTPMetricConfig = result.storage.get(KEY)
-    gauge = runtime.metrics.gauge(cfg.metric_name, cfg.help, ["plugin", "source"])
+    try:
+        gauge = runtime.metrics.gauge(cfg.metric_name, cfg.help, ["plugin", "source"])
+    except ValueError as e:  # the name is taken by another metric (of kidecar or a plugin)
+        if runtime.first_time(("httpmetric-name", cfg.metric_name)):
+            log.error("%s.httpMetric.metricName: %s; choose another name", result.source, e)
+        return
     try:
         value = float(result.state)
     except ValueError:

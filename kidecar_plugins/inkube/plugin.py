@@ -83,7 +83,8 @@ def writes_for(result: Result, cfg: InKubeConfig, who: PodIdentity) -> list[Writ
             )
             writes.append(
                 Write(
-                    ObjectRef.gameserver(who) if cfg.target is None else target,
+                    # opsState is the pod's own GameServer's, whatever `target` names.
+                    ObjectRef.gameserver(who),
                     {"spec": {"opsState": policy.game_server_ops_state}},
                     f"{psrc}.gameServerOpsState",
                     guards=guards,

@@ -375,3 +375,21 @@ def test_retry_after_is_honoured() -> None:
         await applier.close()
 
     run(main())
+
+
+def test_an_unexpected_store_error_does_not_end_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        store = FakeStore()
+        store.put(GS, gameserver())
+        store.fail = [RuntimeError("a bug in a store")]  # type: ignore[list-item]
+        applier = make(store)
+        with caplog.at_level(logging.ERROR, "kidecar.persist"):
+            applier.submit([ops("Allocated")])
+            await settle(applier)
+        assert store.objects[GS]["spec"]["opsState"] == "Allocated"
+        assert "unexpected error writing" in caplog.text
+        await applier.close()
+
+    run(main())

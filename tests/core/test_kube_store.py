@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes.config import incluster_config
 
-from kidecar_core import kube
+from kidecar_core import cli, kube
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -653,14 +654,15 @@ def test_unloadable_kubeconfig_is_a_startup_error(tmp_path: Path) -> None:
 
 
 def test_in_cluster_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The file the CLI checks is the one the client's in-cluster config reads.
+    assert incluster_config.SERVICE_TOKEN_FILENAME == cli.SERVICE_ACCOUNT_TOKEN
     token = tmp_path / "token"
-    monkeypatch.setattr(kube, "SERVICE_TOKEN_FILENAME", str(token))
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    assert not kube.in_cluster_available()
+    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_TOKEN", str(token))
+    env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    assert not cli.in_cluster(env)
     token.write_text("x")
-    assert kube.in_cluster_available()
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    assert not kube.in_cluster_available()
+    assert cli.in_cluster(env)
+    assert not cli.in_cluster({})
     # Outside a pod (no service host, no token file) loading in-cluster config fails clearly.
     with pytest.raises(StartupError, match="in-cluster"):
         KubeStore.from_kubeconfig(None)

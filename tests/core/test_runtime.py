@@ -204,10 +204,37 @@ def test_run_without_a_cluster_says_how_to_choose(
 ) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("plugins: []\n")
-    env = {**testplugins_env, "POD_NAME": "p", "POD_NAMESPACE": "ns"}
-    proc = run_cli("run", "--config", str(cfg), env=env)
-    assert proc.returncode == 1
-    assert "--local-state" in proc.stderr and "--kubeconfig" in proc.stderr
+    for pod_env in ({"POD_NAME": "p", "POD_NAMESPACE": "ns"}, {}):
+        env = {k: v for k, v in testplugins_env.items() if not k.startswith("POD_")}
+        proc = run_cli("run", "--config", str(cfg), env={**env, **pod_env})
+        assert proc.returncode == 1
+        assert "no cluster to talk to" in proc.stderr
+        assert "--local-state" in proc.stderr and "--kubeconfig" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--log-level", "loud"], {}, "invalid choice: 'LOUD'"),
+        (["--shutdown-timeout", "soon"], {}, "expected a number of seconds"),
+        (["--resync-seconds", "0"], {}, "must be > 0"),
+        ([], {"KIDECAR_SHUTDOWN_TIMEOUT": "soon"}, "KIDECAR_SHUTDOWN_TIMEOUT: expected a number"),
+        ([], {"KIDECAR_LOG_LEVEL": "loud"}, "KIDECAR_LOG_LEVEL: must be one of"),
+    ],
+)
+def test_bad_run_options_are_clear_errors(
+    tmp_path: Path, testplugins_env: dict[str, str], args: list[str], env: dict[str, str],
+    expected: str,
+) -> None:  # fmt: skip
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("plugins: []\n")
+    proc = run_cli(
+        "run", "--config", str(cfg), "--local-state", str(tmp_path / "s.json"), *args,
+        env={**testplugins_env, **env},
+    )  # fmt: skip
+    assert proc.returncode in (1, 2)
+    assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -178,6 +178,22 @@ def test_allowed_url_prefixes(url: str, allowed: bool) -> None:
         assert e.value.status == 403
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/game", True), ("/game/v2.pak", True), ("/gamehack/x", False), ("/gam", False)],
+)
+def test_a_prefix_without_a_trailing_slash_ends_at_a_path_boundary(
+    path: str, allowed: bool
+) -> None:
+    policy = UrlPolicy.from_config(["https://cdn.example.com/game"], False)
+    url = parse_url(f"https://cdn.example.com{path}")
+    if allowed:
+        policy.check(url)
+    else:
+        with pytest.raises(UpdateError):
+            policy.check(url)
+
+
 def test_link_local_policy_and_its_opt_in() -> None:
     url = URL("http://169.254.169.254/latest/meta-data")
     with pytest.raises(UpdateError) as e:
