@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -187,27 +186,11 @@ class BenchSidecar(Sidecar):
     """``tests.support.sidecar.Sidecar`` started under :func:`lifeline`, so that it cannot outlive
     an interrupted benchmark; otherwise the same (local mode, or ``kubeconfig=``)."""
 
+    def argv(self) -> list[str]:
+        return lifeline(super().argv())
+
     def start(self, *, wait_ready: bool = False, timeout: float = 30.0) -> BenchSidecar:
-        where = (
-            ["--kubeconfig", self.kubeconfig]
-            if self.kubeconfig
-            else ["--local-state", str(self.state_path)]
-        )
-        cmd = [
-            sys.executable, "-m", "kidecar_core", "run",
-            "--config", str(self.config_path),
-            "--admin-listen", f"127.0.0.1:{self.admin_port}",
-            "--log-format", "text",
-            *where, *self.extra_args,
-        ]  # fmt: skip
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            lifeline(cmd), stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-            cwd=self.workdir,
-        )  # fmt: skip
-        self.wait_for(lambda: self.get("/healthz")[0] == 200, timeout, "kidecar to answer /healthz")
-        if wait_ready:
-            self.wait_for(lambda: self.get("/readyz")[0] == 200, timeout, "kidecar to be ready")
+        super().start(wait_ready=wait_ready, timeout=timeout)
         return self
 
     @property

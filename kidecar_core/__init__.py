@@ -20,6 +20,7 @@ from kidecar_core.errors import (
 from kidecar_core.hookspecs import hookimpl, hookspec
 from kidecar_core.objects import Event, FieldNotIn, ObjectRef, PodIdentity, Write
 from kidecar_core.results import Result, StorageConfig
+from kidecar_core.schedule import every
 from kidecar_core.schema import FieldError, field
 
 try:
@@ -43,6 +44,7 @@ __all__ = [
     "TransientPersistError",
     "Write",
     "__version__",
+    "every",
     "field",
     "hookimpl",
     "hookspec",

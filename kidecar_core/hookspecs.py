@@ -132,7 +132,9 @@ def kidecar_tick(ctx: PluginContext) -> Awaitable[None] | None:
 
     Fires every ``kidecar_tick_interval`` seconds, measured as a period (start to start), not as
     a sleep after the work.  The core awaits the returned awaitable before the next tick; ticks
-    that would overlap are skipped, never queued.  Must never block; work that may be slow
+    that would overlap are skipped, never queued (the scheduler is
+    :func:`kidecar_core.every`, which plugins may use for loops of their own, e.g. one per
+    probed endpoint).  Must never block; work that may be slow
     (network calls with long timeouts) should run in ``ctx.spawn`` tasks so that it cannot delay
     other work of the same plugin.  An exception marks the plugin as failed.
     """

@@ -36,6 +36,7 @@ from kidecar_core.objects import ObjectRef, ObjectStore, PodIdentity
 from kidecar_core.plugins import Plugins
 from kidecar_core.registry import RouteRegistry
 from kidecar_core.results import Result
+from kidecar_core.schedule import every
 
 log = logging.getLogger("kidecar")
 
@@ -269,22 +270,17 @@ class Runtime:
             ticker.cancel()
 
     async def _tick_loop(self, sup: Supervised, interval: float) -> None:
-        assert sup.ctx is not None
+        ctx = sup.ctx
+        assert ctx is not None
         loop = asyncio.get_running_loop()
         histogram = self.metrics.tick_duration.labels(sup.entry.name)
-        next_at = loop.time()
-        while True:
+
+        async def tick() -> None:
             started = loop.time()
-            await _gather(self.plugins.tick(sup.ctx))
+            await _gather(self.plugins.tick(ctx))
             histogram.observe(loop.time() - started)
-            if interval <= 0:
-                await asyncio.sleep(0)
-                continue
-            next_at += interval
-            now = loop.time()
-            if next_at < now:  # overran: skip the ticks that were missed, never queue them
-                next_at += ((now - next_at) // interval + 1) * interval
-            await asyncio.sleep(next_at - now)
+
+        await every(interval, tick)
 
     async def _stop_plugin(self, sup: Supervised, timeout: float) -> None:
         assert sup.ctx is not None

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from kidecar_core import Event, Result
+from kidecar_core import Event, Result, every
 from kidecar_core.context import PluginContext
 from kidecar_plugins.http_probe.config import Endpoint
 from kidecar_plugins.http_probe.extract import StatePath
@@ -92,17 +92,11 @@ class EndpointProber:
 
     async def run(self, delay: float) -> None:
         """Probe forever (until cancelled), the first probe after ``delay`` seconds."""
-        loop = asyncio.get_running_loop()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        next_at = loop.time()
-        while True:
-            self.observe(await probe_once(self.session, self.endpoint, self.path))
-            next_at += self.period
-            now = loop.time()
-            if next_at < now:
-                next_at = now  # overran: probe again right away, do not make up missed periods
-            await asyncio.sleep(next_at - now)
+        await every(self.period, self.probe_and_observe, delay=delay)
+
+    async def probe_and_observe(self) -> None:
+        """One probe, counted and thresholded."""
+        self.observe(await probe_once(self.session, self.endpoint, self.path))
 
     def observe(self, outcome: ProbeOutcome) -> None:
         """Count one probe's outcome and emit a result if the effective state changed."""

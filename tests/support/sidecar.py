@@ -64,22 +64,25 @@ class Sidecar:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self, *, wait_ready: bool = False, timeout: float = 20.0) -> Sidecar:
+    def argv(self) -> list[str]:
+        """The command line of ``kidecar run`` (subclasses may wrap it)."""
         where = (
             ["--kubeconfig", self.kubeconfig]
             if self.kubeconfig
             else ["--local-state", str(self.state_path)]
         )
-        cmd = [
+        return [
             sys.executable, "-m", "kidecar_core", "run",
             "--config", str(self.config_path),
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--log-format", "text",
             *where, *self.extra_args,
         ]  # fmt: skip
+
+    def start(self, *, wait_ready: bool = False, timeout: float = 20.0) -> Sidecar:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
+            self.argv(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
         )
         self.wait_for(lambda: self.get("/healthz")[0] == 200, timeout, "kidecar to answer /healthz")
         if wait_ready:

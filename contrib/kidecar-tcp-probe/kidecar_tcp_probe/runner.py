@@ -11,13 +11,12 @@ A :class:`~kidecar_core.Result` is emitted only when the endpoint's effective st
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from kidecar_core import Event, Result
+from kidecar_core import Event, Result, every
 from kidecar_core.metrics import Metrics
 
 from kidecar_tcp_probe.config import Endpoint
@@ -98,17 +97,11 @@ class EndpointProber:
 
     async def run(self, delay: float) -> None:
         """Probe forever (until cancelled), the first probe after ``delay`` seconds."""
-        loop = asyncio.get_running_loop()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        next_at = loop.time()
-        while True:
-            self.observe(await self.probe(self.target.endpoint))
-            next_at += self.period
-            now = loop.time()
-            if next_at < now:
-                next_at = now  # overran: probe again right away, do not make up missed periods
-            await asyncio.sleep(next_at - now)
+        await every(self.period, self.probe_and_observe, delay=delay)
+
+    async def probe_and_observe(self) -> None:
+        """One probe, counted and thresholded."""
+        self.observe(await self.probe(self.target.endpoint))
 
     def observe(self, outcome: ProbeOutcome) -> None:
         """Count one probe's outcome and emit a result if the effective state changed."""

@@ -37,6 +37,15 @@ def test_opsstate_goes_to_an_annotation_and_the_rest_is_written(
         return annotations
 
     sc.wait_for(lambda: pod_annotations().get(dry.ANNOTATION) == "Maintaining", what="dry run")
+    # The GameServer and the Events are written by their own workers: wait for them too.
+    sc.wait_for(
+        lambda: "example.com/health" in sc.state()["gameserver"]["metadata"].get("labels", {}),
+        what="the GameServer label",
+    )
+    sc.wait_for(
+        lambda: any(e["reason"] == "OpsStateDryRun" for e in sc.state()["events"]),
+        what="the dry-run Event",
+    )
     gameserver = sc.state()["gameserver"]
     assert gameserver["spec"]["opsState"] == "None"  # untouched
     assert gameserver["metadata"]["labels"]["example.com/health"] == "down"  # written as usual
@@ -52,6 +61,10 @@ def test_opsstate_goes_to_an_annotation_and_the_rest_is_written(
 
     state_file.write_text("up")
     sc.wait_for(lambda: pod_annotations().get(dry.ANNOTATION) == "None", what="dry run: None")
+    sc.wait_for(
+        lambda: sc.state()["gameserver"]["metadata"]["labels"]["example.com/health"] == "up",
+        what="the GameServer label",
+    )
     gameserver = sc.state()["gameserver"]
     assert gameserver["metadata"]["labels"]["example.com/health"] == "up"
     assert gameserver["spec"]["opsState"] == "None"

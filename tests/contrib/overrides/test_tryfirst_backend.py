@@ -28,6 +28,10 @@ def pod_annotations(sc: Sidecar) -> dict[str, str]:
     return found
 
 
+def ops_state(sc: Sidecar) -> str:
+    return str(sc.state()["gameserver"]["spec"]["opsState"])
+
+
 def test_every_result_is_mirrored_beside_the_configured_storage(
     tmp_path: Path, run_sidecar: RunSidecar
 ) -> None:
@@ -41,10 +45,13 @@ def test_every_result_is_mirrored_beside_the_configured_storage(
         "source": "plugins[0].config.storageConfig",
         "storage": "InKube",
     }
+    # The GameServer has a write worker of its own: wait for it rather than race it.
+    sc.wait_for(lambda: ops_state(sc) == "Maintaining", what="opsState Maintaining")
     assert sc.state()["gameserver"]["spec"]["opsState"] == "Maintaining"  # InKube still works
 
     state_file.write_text("up")
     sc.wait_for(lambda: json.loads(pod_annotations(sc)[KEY])["state"] == "up", what="up mirrored")
+    sc.wait_for(lambda: ops_state(sc) == "None", what="opsState None")
     assert sc.state()["gameserver"]["spec"]["opsState"] == "None"
     assert sc.stop() == 0
 
