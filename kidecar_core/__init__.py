@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from kidecar_core._config.schema import FieldError, field, non_empty, non_negative, positive
+from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._persist.result import Result, StorageConfig
+from kidecar_core._persist.write import FieldNotIn, Write
+from kidecar_core._plugins.context import PluginContext, RuntimeView
+from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._runtime.schedule import every
+from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core.errors import (
     ConfigError,
     KidecarError,
@@ -18,10 +27,6 @@ from kidecar_core.errors import (
     TransientPersistError,
 )
 from kidecar_core.hookspecs import hookimpl, hookspec
-from kidecar_core.objects import Event, FieldNotIn, ObjectRef, PodIdentity, Write
-from kidecar_core.results import Result, StorageConfig
-from kidecar_core.schedule import every
-from kidecar_core.schema import FieldError, field
 
 try:
     __version__ = version("kidecar")
@@ -30,17 +35,25 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ConfigError",
+    "ContainerPort",
     "Event",
     "FieldError",
     "FieldNotIn",
     "KidecarError",
+    "Metrics",
     "ObjectRef",
     "PermanentPersistError",
     "PersistError",
+    "PluginContext",
     "PodIdentity",
+    "PodRequirements",
     "Result",
+    "RouteRegistry",
+    "RuntimeView",
+    "SharedVolume",
     "StartupError",
     "StorageConfig",
+    "StorageTypeRegistry",
     "TransientPersistError",
     "Write",
     "__version__",
@@ -48,4 +61,7 @@ __all__ = [
     "field",
     "hookimpl",
     "hookspec",
+    "non_empty",
+    "non_negative",
+    "positive",
 ]

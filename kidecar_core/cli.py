@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from kidecar_core import __version__
-from kidecar_core.config import (
+from kidecar_core._config.loader import (
     LoadedConfig,
     PluginCatalog,
     TemplateContext,
@@ -23,9 +23,9 @@ from kidecar_core.config import (
     load_config,
     read_yaml,
 )
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core._store.objects import ObjectStore, PodIdentity
 from kidecar_core.errors import ConfigError, KidecarError, StartupError
-from kidecar_core.objects import ObjectStore, PodIdentity
-from kidecar_core.plugins import Plugins
 
 log = logging.getLogger("kidecar")
 
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inject":
             return cmd_inject(args, env, sys.stdin, sys.stdout, sys.stderr)
         if args.command == "demo":
-            from kidecar_core.demo import runner
+            from kidecar_core._demo import runner
 
             return runner.main(pace=args.pace)
         parser.print_help()
@@ -283,7 +283,7 @@ def cmd_plugins(env: Mapping[str, str], out: TextIO, files: Sequence[str] = ()) 
 def cmd_inject(
     args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, out: TextIO, err: TextIO
 ) -> int:
-    from kidecar_core import inject
+    from kidecar_core._inject import inject
 
     plugins = load_plugins(env, args.plugin_file)
     try:
@@ -361,18 +361,18 @@ def open_store(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Object
     """The object store chosen on the command line: (store, local_mode)."""
     check_cluster_choice(args, env)
     if args.local_state:
-        from kidecar_core.localstate import LocalStore
+        from kidecar_core._store.local import LocalStore
 
         return LocalStore(args.local_state, identity_from_env(env, local=True)), True
     # Imported here so that local mode never pays for the kubernetes client's memory.
-    from kidecar_core import kube
+    from kidecar_core._store import kube
 
     return kube.KubeStore.from_kubeconfig(args.kubeconfig or None), False
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from kidecar_core import logs
-    from kidecar_core.runtime import Runtime, RuntimeOptions
+    from kidecar_core._runtime import logs
+    from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
 
     level = args.log_level or from_env(env, "KIDECAR_LOG_LEVEL", log_level, "INFO")
     shutdown_timeout = args.shutdown_timeout or from_env(

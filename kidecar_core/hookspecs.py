@@ -38,11 +38,11 @@ hookspec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)
 
 if TYPE_CHECKING:
-    from kidecar_core.context import PluginContext, RuntimeView
-    from kidecar_core.objects import Write
-    from kidecar_core.podspec import PodRequirements
-    from kidecar_core.registry import RouteRegistry, StorageTypeRegistry
-    from kidecar_core.results import Result
+    from kidecar_core._inject.podspec import PodRequirements
+    from kidecar_core._persist.result import Result
+    from kidecar_core._persist.write import Write
+    from kidecar_core._plugins.context import PluginContext, RuntimeView
+    from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
 
 
 # -- registration (broadcast, once, before the configuration is read) -------------------------
@@ -73,7 +73,7 @@ def kidecar_config_schema(name: str) -> type | None:
     Fires while the configuration is validated, addressed to the plugin named ``name``.
     ``firstresult``: the first non-``None`` answer wins.  A plugin that returns ``None`` (or does
     not implement the hook) takes no config: a non-empty ``config`` is then an error.  Fields are
-    documented with :func:`kidecar_core.schema.field`; the configuration reference is generated
+    documented with :func:`kidecar_core.field`; the configuration reference is generated
     from those docs.
     """
 
@@ -155,7 +155,7 @@ def kidecar_pod_requirements(name: str, config: Any) -> PodRequirements | None:
     """Say what plugin ``name`` configured with ``config`` needs from its pod.
 
     Fires in ``kidecar inject`` (not in ``kidecar run``), addressed to the plugin named ``name``,
-    with its structured config.  Return a :class:`~kidecar_core.podspec.PodRequirements`
+    with its structured config.  Return a :class:`~kidecar_core._inject.podspec.PodRequirements`
     (ports it listens on, volumes shared with the game container, whether it signals the game's
     process and so needs ``shareProcessNamespace``) or ``None`` for nothing.  Pure function of
     the config: no I/O.
@@ -169,8 +169,8 @@ def kidecar_pod_requirements(name: str, config: Any) -> PodRequirements | None:
 def kidecar_on_result(result: Result, runtime: RuntimeView) -> Awaitable[None] | None:
     """Observe a result (metrics, logs, notifications): fan-out to every plugin.
 
-    Fires for every :class:`~kidecar_core.results.Result` a plugin emits, before
-    ``kidecar_persist``.  ``runtime`` (:class:`~kidecar_core.context.RuntimeView`) offers the
+    Fires for every :class:`~kidecar_core.Result` a plugin emits, before
+    ``kidecar_persist``.  ``runtime`` (:class:`~kidecar_core.RuntimeView`) offers the
     pod's identity, the metrics registry, ``get_object`` and ``record_event``.  Return an
     awaitable for I/O, or ``None``.  Exceptions are logged and do not stop the result from being
     persisted.
@@ -183,7 +183,7 @@ def kidecar_persist(result: Result, runtime: RuntimeView) -> list[Write] | None:
 
     Fires for every result, after ``kidecar_on_result``.  Storage backends look at
     ``result.storage.type`` and, when it is theirs, return
-    :class:`~kidecar_core.objects.Write` objects (merge patches on a target object), addressed
+    :class:`~kidecar_core.Write` objects (merge patches on a target object), addressed
     with ``runtime.identity`` (the pod).  Do no I/O here: the core merges every write of the plan
     per target object and applies it with **one** request per object, only when the object's
     desired state changed, with retries.

@@ -41,8 +41,7 @@ from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kidecar_core import Result, hookimpl
-from kidecar_core.context import RuntimeView
+from kidecar_core import Result, RuntimeView, hookimpl
 
 FILE_VAR = "KIDECAR_AUDIT_FILE"
 MAX_BYTES_VAR = "KIDECAR_AUDIT_MAX_BYTES"

@@ -47,8 +47,7 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import Event, ObjectRef, PodIdentity, Result, Write, hookimpl
-from kidecar_core.context import RuntimeView
+from kidecar_core import Event, ObjectRef, PodIdentity, Result, RuntimeView, Write, hookimpl
 
 ANNOTATION = "kidecar.io/dry-run-opsstate"
 REASON_ANNOTATION = "kidecar.io/dry-run-opsstate-reason"

@@ -32,8 +32,7 @@ from __future__ import annotations
 import json
 import re
 
-from kidecar_core import ObjectRef, Result, Write, hookimpl
-from kidecar_core.context import RuntimeView
+from kidecar_core import ObjectRef, Result, RuntimeView, Write, hookimpl
 
 PREFIX = "kidecar.io/last-"
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -14,8 +14,7 @@ from typing import Literal
 
 import attrs
 
-from kidecar_core import FieldError, StorageConfig, field
-from kidecar_core.schema import non_negative, positive
+from kidecar_core import FieldError, StorageConfig, field, non_negative, positive
 
 DEFAULT_FILE_DIR = "/app/downloads"
 DEFAULT_LISTEN = ":5000"

@@ -15,10 +15,15 @@ import os
 from collections.abc import Awaitable
 from pathlib import Path
 
-from kidecar_core import ConfigError, hookimpl
-from kidecar_core.context import PluginContext
-from kidecar_core.podspec import ContainerPort, PodRequirements, SharedVolume
-from kidecar_core.registry import RouteRegistry
+from kidecar_core import (
+    ConfigError,
+    ContainerPort,
+    PluginContext,
+    PodRequirements,
+    RouteRegistry,
+    SharedVolume,
+    hookimpl,
+)
 from kidecar_plugins.hot_update.api import HotUpdateApi
 from kidecar_plugins.hot_update.auth import TokenSource
 from kidecar_plugins.hot_update.config import HotUpdateConfig

@@ -24,8 +24,7 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import ObjectRef, Write
-from kidecar_core.context import RuntimeView
+from kidecar_core import ObjectRef, RuntimeView, Write
 
 log = logging.getLogger("kidecar.plugin.hot_update")
 

@@ -26,8 +26,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from kidecar_core import Event, ObjectRef, Result, Write, __version__
-from kidecar_core.context import PluginContext
+from kidecar_core import Event, ObjectRef, PluginContext, Result, Write, __version__
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.hot_update.download import (
     Downloaded,

@@ -15,8 +15,7 @@ from typing import Literal
 import attrs
 from yarl import URL
 
-from kidecar_core import FieldError, StorageConfig, field
-from kidecar_core.schema import non_negative, positive
+from kidecar_core import FieldError, StorageConfig, field, non_negative, positive
 from kidecar_plugins.http_probe.extract import StatePath, compile_path
 
 MIN_PERIOD = 0.1

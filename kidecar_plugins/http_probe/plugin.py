@@ -38,8 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable
 
-from kidecar_core import hookimpl
-from kidecar_core.context import PluginContext
+from kidecar_core import PluginContext, hookimpl
 from kidecar_plugins.http_probe.config import HttpProbeConfig
 from kidecar_plugins.http_probe.probe import make_session
 from kidecar_plugins.http_probe.runner import EndpointProber, ProbeMetrics, ProbeRun

@@ -18,8 +18,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from kidecar_core import Event, Result, every
-from kidecar_core.context import PluginContext
+from kidecar_core import Event, PluginContext, Result, every
 from kidecar_plugins.http_probe.config import Endpoint
 from kidecar_plugins.http_probe.extract import StatePath
 from kidecar_plugins.http_probe.probe import OUTCOMES, ProbeOutcome, display_url, probe_once

@@ -14,9 +14,7 @@ import re
 
 import attrs
 
-from kidecar_core import FieldError, Result, field, hookimpl
-from kidecar_core.context import RuntimeView
-from kidecar_core.registry import StorageTypeRegistry
+from kidecar_core import FieldError, Result, RuntimeView, StorageTypeRegistry, field, hookimpl
 
 TYPE = "HTTPMetric"
 KEY = "httpMetric"

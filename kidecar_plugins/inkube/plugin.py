@@ -16,9 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from kidecar_core import Event, FieldNotIn, ObjectRef, PodIdentity, Result, Write, hookimpl
-from kidecar_core.context import RuntimeView
-from kidecar_core.registry import StorageTypeRegistry
+from kidecar_core import (
+    Event,
+    FieldNotIn,
+    ObjectRef,
+    PodIdentity,
+    Result,
+    RuntimeView,
+    StorageTypeRegistry,
+    Write,
+    hookimpl,
+)
 from kidecar_plugins.inkube.config import InKubeConfig, Target
 
 TYPE = "InKube"

@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from kidecar_core.applier import Applier, flatten, holds, pointer_path, unflatten
+from kidecar_core._persist.applier import Applier, flatten, holds, pointer_path, unflatten
+from kidecar_core._persist.write import FieldNotIn, Write
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._store.objects import Event, ObjectRef, merge_patch
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -22,8 +25,6 @@ from kidecar_core.errors import (
     PersistError,
     TransientPersistError,
 )
-from kidecar_core.metrics import Metrics
-from kidecar_core.objects import Event, FieldNotIn, ObjectRef, Write, merge_patch
 
 GS = ObjectRef("game.kruise.io", "v1alpha1", "gameservers", "ns", "gs-0")
 POD = ObjectRef("", "v1", "pods", "ns", "gs-0")

@@ -11,10 +11,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from kidecar_core.applier import Applier
-from kidecar_core.localstate import LocalStore
-from kidecar_core.metrics import Metrics
-from kidecar_core.objects import ObjectRef, PodIdentity, Write
+from kidecar_core._persist.applier import Applier
+from kidecar_core._persist.write import Write
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._store.local import LocalStore
+from kidecar_core._store.objects import ObjectRef, PodIdentity
 
 CM = ObjectRef.configmap("default", "sidecar-result")
 

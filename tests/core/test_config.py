@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kidecar_core import ConfigError, FieldError, StorageConfig, field
-from kidecar_core.config import (
+from kidecar_core._config.loader import (
     LoadedConfig,
     PluginCatalog,
     TemplateContext,
     load_config,
     parse_yaml,
 )
-from kidecar_core.registry import StorageTypeRegistry
-from kidecar_core.schema import positive
+from kidecar_core._config.schema import positive
+from kidecar_core._plugins.registry import StorageTypeRegistry
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig
 from kidecar_plugins.inkube.config import InKubeConfig
 

@@ -16,12 +16,13 @@ from typing import Literal
 import attrs
 import pytest
 
-from kidecar_core import docs, field
-from kidecar_core.config import KidecarConfig
-from kidecar_core.docs.config_reference import walk
-from kidecar_core.docs.hook_reference import flags as hook_flags
-from kidecar_core.plugins import Plugins
-from kidecar_core.schema import config_key, field_doc, non_negative, positive
+from kidecar_core import _docs as docs
+from kidecar_core import field
+from kidecar_core._config.loader import KidecarConfig
+from kidecar_core._config.schema import config_key, field_doc, non_negative, positive
+from kidecar_core._docs.config_reference import walk
+from kidecar_core._docs.hook_reference import flags as hook_flags
+from kidecar_core._plugins.manager import Plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -171,11 +172,11 @@ def test_render_class_tables_nested_classes_aliases_defaults_and_constraints() -
 
 def test_rst_to_markdown() -> None:
     rst = (
-        "See :class:`~kidecar_core.objects.Write` and :func:`kidecar_core.schema.field`.\n"
+        "See :class:`~kidecar_core.Write` and :func:`kidecar_core.field`.\n"
         "Use ``x``::\n\n    code()\n    more()\n\nAfter.\n\n"
         ":param register: first\n    second line\n"
     )
     assert docs.rst_to_markdown(rst) == (
-        "See `Write` and `kidecar_core.schema.field`.\nUse `x`:\n\n"
+        "See `Write` and `kidecar_core.field`.\nUse `x`:\n\n"
         "```python\ncode()\nmore()\n```\n\nAfter.\n\n- `register`: first second line"
     )

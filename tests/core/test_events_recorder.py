@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kidecar_core.events import EventRecorder
-from kidecar_core.objects import Event, ObjectRef, PodIdentity
+from kidecar_core._store.events import EventRecorder
+from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 
 
 class Clock:
@@ -21,7 +21,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr("kidecar_core.events.time.monotonic", fake)
+    monkeypatch.setattr("kidecar_core._store.events.time.monotonic", fake)
     return fake
 
 

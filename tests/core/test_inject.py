@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from kidecar_core import __version__, cli
-from kidecar_core.config import Resources
-from kidecar_core.inject import (
+from kidecar_core._config.loader import Resources
+from kidecar_core._inject.inject import (
     InjectError,
     InjectOptions,
     Sidecar,
@@ -37,7 +37,7 @@ from kidecar_core.inject import (
     leading_comment,
     merge_requirements,
 )
-from kidecar_core.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "inject"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "workload.yaml").is_file())
@@ -627,7 +627,7 @@ def test_cli_conflicting_requirements_are_an_error(inject_cli: InjectCli, tmp_pa
     override = tmp_path / "override.py"
     override.write_text(
         "from kidecar_core import hookimpl\n"
-        "from kidecar_core.podspec import ContainerPort, PodRequirements\n\n\n"
+        "from kidecar_core._inject.podspec import ContainerPort, PodRequirements\n\n\n"
         "@hookimpl\ndef kidecar_pod_requirements(name, config):\n"
         "    return PodRequirements(ports=(ContainerPort('tp-needs', 5001),))\n"
     )
@@ -666,7 +666,7 @@ def test_cli_a_local_override_can_answer_for_a_plugin(
     override = tmp_path / "override.py"
     override.write_text(
         "from kidecar_core import hookimpl\n"
-        "from kidecar_core.podspec import ContainerPort, PodRequirements\n\n\n"
+        "from kidecar_core._inject.podspec import ContainerPort, PodRequirements\n\n\n"
         "@hookimpl\ndef kidecar_pod_requirements(name, config):\n"
         "    return PodRequirements(ports=(ContainerPort('extra', 6000),))\n"
     )

@@ -24,7 +24,10 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.config import incluster_config
 
-from kidecar_core import cli, kube
+from kidecar_core import cli
+from kidecar_core._store import kube
+from kidecar_core._store.kube import KubeStore, ResourceNotServedError, TransientApiError
+from kidecar_core._store.objects import Event, ObjectRef, PodIdentity, merge_patch
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -34,8 +37,6 @@ from kidecar_core.errors import (
     StartupError,
     TransientPersistError,
 )
-from kidecar_core.kube import KubeStore, ResourceNotServedError, TransientApiError
-from kidecar_core.objects import Event, ObjectRef, PodIdentity, merge_patch
 from tests.support.apiserver import TestCluster, write_kubeconfig
 from tests.support.faultproxy import FaultProxy
 

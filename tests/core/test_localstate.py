@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from kidecar_core._store.local import LocalStore
+from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core.errors import ConflictError, NotFoundError, TransientPersistError
-from kidecar_core.localstate import LocalStore
-from kidecar_core.objects import Event, ObjectRef, PodIdentity
 
 WHO = PodIdentity("gs-0", "default")
 GS = ObjectRef.gameserver(WHO)

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from kidecar_core import cli
-from kidecar_core.config import LoadedConfig
+from kidecar_core._config.loader import LoadedConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

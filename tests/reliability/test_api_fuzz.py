@@ -62,7 +62,7 @@ def fuzz_config(*, expected_5xx: list[str], bearer: str | None = None) -> Schema
 
 
 HOT_UPDATE_DOC = importlib.resources.files("kidecar_plugins.hot_update") / "openapi.yaml"
-ADMIN_DOC = importlib.resources.files("kidecar_core") / "openapi.yaml"
+ADMIN_DOC = importlib.resources.files("kidecar_core._runtime") / "openapi.yaml"
 hot_update_schema = schemathesis.openapi.from_path(
     str(HOT_UPDATE_DOC), config=fuzz_config(expected_5xx=["502", "503"], bearer=TOKEN)
 )

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kidecar_core import ConfigError
+from kidecar_core._config.loader import parse_yaml
+from kidecar_core._config.schema import config_key
+from kidecar_core._plugins.manager import Plugins
 from kidecar_core.cli import load_parsed, load_plugins
-from kidecar_core.config import parse_yaml
-from kidecar_core.plugins import Plugins
-from kidecar_core.schema import config_key
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.http_probe.config import HttpProbeConfig
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig

@@ -1,6 +1,6 @@
 """The OpenAPI documents shipped in the package: valid, complete, and their examples true.
 
-``kidecar_core/openapi.yaml`` describes the admin server, ``kidecar_plugins/hot_update/
+``kidecar_core/_runtime/openapi.yaml`` describes the admin server, ``kidecar_plugins/hot_update/
 openapi.yaml`` the hot-update API. They are what ``test_api_fuzz.py`` fuzzes the sidecar with,
 so they must be valid OpenAPI 3.1 (the official meta-schema), name exactly the routes the
 sidecar registers, document every status the plugin answers with, and every example in them
@@ -24,16 +24,16 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from kidecar_core.admin import make_admin_app
+from kidecar_core._runtime.servers import make_admin_app
+from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
+from kidecar_core._store.local import LocalStore
+from kidecar_core._store.objects import PodIdentity
 from kidecar_core.cli import load_parsed, load_plugins
-from kidecar_core.localstate import LocalStore
-from kidecar_core.objects import PodIdentity
-from kidecar_core.runtime import Runtime, RuntimeOptions
 from kidecar_plugins.hot_update.errors import RESULT_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {
-    "admin": ("kidecar_core", "openapi.yaml"),
+    "admin": ("kidecar_core._runtime", "openapi.yaml"),
     "hot_update": ("kidecar_plugins.hot_update", "openapi.yaml"),
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 
 import attrs
-from kidecar_core import FieldError, StorageConfig, field
-from kidecar_core.schema import non_empty, non_negative, positive
+from kidecar_core import FieldError, StorageConfig, field, non_empty, non_negative, positive
 
 MIN_PERIOD = 0.1
 """Shortest time between the starts of two probes of one endpoint, in seconds.

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import time
 
-from kidecar_core import hookimpl
-from kidecar_core.context import PluginContext
+from kidecar_core import PluginContext, hookimpl
 
 from kidecar_tcp_probe.config import TcpProbeConfig
 from kidecar_tcp_probe.runner import EndpointProber, ProbeMetrics, Target

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from kidecar_core import Event, Result, every
-from kidecar_core.metrics import Metrics
+from kidecar_core import Event, Metrics, Result, every
 
 from kidecar_tcp_probe.config import Endpoint
 from kidecar_tcp_probe.probe import OUTCOMES, ProbeOutcome, probe_once

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kidecar_core import Result
-from kidecar_core.metrics import Metrics
+from kidecar_core import Metrics, Result
 from tcp_probe_servers import GamePort, closed_port
 
 from kidecar_tcp_probe.config import Endpoint

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from kidecar_core import ObjectRef, PodIdentity, Result, StorageConfig
-from kidecar_core.plugins import Plugins
+from kidecar_core._plugins.manager import Plugins
 from tests.contrib.overrides.recipes import (
     OVERRIDES,
     RunSidecar,

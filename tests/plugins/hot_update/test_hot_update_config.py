@@ -201,7 +201,7 @@ def test_configure_reports_an_unusable_token_and_file_dir(tmp_path: Path) -> Non
 
 
 def test_pod_requirements_for_kidecar_inject(tmp_path: Path) -> None:
-    from kidecar_core.podspec import ContainerPort, SharedVolume
+    from kidecar_core._inject.podspec import ContainerPort, SharedVolume
     from kidecar_plugins.hot_update.plugin import kidecar_pod_requirements
 
     seed = load_text(tmp_path, SEED).plugins[0].config

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from kidecar_core._config.loader import LoadedConfig
 from kidecar_core.cli import load, load_plugins
-from kidecar_core.config import LoadedConfig
 from kidecar_core.errors import ConfigError
 from kidecar_plugins.http_probe.config import MIN_PERIOD, HttpProbeConfig
 from kidecar_plugins.inkube.config import InKubeConfig

@@ -13,8 +13,8 @@ from typing import Any, cast
 import pytest
 
 from kidecar_core import Result, StorageConfig
-from kidecar_core.context import PluginContext
-from kidecar_core.metrics import Metrics
+from kidecar_core._plugins.context import PluginContext
+from kidecar_core._runtime.metrics import Metrics
 from kidecar_plugins.http_probe import plugin
 from kidecar_plugins.http_probe.config import Endpoint, HttpProbeConfig, JsonPathConfig
 from kidecar_plugins.http_probe.runner import ProbeRun

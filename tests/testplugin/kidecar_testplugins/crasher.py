@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from kidecar_core import field, hookimpl
-from kidecar_core.context import PluginContext
+from kidecar_core._plugins.context import PluginContext
 from kidecar_testplugins import journal
 
 NAME = "tp_crasher"

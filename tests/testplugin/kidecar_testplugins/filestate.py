@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 
 from kidecar_core import Result, StorageConfig, field, hookimpl
-from kidecar_core.context import PluginContext
+from kidecar_core._plugins.context import PluginContext
 
 NAME = "tp_filestate"
 

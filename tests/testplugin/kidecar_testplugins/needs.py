@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 
 from kidecar_core import field, hookimpl
-from kidecar_core.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
 
 NAME = "tp_needs"
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 import attrs
 
 from kidecar_core import Result, StorageConfig, field, hookimpl
-from kidecar_core.context import PluginContext, RuntimeView
+from kidecar_core._plugins.context import PluginContext, RuntimeView
 from kidecar_testplugins import journal
 
 NAME = "tp_recorder"

@@ -1,7 +1,7 @@
-"""The Kubernetes API as an :class:`~kidecar_core.objects.ObjectStore`.
+"""The Kubernetes API as an :class:`~kidecar_core._store.objects.ObjectStore`.
 
 This is the only module of kidecar that imports the ``kubernetes`` client.  Everyone else speaks in
-terms of :class:`~kidecar_core.objects.ObjectRef` and merge patches; this module turns those into
+terms of :class:`~kidecar_core.ObjectRef` and merge patches; this module turns those into
 HTTP requests and turns every failure into kidecar's error vocabulary
 (:mod:`kidecar_core.errors`), so the write applier can decide between "retry with backoff" and
 "report and wait for a human".
@@ -47,6 +47,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
 
+from kidecar_core._store.objects import JSON, Event, ObjectRef
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -56,7 +57,6 @@ from kidecar_core.errors import (
     StartupError,
     TransientPersistError,
 )
-from kidecar_core.objects import JSON, Event, ObjectRef
 
 __all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError"]
 

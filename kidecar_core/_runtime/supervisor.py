@@ -25,18 +25,18 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from kidecar_core.admin import make_admin_app, parse_listen
-from kidecar_core.applier import Applier, Backoff
-from kidecar_core.config import ConfiguredPlugin, LoadedConfig
-from kidecar_core.context import PluginContext, RuntimeView
+from kidecar_core._config.loader import ConfiguredPlugin, LoadedConfig
+from kidecar_core._persist.applier import Applier, Backoff
+from kidecar_core._persist.result import Result
+from kidecar_core._plugins.context import PluginContext, RuntimeView
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core._plugins.registry import RouteRegistry
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._runtime.schedule import every
+from kidecar_core._runtime.servers import make_admin_app, parse_listen
+from kidecar_core._store.events import EventRecorder
+from kidecar_core._store.objects import ObjectRef, ObjectStore, PodIdentity
 from kidecar_core.errors import ConfigError, StartupError
-from kidecar_core.events import EventRecorder
-from kidecar_core.metrics import Metrics
-from kidecar_core.objects import ObjectRef, ObjectStore, PodIdentity
-from kidecar_core.plugins import Plugins
-from kidecar_core.registry import RouteRegistry
-from kidecar_core.results import Result
-from kidecar_core.schedule import every
 
 log = logging.getLogger("kidecar")
 

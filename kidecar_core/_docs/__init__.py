@@ -1,6 +1,6 @@
 """Reference documentation generated from the code: config field docs and hookspec docstrings.
 
-``python -m kidecar_core.docs`` writes ``docs/configuration.md`` (the top-level config, each
+``python -m kidecar_core._docs`` writes ``docs/configuration.md`` (the top-level config, each
 installed service plugin's ``config`` and each storage type, from their ``field(doc=...)``) and
 ``docs/hooks.md`` (every hookspec, grouped by the section comments of
 :mod:`kidecar_core.hookspecs`).  ``--check`` only compares; a test keeps the committed files equal
@@ -15,10 +15,10 @@ import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from kidecar_core.docs.config_reference import DISTRIBUTION, render_class, render_config_reference
-from kidecar_core.docs.hook_reference import HookDoc, hook_docs, render_hook_reference
-from kidecar_core.docs.markdown import REGENERATE, rst_to_markdown
-from kidecar_core.plugins import Plugins
+from kidecar_core._docs.config_reference import DISTRIBUTION, render_class, render_config_reference
+from kidecar_core._docs.hook_reference import HookDoc, hook_docs, render_hook_reference
+from kidecar_core._docs.markdown import REGENERATE, rst_to_markdown
+from kidecar_core._plugins.manager import Plugins
 
 __all__ = [
     "DISTRIBUTION",

@@ -13,8 +13,8 @@ import attrs
 import pluggy
 
 from kidecar_core import hookspecs
-from kidecar_core.docs.markdown import GENERATED, cell, rst_to_markdown
-from kidecar_core.plugins import SERVICE_HOOKS
+from kidecar_core._docs.markdown import GENERATED, cell, rst_to_markdown
+from kidecar_core._plugins.manager import SERVICE_HOOKS
 
 _SECTION = re.compile(r"^# -- (.+?) -*$")
 

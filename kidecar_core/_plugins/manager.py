@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from kidecar_core import corehooks, hookspecs
+from kidecar_core import hookspecs
+from kidecar_core._inject.podspec import PodRequirements
+from kidecar_core._persist.write import Write
+from kidecar_core._plugins import corehooks
+from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
 from kidecar_core.errors import StartupError
-from kidecar_core.objects import Write
-from kidecar_core.podspec import PodRequirements
-from kidecar_core.registry import RouteRegistry, StorageTypeRegistry
 
 if TYPE_CHECKING:
-    from kidecar_core.config import ConfiguredPlugin
-    from kidecar_core.context import PluginContext, RuntimeView
-    from kidecar_core.results import Result
+    from kidecar_core._config.loader import ConfiguredPlugin
+    from kidecar_core._persist.result import Result
+    from kidecar_core._plugins.context import PluginContext, RuntimeView
 
 log = logging.getLogger("kidecar.plugins")
 

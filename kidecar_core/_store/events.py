@@ -7,8 +7,8 @@ import contextlib
 import logging
 import time
 
+from kidecar_core._store.objects import Event, ObjectRef, ObjectStore
 from kidecar_core.errors import PersistError
-from kidecar_core.objects import Event, ObjectRef, ObjectStore
 
 log = logging.getLogger("kidecar.events")
 

@@ -7,12 +7,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from kidecar_core.metrics import Metrics
-from kidecar_core.objects import JSON, Event, ObjectRef, PodIdentity
-from kidecar_core.results import Result
+from kidecar_core._persist.result import Result
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity
 
 if TYPE_CHECKING:
-    from kidecar_core.runtime import Runtime
+    from kidecar_core._runtime.supervisor import Runtime
 
 
 class RuntimeView:

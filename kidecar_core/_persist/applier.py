@@ -1,6 +1,6 @@
 """Applying write plans: the desired state of each object, written once per change.
 
-Every :class:`~kidecar_core.objects.Write` is flattened into *leaves* (``("spec", "opsState") →
+Every :class:`~kidecar_core.Write` is flattened into *leaves* (``("spec", "opsState") →
 "Allocated"``) and merged into the desired state of its target object.  One worker per object
 compares the desired leaves with the live object and sends **one** merge patch holding only the
 leaves that differ; when nothing differs, nothing is sent.  While the store is unreachable the
@@ -30,6 +30,9 @@ from typing import Any
 
 import attrs
 
+from kidecar_core._persist.write import FieldNotIn, Write
+from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -38,8 +41,6 @@ from kidecar_core.errors import (
     PermanentPersistError,
     TransientPersistError,
 )
-from kidecar_core.metrics import Metrics
-from kidecar_core.objects import JSON, Event, FieldNotIn, ObjectRef, ObjectStore, Write
 
 log = logging.getLogger("kidecar.persist")
 

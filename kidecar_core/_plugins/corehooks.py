@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from kidecar_core.context import RuntimeView
+from kidecar_core._persist.result import Result
+from kidecar_core._persist.write import Write
+from kidecar_core._plugins.context import RuntimeView
 from kidecar_core.hookspecs import hookimpl
-from kidecar_core.objects import Write
-from kidecar_core.results import Result
 
 
 @hookimpl(trylast=True)

@@ -16,10 +16,17 @@ from typing import Any, Literal
 import attrs
 import yaml
 
+from kidecar_core._config.schema import (
+    Converter,
+    _describe,
+    field,
+    make_converter,
+    non_negative,
+    suggest,
+)
+from kidecar_core._persist.result import StorageConfig
+from kidecar_core._plugins.registry import StorageTypeRegistry
 from kidecar_core.errors import ConfigError, Problem, join_path
-from kidecar_core.registry import StorageTypeRegistry
-from kidecar_core.results import StorageConfig
-from kidecar_core.schema import Converter, _describe, field, make_converter, non_negative, suggest
 
 DEFAULT_CONFIG_PATH = "/opt/sidecar/config.yaml"
 

@@ -7,7 +7,7 @@ Pure functions on parsed YAML (dicts), so that they are easy to test and to reus
   ``sidecarstartorder`` into a :class:`Sidecar`;
 - :func:`inject` finds the pod spec of one document (Pod, Deployment, StatefulSet, ReplicaSet,
   DaemonSet, Job, CronJob, OpenKruiseGame GameServerSet) and edits it with
-  :func:`kidecar_core.podedit.inject_pod_spec`; :func:`inject_documents` does it for a
+  :func:`kidecar_core._inject.podedit.inject_pod_spec`; :func:`inject_documents` does it for a
   multi-document file (``kind: List`` included).
 
 Injecting is idempotent: a second run replaces the sidecar container in place and reuses the
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import yaml
 
 from kidecar_core import __version__
-from kidecar_core.config import parse_yaml
-from kidecar_core.podedit import (
+from kidecar_core._config.loader import parse_yaml
+from kidecar_core._inject.podedit import (
     DEFAULT_CONFIG_MAP,
     SIDECAR_NAME,
     InjectError,
@@ -33,11 +33,11 @@ from kidecar_core.podedit import (
     Sidecar,
     inject_pod_spec,
 )
-from kidecar_core.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
 
 if TYPE_CHECKING:
-    from kidecar_core.config import LoadedConfig
-    from kidecar_core.plugins import Plugins
+    from kidecar_core._config.loader import LoadedConfig
+    from kidecar_core._plugins.manager import Plugins
 
 __all__ = [
     "SIDECAR_NAME",

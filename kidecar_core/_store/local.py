@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
 from kidecar_core.errors import (
     ConflictError,
     NotFoundError,
     PermanentPersistError,
     TransientPersistError,
 )
-from kidecar_core.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
 
 MAX_EVENTS = 100
 _ABSENT = object()
@@ -55,7 +55,7 @@ def initial_state(who: PodIdentity) -> dict[str, Any]:
 
 
 class LocalStore:
-    """An :class:`~kidecar_core.objects.ObjectStore` over a local JSON file."""
+    """An :class:`~kidecar_core._store.objects.ObjectStore` over a local JSON file."""
 
     def __init__(self, path: str | os.PathLike[str], who: PodIdentity) -> None:
         self.path = Path(path)

@@ -16,12 +16,19 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 
-from kidecar_core.config import DEFAULT_CONFIG_PATH, KidecarConfig
-from kidecar_core.docs.markdown import GENERATED, cell, rst_to_markdown
-from kidecar_core.plugins import Plugins
-from kidecar_core.results import StorageConfig
-from kidecar_core.schema import _ALIASES, _norm, config_key, field_doc, non_empty, non_negative
-from kidecar_core.schema import positive as positive_validator
+from kidecar_core._config.loader import DEFAULT_CONFIG_PATH, KidecarConfig
+from kidecar_core._config.schema import (
+    _ALIASES,
+    _norm,
+    config_key,
+    field_doc,
+    non_empty,
+    non_negative,
+)
+from kidecar_core._config.schema import positive as positive_validator
+from kidecar_core._docs.markdown import GENERATED, cell, rst_to_markdown
+from kidecar_core._persist.result import StorageConfig
+from kidecar_core._plugins.manager import Plugins
 
 DISTRIBUTION = "kidecar"
 """By default only this distribution's plugins are documented: the committed reference must

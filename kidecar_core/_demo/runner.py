@@ -2,7 +2,7 @@
 
 Everything runs on 127.0.0.1 in a temporary directory and is cleaned up on exit or Ctrl-C:
 
-1. a demo game (:mod:`kidecar_core.demo.game`) that serves its state over HTTP and reloads a file
+1. a demo game (:mod:`kidecar_core._demo.game`) that serves its state over HTTP and reloads a file
    on SIGHUP;
 2. a file server with two versions of that file;
 3. ``kidecar run --local-state`` with the ``http_probe`` and ``hot_update`` plugins.
@@ -128,7 +128,7 @@ class Demo:
                     "config": {
                         "loadPatchType": "signal",
                         "signal": {
-                            "processName": r".* -m kidecar_core\.demo\.game .*",
+                            "processName": r".* -m kidecar_core\._demo\.game .*",
                             "processNameRegex": True,
                             "signalName": "SIGHUP",
                         },
@@ -160,7 +160,7 @@ class Demo:
         self.game_log = (self.dir / "game.log").open("wb")
         self.sidecar_log = (self.dir / "kidecar.log").open("wb")
         game = [
-            sys.executable, "-m", "kidecar_core.demo.game",
+            sys.executable, "-m", "kidecar_core._demo.game",
             "--port", str(self.game_port), "--content", str(self.downloads / "levels.txt"),
         ]  # fmt: skip
         sidecar = [

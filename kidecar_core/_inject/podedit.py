@@ -26,9 +26,9 @@ from typing import Any
 
 import attrs
 
-from kidecar_core.config import DEFAULT_CONFIG_PATH, Resources, StartOrder
+from kidecar_core._config.loader import DEFAULT_CONFIG_PATH, Resources, StartOrder
+from kidecar_core._inject.podspec import PodRequirements
 from kidecar_core.errors import KidecarError
-from kidecar_core.podspec import PodRequirements
 
 SIDECAR_NAME = "kidecar"
 """Name of the sidecar container; a container of that name is the one a re-run replaces."""

@@ -8,7 +8,8 @@ from typing import Any
 
 import attrs
 
-from kidecar_core.objects import Event, Write
+from kidecar_core._persist.write import Write
+from kidecar_core._store.objects import Event
 
 
 @attrs.frozen

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from kidecar_core.errors import StartupError
 
 if TYPE_CHECKING:
-    from kidecar_core.runtime import Runtime
+    from kidecar_core._runtime.supervisor import Runtime
 
 
 def parse_listen(listen: str) -> tuple[str | None, int]:

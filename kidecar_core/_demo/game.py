@@ -1,6 +1,6 @@
 """The demo's game server: serves its state over HTTP and reloads a file on SIGHUP.
 
-``python -m kidecar_core.demo.game --port P --content FILE`` answers::
+``python -m kidecar_core._demo.game --port P --content FILE`` answers::
 
     GET  /state  → {"data": {"state": "idle", "players": 0}}
     POST /state  {"state": "allocated", "players": 3}  (the demo plays the match-maker)

@@ -1,9 +1,10 @@
 """Objects kidecar writes to, and the interface of the stores that hold them.
 
 Plugins and storage backends speak in terms of "merge-patch this object"; where the object lives
-is the business of an :class:`ObjectStore`: the Kubernetes API (:mod:`kidecar_core.kube`) or the
-local state file (:mod:`kidecar_core.localstate`).  Both have the same semantics: RFC 7386 merge
-patches, 404 for a missing object, optional create for objects kidecar owns (its result ConfigMap).
+is the business of an :class:`ObjectStore`: the Kubernetes API (:mod:`kidecar_core._store.kube`) or
+the local state file (:mod:`kidecar_core._store.local`).  Both have the same semantics: RFC 7386
+merge patches, 404 for a missing object, optional create for objects kidecar
+owns (its result ConfigMap).
 """
 
 from __future__ import annotations
@@ -64,42 +65,6 @@ class Event:
     reason: str
     message: str
     type: str = "Normal"
-
-
-@attrs.frozen
-class FieldNotIn:
-    """Guard of a :class:`Write`: skip it while the live value at ``pointer`` is one of ``values``.
-
-    With ``unless_ours`` the guard does not hold back a value kidecar wrote itself (so a state
-    kidecar set can be changed by kidecar again, while a human's ``Maintaining`` is left alone).
-    """
-
-    pointer: str
-    values: tuple[JSON, ...]
-    unless_ours: bool = True
-
-
-@attrs.frozen
-class Write:
-    """One contribution to a write plan: merge ``patch`` into ``target``.
-
-    ``source`` is the config path the write comes from; errors about the write name it.
-    ``create`` lets the core create the object when it does not exist (only for objects kidecar
-    owns, such as its result ConfigMap); otherwise a missing object is waited for.
-    """
-
-    target: ObjectRef
-    patch: Mapping[str, JSON]
-    source: str = ""
-    create: bool = False
-    guards: tuple[FieldNotIn, ...] = ()
-    event: Event | None = None
-    """Recorded about the pod when this write actually changes the object (not on no-ops)."""
-    once: bool = False
-    """Write the values once (or find them already there), then forget them: they are not
-    re-asserted at resync, so a later change by someone else stays.  For keys that several
-    sidecars write in turn (hot_update's per-workload record), where re-asserting would put an
-    older value back over a newer one."""
 
 
 class ObjectStore(Protocol):

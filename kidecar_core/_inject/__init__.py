@@ -1,0 +1,1 @@
+"""``kidecar inject``: adding the sidecar to workload manifests (pure functions on parsed YAML)."""
