@@ -15,6 +15,16 @@ from kidecar_core._persist.result import Result, StorageConfig
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._plugins.context import PluginContext, RuntimeView
 from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
+from kidecar_core._probe.loop import (
+    ProbeChange,
+    ProbeLoop,
+    ProbeMetrics,
+    ProbeOutcome,
+    first_probe_delay,
+)
+from kidecar_core._probe.thresholds import PROBE_FAILED, ProbeThresholds
+from kidecar_core._probe.timing import MIN_PROBE_PERIOD, ProbeSchedule, ProbeTiming
+from kidecar_core._runtime.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
 from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._runtime.schedule import every
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
@@ -34,12 +44,18 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "LOOP_CLOCK",
+    "MIN_PROBE_PERIOD",
+    "PROBE_FAILED",
+    "Clock",
     "ConfigError",
     "ContainerPort",
     "Event",
     "FieldError",
     "FieldNotIn",
     "KidecarError",
+    "LoopClock",
+    "ManualClock",
     "Metrics",
     "ObjectRef",
     "PermanentPersistError",
@@ -47,6 +63,13 @@ __all__ = [
     "PluginContext",
     "PodIdentity",
     "PodRequirements",
+    "ProbeChange",
+    "ProbeLoop",
+    "ProbeMetrics",
+    "ProbeOutcome",
+    "ProbeSchedule",
+    "ProbeThresholds",
+    "ProbeTiming",
     "Result",
     "RouteRegistry",
     "RuntimeView",
@@ -59,6 +82,7 @@ __all__ = [
     "__version__",
     "every",
     "field",
+    "first_probe_delay",
     "hookimpl",
     "hookspec",
     "non_empty",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from kidecar_core._persist.result import Result
+from kidecar_core._runtime.clock import Clock
 from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity
 
@@ -30,6 +31,12 @@ class RuntimeView:
     def metrics(self) -> Metrics:
         """The runtime's Prometheus metrics (served on ``/metrics``)."""
         return self._runtime.metrics
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime's clock (the event loop's): read time and sleep through it, so that tests
+        can drive time with a :class:`~kidecar_core.ManualClock`."""
+        return self._runtime.clock
 
     @property
     def local_mode(self) -> bool:

@@ -31,6 +31,7 @@ from kidecar_core._persist.result import Result
 from kidecar_core._plugins.context import PluginContext, RuntimeView
 from kidecar_core._plugins.manager import Plugins
 from kidecar_core._plugins.registry import RouteRegistry
+from kidecar_core._runtime.clock import LOOP_CLOCK, Clock
 from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._runtime.schedule import every
 from kidecar_core._runtime.servers import make_admin_app, parse_listen
@@ -97,6 +98,7 @@ class Runtime:
         self.options = options
         self.local_mode = local_mode
         self.metrics = Metrics()
+        self.clock: Clock = LOOP_CLOCK
         self.events = EventRecorder(store, ObjectRef.pod(identity))
         self.applier = Applier(
             store,

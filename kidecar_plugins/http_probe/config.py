@@ -2,8 +2,9 @@
 
 Go-compatible keys first (``startDelaySeconds``, ``probeIntervalSeconds``, ``endpoints[]`` with
 ``url``, ``method``, ``timeout``, ``expectedStatusCode``, ``jsonPathConfig``, ``storageConfig``),
-plus Kubernetes-probe style ``successThreshold``/``failureThreshold`` and a few safety limits.
-Keys match case-insensitively, so the Go version's spellings load unchanged.
+plus Kubernetes-probe style ``successThreshold``/``failureThreshold`` (the probe kit's timing
+fields), redirects and TLS the way kubelet handles them, and a few safety limits.  Keys match
+case-insensitively, so the Go version's spellings load unchanged.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from typing import Literal
 import attrs
 from yarl import URL
 
-from kidecar_core import FieldError, StorageConfig, field, non_negative, positive
+from kidecar_core import (
+    MIN_PROBE_PERIOD,
+    FieldError,
+    ProbeSchedule,
+    ProbeTiming,
+    StorageConfig,
+    field,
+    positive,
+)
 from kidecar_plugins.http_probe.extract import StatePath, compile_path
+from kidecar_plugins.http_probe.status import StatusCodes, StatusSpec, parse_status_codes
 
-MIN_PERIOD = 0.1
-"""Shortest time between the starts of two probes of one endpoint, in seconds.
-
-``probeIntervalSeconds: 0`` (and anything below this) means "probe continuously": the next probe
-starts as soon as the previous one ended, but never more often than every ``MIN_PERIOD``, so a
-fast local game cannot make the sidecar burn a CPU core on probing.
-"""
+MIN_PERIOD = MIN_PROBE_PERIOD
+"""Shortest time between the starts of two probes of one endpoint (the probe kit's)."""
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+Redirects = Literal["SameHost", "Always", "Never"]
 
 # RFC 9110 token: what a header name may be made of.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -45,9 +51,11 @@ def _check_path(_: object, __: object, text: str) -> None:
         raise FieldError("jsonPath", str(e)) from None
 
 
-def _check_status(_: object, __: object, code: int) -> None:
-    if not 100 <= code <= 599:
-        raise FieldError("expectedStatusCode", "must be an HTTP status code (100-599)")
+def _check_status(_: object, __: object, spec: StatusSpec) -> None:
+    try:
+        parse_status_codes(spec)
+    except ValueError as e:
+        raise FieldError("expectedStatusCode", str(e)) from None
 
 
 def _check_headers(_: object, __: object, headers: Mapping[str, str]) -> None:
@@ -85,7 +93,7 @@ class JsonPathConfig:
 
 
 @attrs.frozen
-class Endpoint:
+class Endpoint(ProbeTiming):
     """One HTTP endpoint of the game that tells its state."""
 
     url: str = field(
@@ -99,29 +107,38 @@ class Endpoint:
     body: str | None = field(
         default=None, doc="Request body, sent as UTF-8 (usually with POST or PUT)."
     )
-    timeout: float = field(
-        default=5.0,
-        validator=positive,
-        doc="Seconds a probe may take in all (connect, answer, body) before it counts as failed.",
-    )
-    expected_status_code: int = field(
+    expected_status_code: int | str | tuple[int | str, ...] = field(
         key="expectedStatusCode",
         default=200,
         validator=_check_status,
-        doc="The status code of a successful probe.",
+        doc="The status codes whose answer holds the state: a code (`200`), a range "
+        "(`200-399`, kubelet's success rule) or a list of both (`[200, 503]`). Any other "
+        "status is a failed probe. List a non-2xx status to read a state from it: a draining "
+        'game answering `503` with `{"state": "draining"}`; such an answer whose body holds '
+        "no state is a failed probe, like any other.",
     )
-    success_threshold: int = field(
-        key="successThreshold",
-        default=1,
-        validator=positive,
-        doc="Consecutive probes that must answer a new state before it takes effect.",
+    follow_redirects: Redirects | None = field(
+        key="followRedirects",
+        default=None,
+        doc="`SameHost` (the default): follow redirects (at most 10) while they stay on the "
+        "URL's host name, kubelet's rule; a redirect elsewhere is not followed and its 3xx answer "
+        "is what the probe sees. `Always`: follow them anywhere (credentials headers are dropped "
+        "when the host changes). `Never`: the first answer counts. When a 3xx is expected "
+        "(`expectedStatusCode: 301`) redirects are never followed.",
     )
-    failure_threshold: int = field(
-        key="failureThreshold",
-        default=3,
-        validator=positive,
-        doc="Consecutive failed probes (error, timeout, unexpected status, body without the "
-        "state) after which the state is `Failed`.",
+    insecure_skip_verify: bool = field(
+        key="insecureSkipVerify",
+        default=False,
+        doc="HTTPS: accept any server certificate (what kubelet does for its HTTPS probes). "
+        "Off by default: the state decides whether the server may be deleted, so kidecar "
+        "verifies the certificate like the Go version did; prefer `caFile` for a self-signed one.",
+    )
+    ca_file: str | None = field(
+        key="caFile",
+        default=None,
+        doc="HTTPS: PEM file of the CA certificate(s) that signed the game's certificate, "
+        "trusted instead of the system's. Read when the sidecar starts (a missing or invalid "
+        "file stops it with exit code 2).",
     )
     json_path_config: JsonPathConfig | None = field(
         key="jsonPathConfig",
@@ -141,31 +158,37 @@ class Endpoint:
         "`markerPolicies`; `HTTPMetric`: a Prometheus gauge).",
     )
 
+    def __attrs_post_init__(self) -> None:
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise FieldError(
+                "caFile", "is not used with insecureSkipVerify: true; keep one of the two"
+            )
+        if self.follow_redirects in ("SameHost", "Always") and self.statuses.expects_redirect:
+            raise FieldError(
+                "followRedirects",
+                f"expectedStatusCode {self.statuses} expects a redirect, so redirects are never "
+                "followed; leave followRedirects out (or set Never)",
+            )
+
+    @property
+    def statuses(self) -> StatusCodes:
+        """The parsed ``expectedStatusCode`` (valid: it was checked when the config was loaded)."""
+        return parse_status_codes(self.expected_status_code)
+
+    @property
+    def redirects(self) -> Redirects:
+        """The effective redirect policy: ``Never`` when a 3xx is expected, else as configured."""
+        if self.statuses.expects_redirect:
+            return "Never"
+        return self.follow_redirects or "SameHost"
+
 
 @attrs.frozen
-class HttpProbeConfig:
+class HttpProbeConfig(ProbeSchedule):
     """Poll the game's HTTP state endpoints and record the state (GameServer opsState, ...)."""
 
     endpoints: tuple[Endpoint, ...] = field(doc="The endpoints to probe, each on its own.")
-    start_delay_seconds: float = field(
-        key="startDelaySeconds",
-        default=0.0,
-        validator=non_negative,
-        doc="Seconds to wait after the sidecar starts before the first probe (game boot time).",
-    )
-    probe_interval_seconds: float = field(
-        key="probeIntervalSeconds",
-        default=5.0,
-        validator=non_negative,
-        doc="Period of the probes of each endpoint (start to start). `0` probes continuously: "
-        f"each probe starts when the previous one ended, at most every {MIN_PERIOD}s.",
-    )
 
     def __attrs_post_init__(self) -> None:
         if not self.endpoints:
             raise FieldError("endpoints", "must list at least one endpoint")
-
-    @property
-    def period(self) -> float:
-        """The effective probe period of each endpoint, in seconds."""
-        return max(self.probe_interval_seconds, MIN_PERIOD)

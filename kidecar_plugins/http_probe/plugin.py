@@ -35,26 +35,47 @@ back the others.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
 
-from kidecar_core import PluginContext, hookimpl
+from kidecar_core import (
+    ConfigError,
+    PluginContext,
+    ProbeThresholds,
+    first_probe_delay,
+    hookimpl,
+)
 from kidecar_plugins.http_probe.config import HttpProbeConfig
-from kidecar_plugins.http_probe.probe import make_session
-from kidecar_plugins.http_probe.runner import EndpointProber, ProbeMetrics, ProbeRun
-from kidecar_plugins.http_probe.state import Thresholds
+from kidecar_plugins.http_probe.probe import HttpTarget, make_session
+from kidecar_plugins.http_probe.runner import ProbeRun, endpoint_loop, probe_metrics
 
 NAME = "http_probe"
 
 # Keys of ctx.state, which survives restarts of the plugin (not of the process).
 _FIRST_START = "first_start"
 _THRESHOLDS = "thresholds"
+_TARGETS = "targets"
 _RUN = "run"
 
 
 @hookimpl
 def kidecar_config_schema(name: str) -> type | None:
     return HttpProbeConfig if name == NAME else None
+
+
+@hookimpl
+def kidecar_configure(ctx: PluginContext) -> None:
+    """Prepare each endpoint: compile its path, parse its status codes, load its ``caFile``."""
+    config: HttpProbeConfig = ctx.config
+    targets: list[HttpTarget] = []
+    errors: list[ConfigError] = []
+    for index, endpoint in enumerate(config.endpoints):
+        try:
+            targets.append(HttpTarget.prepare(endpoint))
+        except ValueError as e:
+            errors.append(ConfigError.single(f"endpoints[{index}].caFile", str(e)))
+    if errors:
+        raise ConfigError(p for e in errors for p in e.problems)
+    ctx.state[_TARGETS] = targets
 
 
 @hookimpl
@@ -71,30 +92,33 @@ def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
 async def _start(ctx: PluginContext) -> None:
     """Open the HTTP session and spawn one probing task per endpoint."""
     config: HttpProbeConfig = ctx.config
-    # startDelaySeconds is the game's boot time: counted from the plugin's first start, so a
-    # plugin restarted after a crash probes again at once instead of waiting again.
-    first_start: float = ctx.state.setdefault(_FIRST_START, time.monotonic())
-    delay = max(0.0, config.start_delay_seconds - (time.monotonic() - first_start))
+    clock = ctx.clock
+    first_start: float = ctx.state.setdefault(_FIRST_START, clock.now())
+    delay = first_probe_delay(first_start, config.start_delay_seconds, clock)
     # The thresholds (and so the effective states) survive a restart: a state that did not
     # change is not emitted again.
-    thresholds: dict[int, Thresholds] = ctx.state.setdefault(_THRESHOLDS, {})
-    metrics = ProbeMetrics.of(ctx)
+    thresholds: dict[int, ProbeThresholds] = ctx.state.setdefault(_THRESHOLDS, {})
+    targets: list[HttpTarget] = ctx.state.get(_TARGETS) or [
+        HttpTarget.prepare(e) for e in config.endpoints
+    ]
+    metrics = probe_metrics(ctx)
     run = ProbeRun(make_session())
     ctx.state[_RUN] = run
-    for index, endpoint in enumerate(config.endpoints):
+    for index, target in enumerate(targets):
+        endpoint = target.endpoint
         machine = thresholds.setdefault(
-            index, Thresholds(endpoint.success_threshold, endpoint.failure_threshold)
+            index, ProbeThresholds(endpoint.success_threshold, endpoint.failure_threshold)
         )
-        prober = EndpointProber(
+        loop = endpoint_loop(
             ctx,
             index,
-            endpoint,
-            period=config.period,
+            target,
             session=run.session,
             thresholds=machine,
             metrics=metrics,
+            clock=clock,
         )
-        run.tasks.append(ctx.spawn(prober.run(delay), f"endpoint-{index}"))
+        run.tasks.append(ctx.spawn(loop.run(config.period, delay), f"endpoint-{index}"))
     ctx.log.info(
         "probing %d endpoint(s) every %gs, first probe in %gs",
         len(config.endpoints),

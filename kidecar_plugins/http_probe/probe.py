@@ -1,49 +1,90 @@
 """One probe of one endpoint: an HTTP request, bounded in time and size, and its state.
 
 :func:`probe_once` never raises for anything the game or the network does: a timeout, a refused
-connection, an unexpected status, a body that is too large or holds no state are all a failed
-:class:`ProbeOutcome` with a reason.  Only cancellation propagates.
+connection, an untrusted certificate, an unexpected status, a body that is too large or holds no
+state are all a failed :class:`~kidecar_core.ProbeOutcome` with a reason.  Only cancellation
+propagates.
+
+Redirects follow kubelet's HTTP probes (kubernetes/kubernetes ``pkg/probe/http/http.go``,
+``RedirectChecker``): followed while the new URL's host name equals the first request's, at most
+10 in a row; a redirect to another host is not followed and its 3xx answer is the one checked
+against ``expectedStatusCode``.  Method and body change like Go's client (``net/http``
+``redirectBehavior``): 301/302/303 turn a request other than GET/HEAD into a GET without body,
+307/308 repeat it as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+import ssl
+from typing import Any
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict
 from yarl import URL
 
-from kidecar_plugins.http_probe.config import Endpoint
+from kidecar_core import ProbeOutcome
+from kidecar_plugins.http_probe.config import Endpoint, Redirects
 from kidecar_plugins.http_probe.extract import ExtractFailure, StatePath, extract_state
+from kidecar_plugins.http_probe.status import StatusCodes
 
-Outcome = Literal["success", "timeout", "error", "status", "body"]
-"""``success``; ``timeout``; ``error`` (connection, protocol); ``status`` (not the expected
-code); ``body`` (too large, not text/JSON, path not found)."""
+OUTCOMES: tuple[str, ...] = ("success", "timeout", "error", "status", "body")
+"""``success``; ``timeout``; ``error`` (connection, TLS, protocol, too many redirects);
+``status`` (not an expected code); ``body`` (too large, not text/JSON, path not found)."""
 
-OUTCOMES: tuple[Outcome, ...] = ("success", "timeout", "error", "status", "body")
+MAX_REDIRECTS = 10
+"""Redirects followed in a row before the probe fails (kubelet's and Go's limit)."""
+
 _CHUNK = 64 * 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 
 
 @attrs.frozen
-class ProbeOutcome:
-    """What one probe found: the state (``None`` if it failed), why it failed, how long it took."""
+class HttpTarget:
+    """An endpoint ready to be probed: its compiled path, parsed status codes and TLS setting.
 
-    outcome: Outcome
-    state: str | None = None
-    reason: str = ""
-    status: int | None = None
-    seconds: float = 0.0
+    ``tls`` is what aiohttp's ``ssl=`` takes: ``True`` (verify with the system's CAs), ``False``
+    (``insecureSkipVerify``) or a context trusting ``caFile``.
+    """
 
-    @property
-    def ok(self) -> bool:
-        return self.state is not None
+    endpoint: Endpoint
+    path: StatePath | None
+    statuses: StatusCodes
+    redirects: Redirects
+    tls: ssl.SSLContext | bool = True
+
+    @classmethod
+    def prepare(cls, endpoint: Endpoint) -> HttpTarget:
+        """Compile what the config holds; ``ValueError`` (with the reason) if ``caFile`` is bad."""
+        path = endpoint.json_path_config.compile() if endpoint.json_path_config else None
+        return cls(endpoint, path, endpoint.statuses, endpoint.redirects, tls_setting(endpoint))
 
 
-def display_url(url: str) -> str:
+def tls_setting(endpoint: Endpoint) -> ssl.SSLContext | bool:
+    """``False`` with ``insecureSkipVerify``, a context trusting ``caFile``, else ``True``.
+
+    Raises ``ValueError`` naming the problem when ``caFile`` cannot be read or holds no PEM
+    certificate.
+    """
+    if endpoint.insecure_skip_verify:
+        return False
+    if endpoint.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=endpoint.ca_file)
+    except OSError as e:
+        # ssl.SSLError is an OSError too; its strerror is None and its text is in args.
+        reason = e.strerror if e.strerror and not isinstance(e, ssl.SSLError) else str(e)
+        raise ValueError(f"cannot load {endpoint.ca_file}: {reason}") from None
+
+
+def display_url(url: str | URL) -> str:
     """The URL for logs and metrics: without credentials or query (they may hold tokens)."""
     try:
-        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+        parsed = url if isinstance(url, URL) else URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
     except ValueError:
         return "<invalid url>"
 
@@ -61,20 +102,19 @@ def make_session() -> aiohttp.ClientSession:
     )
 
 
-async def probe_once(
-    session: aiohttp.ClientSession, endpoint: Endpoint, path: StatePath | None
-) -> ProbeOutcome:
-    """Send one request to ``endpoint`` and extract its state; see the module docstring."""
+async def probe_once(session: aiohttp.ClientSession, target: HttpTarget) -> ProbeOutcome:
+    """Send one request (following redirects per the target) and extract its state."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    timeout = target.endpoint.timeout
     try:
-        async with asyncio.timeout(endpoint.timeout):
-            outcome = await _request(session, endpoint, path)
+        async with asyncio.timeout(timeout):
+            outcome = await _request(session, target)
     except TimeoutError:
-        outcome = ProbeOutcome("timeout", reason=f"no complete answer within {endpoint.timeout:g}s")
-    except aiohttp.ClientError as e:
-        outcome = ProbeOutcome("error", reason=_describe(e))
-    except OSError as e:
+        outcome = ProbeOutcome("timeout", reason=f"no complete answer within {timeout:g}s")
+    except aiohttp.ClientConnectorCertificateError as e:
+        outcome = ProbeOutcome("error", reason=_certificate_reason(e))
+    except (aiohttp.ClientError, OSError) as e:
         outcome = ProbeOutcome("error", reason=_describe(e))
     except Exception as e:
         # The game's HTTP server is untrusted input: a malformed answer can make the client
@@ -84,30 +124,87 @@ async def probe_once(
     return attrs.evolve(outcome, seconds=loop.time() - started)
 
 
-async def _request(
-    session: aiohttp.ClientSession, endpoint: Endpoint, path: StatePath | None
-) -> ProbeOutcome:
+@attrs.define
+class _Hop:
+    """The request being sent: changes along a chain of redirects."""
+
+    method: str
+    url: URL
+    headers: CIMultiDict[str]
+    data: bytes | None
+    host: str | None
+
+
+async def _request(session: aiohttp.ClientSession, target: HttpTarget) -> ProbeOutcome:
+    endpoint = target.endpoint
     data = endpoint.body.encode() if endpoint.body is not None else None
-    async with session.request(
-        endpoint.method, endpoint.url, headers=dict(endpoint.headers), data=data
-    ) as response:
-        if response.status != endpoint.expected_status_code:
-            return ProbeOutcome(
-                "status",
-                reason=f"status {response.status}, expected {endpoint.expected_status_code}",
-                status=response.status,
-            )
-        body = await _read_capped(response, endpoint.max_body_bytes)
-        if body is None:
-            return ProbeOutcome(
-                "body",
-                reason=f"answer larger than {endpoint.max_body_bytes} bytes",
-                status=response.status,
-            )
-    state = extract_state(body, path)
+    url = URL(endpoint.url)
+    hop = _Hop(endpoint.method, url, CIMultiDict(endpoint.headers), data, url.host)
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.request(
+            hop.method,
+            hop.url,
+            headers=hop.headers,
+            data=hop.data,
+            allow_redirects=False,
+            ssl=target.tls,
+        ) as response:
+            location = _redirect_location(response)
+            if location is None:
+                return await _answer(response, target)
+            if not _may_follow(target.redirects, hop, location):
+                note = f" (redirect to {display_url(location)} not followed)"
+                return await _answer(response, target, note)
+        _redirect(hop, response.status, location)
+    return ProbeOutcome("error", reason=f"stopped after {MAX_REDIRECTS} redirects")
+
+
+def _redirect_location(response: aiohttp.ClientResponse) -> URL | None:
+    """Where a redirect points (absolute), or ``None`` for an answer that is not a redirect."""
+    if response.status not in _REDIRECT_STATUSES:
+        return None
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    return response.url.join(URL(location))
+
+
+def _may_follow(policy: Redirects, hop: _Hop, location: URL) -> bool:
+    if policy == "Never":
+        return False
+    if location.scheme not in ("http", "https"):
+        return False
+    return policy == "Always" or location.host == hop.host
+
+
+def _redirect(hop: _Hop, status: int, location: URL) -> None:
+    """Turn ``hop`` into the request a redirect asks for (Go's rules, see the module doc)."""
+    if status in (301, 302, 303) and hop.method not in ("GET", "HEAD"):
+        hop.method, hop.data = "GET", None
+        hop.headers.popall("Content-Type", None)
+    if location.host != hop.url.host:
+        for name in _CREDENTIAL_HEADERS:
+            hop.headers.popall(name, None)
+    hop.url = location
+
+
+async def _answer(
+    response: aiohttp.ClientResponse, target: HttpTarget, note: str = ""
+) -> ProbeOutcome:
+    """The outcome of the final answer: its status checked, its body read and extracted."""
+    status = response.status
+    detail: dict[str, Any] = {"status": status}
+    if status not in target.statuses:
+        reason = f"status {status}{note}, expected {target.statuses}"
+        return ProbeOutcome("status", reason=reason, detail=detail)
+    limit = target.endpoint.max_body_bytes
+    body = await _read_capped(response, limit)
+    if body is None:
+        return ProbeOutcome("body", reason=f"answer larger than {limit} bytes", detail=detail)
+    state = extract_state(body, target.path)
     if isinstance(state, ExtractFailure):
-        return ProbeOutcome("body", reason=state.reason, status=response.status)
-    return ProbeOutcome("success", state=state, status=response.status)
+        return ProbeOutcome("body", reason=state.reason, detail=detail)
+    return ProbeOutcome("success", state=state, detail=detail)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -120,6 +217,14 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def _certificate_reason(error: aiohttp.ClientConnectorCertificateError) -> str:
+    cause = getattr(error.certificate_error, "verify_message", None) or error.certificate_error
+    return (
+        f"TLS certificate of {error.host} not trusted ({cause}): set caFile to the CA that signed "
+        "it, or insecureSkipVerify: true (what kubelet does for its HTTPS probes)"
+    )
 
 
 def _describe(error: BaseException, limit: int = 200) -> str:

@@ -1,18 +1,19 @@
 """The plugin's hooks in process: start/stop own their session and tasks; a restart keeps the
-effective states (nothing re-emitted) and does not wait for the start delay again."""
+effective states (nothing re-emitted) and does not wait for the start delay again.  Time is a
+:class:`ManualClock` wherever a test is about periods or delays."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from kidecar_core import Result, StorageConfig
+from kidecar_core import LOOP_CLOCK, Clock, ConfigError, ManualClock, Result, StorageConfig
 from kidecar_core._plugins.context import PluginContext
 from kidecar_core._runtime.metrics import Metrics
 from kidecar_plugins.http_probe import plugin
@@ -24,8 +25,9 @@ from tests.plugins.http_probe.game import GameHTTP, answer
 class Context:
     """The part of :class:`PluginContext` the plugin uses, recording what it emits and spawns."""
 
-    def __init__(self, config: HttpProbeConfig) -> None:
+    def __init__(self, config: HttpProbeConfig, clock: Clock = LOOP_CLOCK) -> None:
         self.name = "http_probe"
+        self.clock = clock
         self.config = config
         self.state: dict[str, Any] = {}
         self.log = logging.getLogger("test.http_probe")
@@ -56,6 +58,8 @@ def game() -> Iterator[GameHTTP]:
 
 
 async def start(context: Context) -> None:
+    if "targets" not in context.state:
+        plugin.kidecar_configure(context.ctx)
     awaitable = plugin.kidecar_start(context.ctx)
     assert awaitable is not None
     await awaitable
@@ -124,24 +128,28 @@ def test_stop_cancels_probes_and_closes_the_session(game: GameHTTP) -> None:
 def test_a_restart_keeps_effective_states_and_skips_the_start_delay(game: GameHTTP) -> None:
     game.set("/s", "Allocated")
     config = HttpProbeConfig(
-        (Endpoint(url=game.url("/s")),), start_delay_seconds=0.5, probe_interval_seconds=0.1
+        (Endpoint(url=game.url("/s")),), start_delay_seconds=30, probe_interval_seconds=5
     )
-    context = Context(config)
+    clock = ManualClock()
+    context = Context(config, clock)
 
     async def scenario() -> None:
         await start(context)
-        await until(lambda: len(context.results) == 1)
+        await clock.advance(29.9)
+        assert game.count("/s") == 0  # the game's boot time
+        await clock.advance(0.1)
+        assert game.count("/s") == 1 and len(context.results) == 1
+        await clock.advance(2)  # the plugin crashes 2 s later and is restarted
         await stop(context)
-        # Restarted (after a crash, say): probing resumes at once, the same state is not
-        # emitted again, a new one is.
-        count = game.count("/s")
-        restarted = time.monotonic()
+        # Probing resumes at once (the clock does not move), the same state is not emitted
+        # again, a new one is.
         await start(context)
-        await until(lambda: game.count("/s") >= count + 3, timeout=2)
-        assert game.requests("/s")[count].at - restarted < 0.4
+        await until(lambda: game.count("/s") == 2)
         assert len(context.results) == 1
         game.set("/s", "WaitToBeDeleted")
-        await until(lambda: len(context.results) == 2)
+        await clock.wait_for_sleepers(1)
+        await clock.advance(5)
+        assert game.count("/s") == 3
         await stop(context)
 
     asyncio.run(scenario())
@@ -149,34 +157,50 @@ def test_a_restart_keeps_effective_states_and_skips_the_start_delay(game: GameHT
     assert context.results[1].data["previous"] == "Allocated"
 
 
+def test_each_endpoint_is_probed_at_the_period_on_its_own(game: GameHTTP) -> None:
+    game.set("/fast", "None")
+    game.set("/slow", answer("None", delay=30))  # hangs until its timeout, in real time
+    endpoints = (Endpoint(url=game.url("/fast")), Endpoint(url=game.url("/slow"), timeout=30))
+    clock = ManualClock()
+    context = Context(HttpProbeConfig(endpoints, probe_interval_seconds=0.3), clock)
+
+    async def scenario() -> None:
+        await start(context)
+        await clock.wait_for_sleepers(1)  # the fast endpoint answered and sleeps
+        for n in range(2, 6):
+            await clock.advance(0.29)
+            assert game.count("/fast") == n - 1
+            await clock.advance(0.01)
+            assert game.count("/fast") == n
+        assert game.count("/slow") == 1  # still waiting for its first answer
+        await stop(context)
+
+    asyncio.run(scenario())
+    assert [r.data["endpoint"] for r in context.results] == [0]
+
+
+def test_a_bad_ca_file_is_a_config_error_naming_the_endpoint(tmp_path: Path) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    endpoints = (
+        Endpoint(url="https://127.0.0.1:1/"),
+        Endpoint(url="https://127.0.0.1:1/", ca_file=str(garbage)),
+        Endpoint(url="https://127.0.0.1:1/", ca_file=str(tmp_path / "missing.pem")),
+    )
+    context = Context(HttpProbeConfig(endpoints))
+    with pytest.raises(ConfigError) as caught:
+        plugin.kidecar_configure(context.ctx)
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert sorted(problems) == ["endpoints[1].caFile", "endpoints[2].caFile"]
+    assert problems["endpoints[1].caFile"].startswith(f"cannot load {garbage}: ")
+    assert "No such file or directory" in problems["endpoints[2].caFile"]
+
+
 def samples(context: Context) -> dict[str, float]:
     """The plugin's samples on /metrics: ``name{labels}`` → value."""
     lines = context.metrics.exposition().decode().splitlines()
     pairs = (line.rsplit(" ", 1) for line in lines if line.startswith("kidecar_http_probe"))
     return {key: float(value) for key, value in pairs}
-
-
-def test_the_interval_is_a_period_not_a_pause(game: GameHTTP) -> None:
-    game.set("/slow", answer("None", delay=0.2))  # shorter than the period
-    game.set("/slower", answer("None", delay=0.5))  # longer than the period
-    endpoints = (Endpoint(url=game.url("/slow")), Endpoint(url=game.url("/slower")))
-    context = Context(HttpProbeConfig(endpoints, probe_interval_seconds=0.3))
-
-    async def scenario() -> None:
-        await start(context)
-        await until(lambda: game.count("/slow") >= 7 and game.count("/slower") >= 4)
-        await stop(context)
-
-    asyncio.run(scenario())
-
-    def gaps(path: str) -> list[float]:
-        times = [r.at for r in game.requests(path)]
-        return [b - a for a, b in itertools.pairwise(times)]
-
-    # Start to start: 0.3 s (a pause after each probe would make it 0.5 s).
-    assert all(0.25 < gap < 0.4 for gap in gaps("/slow")), gaps("/slow")
-    # An overrun is followed at once by the next probe (0.5 s), not at the next period (0.6 s).
-    assert all(0.45 < gap < 0.58 for gap in gaps("/slower")), gaps("/slower")
 
 
 def test_metrics_count_probes_by_outcome(game: GameHTTP) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from kidecar_core import ProbeOutcome
 from kidecar_plugins.http_probe.config import Endpoint, JsonPathConfig
-from kidecar_plugins.http_probe.probe import ProbeOutcome, display_url, make_session, probe_once
+from kidecar_plugins.http_probe.probe import HttpTarget, display_url, make_session, probe_once
 from tests.plugins.http_probe.game import Answer, GameHTTP, answer
 from tests.support.sidecar import free_port
 
@@ -24,8 +25,7 @@ def game() -> Iterator[GameHTTP]:
 def probe(endpoint: Endpoint) -> ProbeOutcome:
     async def run() -> ProbeOutcome:
         async with make_session() as session:
-            path = endpoint.json_path_config.compile() if endpoint.json_path_config else None
-            return await probe_once(session, endpoint, path)
+            return await probe_once(session, HttpTarget.prepare(endpoint))
 
     return asyncio.run(run())
 
@@ -37,7 +37,11 @@ def endpoint(url: str, **options: Any) -> Endpoint:
 def test_the_trimmed_body_is_the_state(game: GameHTTP) -> None:
     game.set("/state", "  Allocated\n")
     outcome = probe(endpoint(game.url("/state")))
-    assert (outcome.outcome, outcome.state, outcome.status) == ("success", "Allocated", 200)
+    assert (outcome.outcome, outcome.state, outcome.detail) == (
+        "success",
+        "Allocated",
+        {"status": 200},
+    )
     assert outcome.seconds > 0
 
 
@@ -66,7 +70,7 @@ def test_method_headers_and_body_are_sent(game: GameHTTP) -> None:
 def test_an_unexpected_status_is_a_failure(game: GameHTTP) -> None:
     game.set("/state", answer("Allocated", status=500))
     outcome = probe(endpoint(game.url("/state")))
-    assert (outcome.outcome, outcome.state, outcome.status) == ("status", None, 500)
+    assert (outcome.outcome, outcome.state, outcome.detail) == ("status", None, {"status": 500})
     assert outcome.reason == "status 500, expected 200"
     game.set("/state", answer("Allocated", status=202))
     assert probe(endpoint(game.url("/state"), expected_status_code=202)).state == "Allocated"
@@ -129,7 +133,7 @@ def test_a_connection_dropped_midway_is_a_failure(game: GameHTTP) -> None:
     async def run() -> ProbeOutcome:
         async with make_session() as session:
             task = asyncio.create_task(
-                probe_once(session, endpoint(game.url("/drop"), timeout=5), None)
+                probe_once(session, HttpTarget.prepare(endpoint(game.url("/drop"), timeout=5)))
             )
             await asyncio.to_thread(game.wait_for_requests, "/drop", 1)
             await asyncio.to_thread(game.stop)

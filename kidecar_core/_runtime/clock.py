@@ -1,0 +1,128 @@
+"""Time as periodic work sees it: a :class:`Clock` that production reads from the event loop and
+tests drive by hand (:class:`ManualClock`), so that no test has to measure wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic time in seconds and a way to wait for it.
+
+    ``now()`` has an arbitrary origin; only differences mean something.  ``sleep(seconds)``
+    returns once ``now()`` has advanced by at least ``seconds`` (at once for ``seconds <= 0``).
+    """
+
+    def now(self) -> float:
+        """The current time, in seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``now()`` has advanced by ``seconds``."""
+        ...
+
+
+class LoopClock:
+    """The running event loop's clock (``loop.time()``, ``asyncio.sleep``): the default."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+LOOP_CLOCK = LoopClock()
+
+
+class ManualClock:
+    """A clock that moves only when told to: ``await clock.advance(seconds)``.
+
+    ``advance`` wakes the sleepers whose time has come, one deadline after the other, and after
+    each wake-up waits until every woken task sleeps on this clock again or has ended, so that a
+    test sees the effect of each step.  A woken task that does neither within ``settle_timeout``
+    real seconds (stuck on real I/O) makes ``advance`` raise ``TimeoutError``.
+    """
+
+    def __init__(self, start: float = 0.0, *, settle_timeout: float = 10.0) -> None:
+        self._now = start
+        self._settle_timeout = settle_timeout
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleeping: dict[asyncio.Task[object], asyncio.Future[None]] = {}
+        self._order = itertools.count()
+        self._slept = asyncio.Event()
+
+    def now(self) -> float:
+        return self._now
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are sleeping on this clock."""
+        return sum(1 for f in self._sleeping.values() if not f.done())
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
+        task = asyncio.current_task()
+        if task is not None:
+            self._sleeping[task] = future
+        self._slept.set()
+        try:
+            await future
+        finally:
+            if task is not None and self._sleeping.get(task) is future:
+                del self._sleeping[task]
+
+    async def wait_for_sleepers(self, count: int) -> None:
+        """Wait (in real time, up to ``settle_timeout``) until ``count`` tasks sleep on this clock:
+        for tasks that do real I/O before their first sleep."""
+        async with asyncio.timeout(self._settle_timeout):
+            while self.sleepers < count:
+                self._slept.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.01):
+                        await self._slept.wait()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, waking sleepers in deadline order.
+
+        Tasks that are ready to run (just created, say) run first, up to their first sleep.
+        """
+        await asyncio.sleep(0)
+        target = self._now + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline = self._sleepers[0][0]
+            self._now = max(self._now, deadline)
+            due: list[asyncio.Future[None]] = []
+            while self._sleepers and self._sleepers[0][0] <= deadline:
+                due.append(heapq.heappop(self._sleepers)[2])
+            woken = [t for t, f in self._sleeping.items() if f in due and not f.done()]
+            for future in due:
+                if not future.done():
+                    future.set_result(None)
+            await self._settle(woken)
+        self._now = max(self._now, target)
+
+    async def _settle(self, woken: list[asyncio.Task[object]]) -> None:
+        """Wait until each woken task sleeps on this clock again or has ended."""
+
+        def settled(task: asyncio.Task[object]) -> bool:
+            future = self._sleeping.get(task)
+            return task.done() or (future is not None and not future.done())
+
+        async with asyncio.timeout(self._settle_timeout):
+            await asyncio.sleep(0)
+            while not all(settled(t) for t in woken):
+                self._slept.clear()
+                # A woken task may end instead of sleeping again: look again now and then.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.01):
+                        await self._slept.wait()
