@@ -3,12 +3,14 @@
 Runs a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 in a background thread, so that a probe
 that hangs (``delay``) occupies one server thread and nothing else.  Each path has a standing
 answer (``answer``) and optionally a queue of one-shot answers (``answer_once``) served first;
-every request is recorded with its arrival time.
+every request is recorded with its arrival time.  With ``tls`` (a server-side SSL context) it
+speaks HTTPS.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -26,6 +28,7 @@ class Answer:
     status: int = 200
     delay: float = 0.0
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,20 @@ def answer(
     status: int = 200,
     delay: float = 0.0,
     json_body: bool | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Answer:
     """An :class:`Answer`: text as is, bytes as is, anything else (dict, list...) as JSON."""
+    extra = tuple((headers or {}).items())
     if isinstance(body, bytes):
-        return Answer(body, status, delay, "application/octet-stream")
+        return Answer(body, status, delay, "application/octet-stream", extra)
     if isinstance(body, str) and not json_body:
-        return Answer(body.encode(), status, delay)
-    return Answer(json.dumps(body).encode(), status, delay, "application/json")
+        return Answer(body.encode(), status, delay, headers=extra)
+    return Answer(json.dumps(body).encode(), status, delay, "application/json", extra)
+
+
+def redirect(location: str, status: int = 302, body: str = "") -> Answer:
+    """A redirect to ``location`` (with an optional body: a game may put a state there too)."""
+    return answer(body, status=status, headers={"Location": location})
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -59,21 +69,24 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError | TimeoutError):
+        if not isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):
             super().handle_error(request, client_address)
 
 
 class GameHTTP:
     """The game's state endpoints.  Use as a context manager or call ``start``/``stop``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
+        self.scheme = "https" if tls is not None else "http"
         self._standing: dict[str, Answer] = {}
         self._once: dict[str, list[Answer]] = {}
         self._requests: list[Request] = []
         self._stopping = threading.Event()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), name="game-http", daemon=True
         )
@@ -82,8 +95,8 @@ class GameHTTP:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def start(self) -> GameHTTP:
         self._thread.start()
@@ -159,6 +172,8 @@ class GameHTTP:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers:
+                    self.send_header(name, value)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(reply.body)

@@ -189,3 +189,95 @@ def test_endpoints_are_required(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as excinfo:
             load_text(tmp_path, f"plugins: [{{name: http_probe, config: {config}}}]")
         assert [p.path for p in excinfo.value.problems] == ["plugins[0].config.endpoints"]
+
+
+def one_endpoint(tmp_path: Path, endpoint: str) -> LoadedConfig:
+    text = f"plugins: [{{name: http_probe, config: {{endpoints: [{endpoint}]}}}}]"
+    return load_text(tmp_path, text)
+
+
+def test_expected_status_code_is_a_code_a_range_or_a_list(tmp_path: Path) -> None:
+    cases = {
+        "200": "200",
+        "'200-399'": "200-399",
+        "'204'": "204",
+        "[200, 503]": "[200, 503]",
+        "[200, '300-302', 503]": "[200, 300-302, 503]",
+        "' 200 - 299 '": "200-299",
+    }
+    for spec, shown in cases.items():
+        loaded = one_endpoint(
+            tmp_path, f"{{url: 'http://127.0.0.1:1/', expectedStatusCode: {spec}}}"
+        )
+        assert str(probe_config(loaded).endpoints[0].statuses) == shown
+
+
+def test_bad_status_codes_say_what_is_wrong(tmp_path: Path) -> None:
+    cases = {
+        "99": "99: HTTP status codes are 100-599",
+        "'abc'": "'abc' is not a status code or range: write 200, '200-399' or a list like "
+        "[200, 503]",
+        "'400-200'": "400-200: the range's first code must not exceed its last",
+        "'200-600'": "200-600: HTTP status codes are 100-599",
+        "[]": "must list at least one status code",
+        "true": "'true' is not a status code or range: write 200, '200-399' or a list like "
+        "[200, 503]",
+        "{a: 1}": "expected int or str or list, got a mapping",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(ConfigError) as excinfo:
+            one_endpoint(tmp_path, f"{{url: 'http://127.0.0.1:1/', expectedStatusCode: {spec}}}")
+        (problem,) = excinfo.value.problems
+        assert problem.path == "plugins[0].config.endpoints[0].expectedStatusCode"
+        assert problem.message == message, spec
+
+
+def test_redirect_policy_defaults_to_same_host_and_never_when_a_3xx_is_expected(
+    tmp_path: Path,
+) -> None:
+    def redirects(extra: str) -> str:
+        loaded = one_endpoint(tmp_path, f"{{url: 'http://127.0.0.1:1/'{extra}}}")
+        return probe_config(loaded).endpoints[0].redirects
+
+    assert redirects("") == "SameHost"
+    assert redirects(", followRedirects: always") == "Always"
+    assert redirects(", followRedirects: Never") == "Never"
+    assert redirects(", expectedStatusCode: 301") == "Never"
+    assert redirects(", expectedStatusCode: '200-399'") == "Never"
+    assert redirects(", expectedStatusCode: [200, 308], followRedirects: Never") == "Never"
+
+
+def test_contradictions_are_config_errors(tmp_path: Path) -> None:
+    cases = {
+        "expectedStatusCode: 301, followRedirects: SameHost": (
+            "followRedirects",
+            "expectedStatusCode 301 expects a redirect, so redirects are never followed; leave "
+            "followRedirects out (or set Never)",
+        ),
+        "insecureSkipVerify: true, caFile: /etc/game/ca.pem": (
+            "caFile",
+            "is not used with insecureSkipVerify: true; keep one of the two",
+        ),
+        "followRedirects: sometimes": (
+            "followRedirects",
+            "must be one of SameHost, Always, Never; got 'sometimes'",
+        ),
+        "insecureSkipVerify: 'yes'": ("insecureSkipVerify", "expected true or false, got a string"),
+    }
+    for options, (key, message) in cases.items():
+        with pytest.raises(ConfigError) as excinfo:
+            one_endpoint(tmp_path, f"{{url: 'https://127.0.0.1:1/', {options}}}")
+        (problem,) = excinfo.value.problems
+        assert problem.path == f"plugins[0].config.endpoints[0].{key}"
+        assert problem.message == message
+
+
+def test_tls_options_load(tmp_path: Path) -> None:
+    loaded = one_endpoint(
+        tmp_path,
+        "{url: 'https://127.0.0.1:1/', insecureskipverify: true}, "
+        "{url: 'https://127.0.0.1:1/', cafile: /etc/game/ca.pem}",
+    )
+    first, second = probe_config(loaded).endpoints
+    assert (first.insecure_skip_verify, first.ca_file) == (True, None)
+    assert (second.insecure_skip_verify, second.ca_file) == (False, "/etc/game/ca.pem")

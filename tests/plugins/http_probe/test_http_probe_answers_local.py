@@ -1,0 +1,106 @@
+"""Which answers drive the GameServer, end to end in local mode (``kidecar run --local-state``):
+a draining game's 503, an expected redirect, an HTTPS game with a self-signed certificate, a
+redirect to another host."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugins.http_probe.game import GameHTTP, answer, redirect
+from tests.plugins.http_probe.test_http_probe_local import (
+    inkube,
+    ops_state,
+    plugin,
+    pod_meta,
+    probes,
+)
+from tests.plugins.http_probe.tls import self_signed
+from tests.support.sidecar import Sidecar
+
+POLICIES = [
+    {"state": "Allocated", "gameServerOpsState": "Allocated"},
+    {"state": "draining", "gameServerOpsState": "WaitToBeDeleted"},
+    {"state": "Failed", "gameServerOpsState": "Maintaining"},
+]
+
+
+@pytest.fixture
+def game() -> Iterator[GameHTTP]:
+    with GameHTTP() as server:
+        yield server
+
+
+def endpoint(url: str, **options: Any) -> dict[str, Any]:
+    storage = inkube(annotationKey="example.com/state", markerPolicies=POLICIES)
+    return {"url": url, "timeout": 2, "failureThreshold": 2, "storageConfig": storage, **options}
+
+
+def test_a_draining_503_is_a_state_a_dead_503_is_a_failure(tmp_path: Path, game: GameHTTP) -> None:
+    game.set("/state", {"state": "Allocated"})
+    config = plugin(
+        endpoint(
+            game.url("/state"),
+            expectedStatusCode=[200, 503],
+            jsonPathConfig={"jsonPath": "state"},
+        )
+    )
+    with Sidecar(tmp_path, config) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        game.set("/state", answer({"state": "draining"}, status=503))
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "draining → WaitToBeDeleted")
+        assert pod_meta(sc)["example.com/state"] == "draining"
+        # A proxy in front of a dead game answers 503 too, without a state: a failed probe.
+        game.set("/state", answer("<html>503 Service Unavailable</html>", status=503))
+        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 5, "Failed → Maintaining")
+        assert probes(sc, outcome="body") >= 2
+
+
+def test_an_expected_301_drives_the_state_without_following(tmp_path: Path, game: GameHTTP) -> None:
+    game.set("/state", redirect(game.url("/moved"), status=301, body="Allocated"))
+    game.set("/moved", "draining")
+    config = plugin(endpoint(game.url("/state"), expectedStatusCode=301))
+    with Sidecar(tmp_path, config) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated from the 301's body")
+        game.wait_for_requests("/state", game.count("/state") + 3)
+        assert game.count("/moved") == 0
+
+
+def test_a_redirect_to_another_host_fails_the_probe(tmp_path: Path, game: GameHTTP) -> None:
+    game.set("/state", redirect(game.url("/moved", host="localhost")))
+    game.set("/moved", "Allocated")
+    with Sidecar(tmp_path, plugin(endpoint(game.url("/state")))) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 5, "Failed → Maintaining")
+        assert game.count("/moved") == 0
+        assert "(redirect to http://localhost:" in sc.log()
+        (event,) = [e for e in sc.state()["events"] if e["reason"] == "ProbeFailed"]
+        assert "not followed), expected 200" in event["message"]
+
+
+def test_an_https_game_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    certificate = self_signed(tmp_path / "tls")
+    with GameHTTP(tls=certificate.server_context()) as game:
+        game.set("/state", "Allocated")
+        config = plugin(
+            endpoint(game.url("/state")),
+            endpoint(game.url("/state"), caFile=str(certificate.cert)),
+            endpoint(game.url("/state"), insecureSkipVerify=True),
+        )
+        for e, key in zip(config["plugins"][0]["config"]["endpoints"], "abc", strict=True):
+            e["storageConfig"] = inkube(annotationKey=f"example.com/{key}")
+        with Sidecar(tmp_path / "sidecar", config) as sc:
+            sc.start(wait_ready=True)
+
+            def annotations() -> dict[str, str]:
+                return {k: v for k, v in pod_meta(sc).items() if k.startswith("example.com/")}
+
+            expected = {"example.com/a": "Failed", "example.com/b": "Allocated"}
+            expected["example.com/c"] = "Allocated"
+            sc.wait_for(lambda: annotations() == expected, 5, "each endpoint's state")
+        assert "self-signed certificate): set caFile" in sc.log()
