@@ -1,8 +1,10 @@
 """Configuration of the ``tcp_probe`` plugin (``plugins[].config``).
 
-The shape follows kidecar's ``http_probe`` (``startDelaySeconds``, ``probeIntervalSeconds``,
-``endpoints[]`` each with its ``timeout``, thresholds and ``storageConfig``), so a team that knows
-one knows the other.  Keys match case-insensitively.
+The shape follows kidecar's ``http_probe``: the timing fields are kidecar's probe kit
+(``startDelaySeconds`` and ``probeIntervalSeconds`` from :class:`~kidecar_core.ProbeSchedule`,
+each endpoint's ``timeout``, ``successThreshold`` and ``failureThreshold`` from
+:class:`~kidecar_core.ProbeTiming`), so a team that knows one knows the other.  Keys match
+case-insensitively.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from __future__ import annotations
 import re
 
 import attrs
-from kidecar_core import FieldError, StorageConfig, field, non_empty, non_negative, positive
+from kidecar_core import (
+    MIN_PROBE_PERIOD,
+    FieldError,
+    ProbeSchedule,
+    ProbeTiming,
+    StorageConfig,
+    field,
+    non_empty,
+    positive,
+)
 
-MIN_PERIOD = 0.1
-"""Shortest time between the starts of two probes of one endpoint, in seconds.
-
-``probeIntervalSeconds: 0`` means "probe continuously", but never more often than this: a
-refused connection returns at once, and a sidecar must not spin a CPU core on it.
-"""
+MIN_PERIOD = MIN_PROBE_PERIOD
+"""Shortest time between the starts of two probes of one endpoint (kidecar's probe kit's)."""
 
 REACHABLE = "Reachable"
 UNREACHABLE = "Unreachable"
@@ -57,7 +64,7 @@ def _check_state(_: object, attribute: attrs.Attribute[str | None], state: str |
 
 
 @attrs.frozen
-class Endpoint:
+class Endpoint(ProbeTiming):
     """One TCP port of the game."""
 
     port: int = field(validator=_check_port, doc="TCP port the game listens on.")
@@ -66,22 +73,12 @@ class Endpoint:
         validator=non_empty,
         doc="Host to connect to. The game runs in the same pod, so the default is loopback.",
     )
+    # The probe kit's timeout, redefined: a connect on the pod's loopback needs less than an
+    # HTTP answer (the thresholds are the kit's as they are).
     timeout: float = field(
         default=1.0,
         validator=positive,
         doc="Seconds a probe may take in all (connect, send, expected reply) before it fails.",
-    )
-    success_threshold: int = field(
-        key="successThreshold",
-        default=1,
-        validator=positive,
-        doc="Consecutive successful probes before the endpoint counts as reachable.",
-    )
-    failure_threshold: int = field(
-        key="failureThreshold",
-        default=3,
-        validator=positive,
-        doc="Consecutive failed probes before the endpoint counts as unreachable.",
     )
     send: str | None = field(
         default=None,
@@ -151,23 +148,10 @@ class Endpoint:
 
 
 @attrs.frozen
-class TcpProbeConfig:
+class TcpProbeConfig(ProbeSchedule):
     """Probe the game's TCP ports and record whether they are reachable."""
 
     endpoints: tuple[Endpoint, ...] = field(doc="The ports to probe, each on its own.")
-    start_delay_seconds: float = field(
-        key="startDelaySeconds",
-        default=0.0,
-        validator=non_negative,
-        doc="Seconds to wait after the sidecar starts before the first probe (game boot time).",
-    )
-    probe_interval_seconds: float = field(
-        key="probeIntervalSeconds",
-        default=5.0,
-        validator=non_negative,
-        doc="Period of the probes of each endpoint (start to start). `0` probes continuously, "
-        f"at most every {MIN_PERIOD}s.",
-    )
     up_state: str = field(
         key="upState",
         default=REACHABLE,
@@ -190,11 +174,6 @@ class TcpProbeConfig:
             up, down = self.states(endpoint)
             if up == down:
                 raise FieldError(f"endpoints[{i}].downState", f"must differ from upState ({up!r})")
-
-    @property
-    def period(self) -> float:
-        """The effective probe period of each endpoint, in seconds."""
-        return max(self.probe_interval_seconds, MIN_PERIOD)
 
     def states(self, endpoint: Endpoint) -> tuple[str, str]:
         """The (up, down) states of ``endpoint``: its own, else the plugin's."""

@@ -31,19 +31,16 @@ back the others.  A result is emitted only when an endpoint's thresholded state 
 
 from __future__ import annotations
 
-import time
-
-from kidecar_core import PluginContext, hookimpl
+from kidecar_core import PluginContext, ProbeThresholds, first_probe_delay, hookimpl
 
 from kidecar_tcp_probe.config import TcpProbeConfig
-from kidecar_tcp_probe.runner import EndpointProber, ProbeMetrics, Target
-from kidecar_tcp_probe.state import UpDown
+from kidecar_tcp_probe.runner import Target, TcpMetrics, endpoint_loop
 
 NAME = "tcp_probe"
 
 # Keys of ctx.state, which survives restarts of the plugin (not of the process).
 _FIRST_START = "first_start"
-_UPDOWN = "updown"
+_THRESHOLDS = "thresholds"
 
 
 @hookimpl
@@ -56,13 +53,12 @@ def kidecar_config_schema(name: str) -> type | None:
 def kidecar_start(ctx: PluginContext) -> None:
     """Spawn one probing task per endpoint."""
     config: TcpProbeConfig = ctx.config
-    # startDelaySeconds is the game's boot time: counted from the plugin's first start, so a
-    # plugin restarted after a crash probes again at once instead of waiting again.
-    first_start: float = ctx.state.setdefault(_FIRST_START, time.monotonic())
-    delay = max(0.0, config.start_delay_seconds - (time.monotonic() - first_start))
+    clock = ctx.clock
+    first_start: float = ctx.state.setdefault(_FIRST_START, clock.now())
+    delay = first_probe_delay(first_start, config.start_delay_seconds, clock)
     # Kept across restarts: a state that did not change is not emitted again.
-    machines: dict[int, UpDown] = ctx.state.setdefault(_UPDOWN, {})
-    metrics = ProbeMetrics.of(ctx.metrics)
+    machines: dict[int, ProbeThresholds] = ctx.state.setdefault(_THRESHOLDS, {})
+    metrics = TcpMetrics.of(ctx.metrics)
     for index, endpoint in enumerate(config.endpoints):
         up, down = config.states(endpoint)
         target = Target(
@@ -73,15 +69,13 @@ def kidecar_start(ctx: PluginContext) -> None:
             down_state=down,
             source=ctx.config_path(f"endpoints[{index}].storageConfig"),
         )
-        updown = machines.setdefault(
-            index, UpDown(endpoint.success_threshold, endpoint.failure_threshold)
-        )
-        prober = EndpointProber(
-            target, period=config.period, updown=updown, emit=ctx.emit, metrics=metrics
+        thresholds = machines.setdefault(index, target.thresholds())
+        loop = endpoint_loop(
+            target, thresholds=thresholds, emit=ctx.emit, metrics=metrics, clock=clock
         )
         # ctx.spawn: the core cancels these tasks (closing any open connection) when the
         # plugin stops or restarts, so the plugin needs no kidecar_stop of its own.
-        ctx.spawn(prober.run(delay), f"endpoint-{index}")
+        ctx.spawn(loop.run(config.period, delay), f"endpoint-{index}")
     ctx.log.info(
         "probing %d TCP endpoint(s) every %gs, first probe in %gs: %s",
         len(config.endpoints),

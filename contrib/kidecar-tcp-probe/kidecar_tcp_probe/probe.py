@@ -1,9 +1,10 @@
 """One TCP probe: connect, optionally send a payload and wait for the expected reply.
 
 The whole probe (name resolution, connect, send, reply) runs under the endpoint's ``timeout``.
-The outcome says how it ended (``success``, ``refused``, ``error``, ``timeout``, ``reply``) and
-why, in words a game operator can act on.  The connection is always closed, gracefully when the
-peer lets us and by abort otherwise, so that a probe never leaks a socket.
+The outcome (kidecar's :class:`~kidecar_core.ProbeOutcome`) says how it ended (``success``,
+``refused``, ``error``, ``timeout``, ``reply``) and why, in words a game operator can act on.
+The connection is always closed, gracefully when the peer lets us and by abort otherwise, so that
+a probe never leaks a socket.
 """
 
 from __future__ import annotations
@@ -12,27 +13,14 @@ import asyncio
 import re
 import time
 
-import attrs
+from kidecar_core import ProbeOutcome
 
-from kidecar_tcp_probe.config import Endpoint
+from kidecar_tcp_probe.config import REACHABLE, Endpoint
 
 CLOSE_GRACE = 0.5
 """Seconds a graceful close may take before the connection is aborted."""
 
 OUTCOMES = ("success", "refused", "error", "timeout", "reply")
-
-
-@attrs.frozen
-class ProbeOutcome:
-    """How one probe ended.  ``ok`` is True only for ``success``."""
-
-    outcome: str
-    reason: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "success"
 
 
 class _ReplyMismatch(Exception):
@@ -45,15 +33,17 @@ def preview(data: bytes, limit: int = 40) -> str:
     return text + ("..." if len(data) > limit else "")
 
 
-async def probe_once(endpoint: Endpoint) -> ProbeOutcome:
-    """Probe ``endpoint`` once; never raises (except ``CancelledError``)."""
+async def probe_once(endpoint: Endpoint, up_state: str = REACHABLE) -> ProbeOutcome:
+    """Probe ``endpoint`` once; a success reports ``up_state``.  Never raises (except
+    ``CancelledError``)."""
     started = time.monotonic()
     received = bytearray()
     phase = "connecting"
     writer: asyncio.StreamWriter | None = None
 
     def done(outcome: str, reason: str) -> ProbeOutcome:
-        return ProbeOutcome(outcome, reason, time.monotonic() - started)
+        state = up_state if outcome == "success" else None
+        return ProbeOutcome(outcome, state, reason, time.monotonic() - started)
 
     try:
         async with asyncio.timeout(endpoint.timeout):

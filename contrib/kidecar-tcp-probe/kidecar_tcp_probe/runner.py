@@ -1,65 +1,41 @@
-"""Probing one endpoint at its period, in a task of its own.
+"""From an endpoint's reachability changes to results, on kidecar's probe kit.
 
-One :class:`EndpointProber` per endpoint runs as a ``ctx.spawn`` task: a probe that hangs until
-its timeout delays only the next probe of that endpoint, never another endpoint nor the core.
-The period is measured start to start; a probe longer than the period is followed by the next
-one at once (missed periods are skipped, never queued).
-
-A :class:`~kidecar_core.Result` is emitted only when the endpoint's effective state changes
-(including its first state), so a steady game costs no writes at all.
+The probing itself (period, thresholds, metrics, logs) is the kit's
+:class:`~kidecar_core.ProbeLoop`, the same that drives ``http_probe``: each endpoint is probed in
+a task of its own at its period, start to start, and only a change of its effective state
+(``upState``/``downState``, after ``successThreshold``/``failureThreshold``) reaches
+:func:`change_result`, which makes the :class:`~kidecar_core.Result` (and the Events) of it.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from kidecar_core import Event, Metrics, Result, every
+from kidecar_core import (
+    LOOP_CLOCK,
+    Clock,
+    Event,
+    Metrics,
+    ProbeChange,
+    ProbeLoop,
+    ProbeMetrics,
+    ProbeOutcome,
+    ProbeThresholds,
+    Result,
+)
 
 from kidecar_tcp_probe.config import Endpoint
-from kidecar_tcp_probe.probe import OUTCOMES, ProbeOutcome, probe_once
-from kidecar_tcp_probe.state import UpDown
+from kidecar_tcp_probe.probe import OUTCOMES, probe_once
 
 KIND = "probe"
-
-Probe = Callable[[Endpoint], Awaitable[ProbeOutcome]]
-
-
-@attrs.frozen
-class ProbeMetrics:
-    """The plugin's Prometheus metrics; label sets stay small (the endpoint's index)."""
-
-    probes: Any
-    latency: Any
-    up: Any
-
-    @classmethod
-    def of(cls, metrics: Metrics) -> ProbeMetrics:
-        return cls(
-            probes=metrics.counter(
-                "kidecar_tcp_probe_probes",
-                "TCP probes by endpoint (index in the config) and outcome "
-                "(success, refused, error, timeout, reply).",
-                ["plugin", "endpoint", "outcome"],
-            ),
-            latency=metrics.histogram(
-                "kidecar_tcp_probe_duration_seconds",
-                "Duration of TCP probes, whatever their outcome.",
-                ["plugin", "endpoint"],
-            ),
-            up=metrics.gauge(
-                "kidecar_tcp_probe_up",
-                "1 while the endpoint is reachable, 0 while unreachable (after the thresholds).",
-                ["plugin", "endpoint"],
-            ),
-        )
+METRICS_PREFIX = "kidecar_tcp_probe"
 
 
 @attrs.frozen
 class Target:
-    """Where one endpoint's results go and how they are named."""
+    """One endpoint and where its results go."""
 
     plugin: str
     index: int
@@ -69,92 +45,92 @@ class Target:
     source: str
     """Config path of the endpoint's ``storageConfig`` (``plugins[0].config.endpoints[1]...``)."""
 
+    def thresholds(self) -> ProbeThresholds:
+        """A fresh threshold machine whose failed state is ``down_state``."""
+        e = self.endpoint
+        return ProbeThresholds(e.success_threshold, e.failure_threshold, self.down_state)
 
-class EndpointProber:
-    """Probes one endpoint at a period and emits its effective state when it changes."""
 
-    def __init__(
-        self,
-        target: Target,
-        *,
-        period: float,
-        updown: UpDown,
-        emit: Callable[[Result], None],
-        metrics: ProbeMetrics,
-        probe: Probe = probe_once,
-    ) -> None:
-        self.target = target
-        self.period = period
-        self.updown = updown
-        self.emit = emit
-        self.probe = probe
-        label = str(target.index)
-        self._probes = {o: metrics.probes.labels(target.plugin, label, o) for o in OUTCOMES}
-        self._latency = metrics.latency.labels(target.plugin, label)
-        self._up = metrics.up.labels(target.plugin, label)
-        self._log = logging.getLogger(f"kidecar.plugin.{target.plugin}")
+@attrs.frozen
+class TcpMetrics:
+    """The kit's probe metrics plus ``kidecar_tcp_probe_up`` (1 reachable, 0 unreachable)."""
 
-    async def run(self, delay: float) -> None:
-        """Probe forever (until cancelled), the first probe after ``delay`` seconds."""
-        await every(self.period, self.probe_and_observe, delay=delay)
+    probes: ProbeMetrics
+    up: Any
 
-    async def probe_and_observe(self) -> None:
-        """One probe, counted and thresholded."""
-        self.observe(await self.probe(self.target.endpoint))
-
-    def observe(self, outcome: ProbeOutcome) -> None:
-        """Count one probe's outcome and emit a result if the effective state changed."""
-        self._probes[outcome.outcome].inc()
-        self._latency.observe(outcome.seconds)
-        if not outcome.ok and not self.updown.failures and self.updown.up is not False:
-            # Only the first failure of a streak is logged: a dead port probed every 100 ms
-            # must not flood the log.
-            self._log.info(
-                "endpoint %d (%s): probe failed: %s",
-                self.target.index,
-                self.target.endpoint.address,
-                outcome.reason,
-            )
-        previous = self.updown.up
-        changed = self.updown.observe(outcome.ok)
-        if changed is not None:
-            self._up.set(1 if changed else 0)
-            self._emit(changed, previous, outcome)
-
-    def _emit(self, up: bool, previous: bool | None, outcome: ProbeOutcome) -> None:
-        t = self.target
-        state = t.up_state if up else t.down_state
-        before = None if previous is None else (t.up_state if previous else t.down_state)
-        events: tuple[Event, ...] = ()
-        if not up:
-            message = (
-                f"tcp_probe endpoint {t.index} ({t.endpoint.address}) failed "
-                f"{t.endpoint.failure_threshold} times in a row: {outcome.reason}"
-            )
-            self._log.warning("%s; state is now %s", message, state)
-            events = (Event("TcpProbeUnreachable", message, "Warning"),)
-        else:
-            change = state if before is None else f"{before} -> {state}"
-            self._log.info("endpoint %d (%s): %s", t.index, t.endpoint.address, change)
-            if previous is False:
-                events = (
-                    Event("TcpProbeReachable", f"tcp_probe endpoint {t.index} is reachable again"),
-                )
-        self.emit(
-            Result(
-                plugin=t.plugin,
-                state=state,
-                storage=t.endpoint.storage_config,
-                source=t.source,
-                kind=KIND,
-                data={
-                    "endpoint": t.index,
-                    "address": t.endpoint.address,
-                    "up": up,
-                    "previous": before,
-                    "reason": outcome.reason,
-                    "seconds": outcome.seconds,
-                },
-                events=events,
-            )
+    @classmethod
+    def of(cls, metrics: Metrics) -> TcpMetrics:
+        return cls(
+            probes=ProbeMetrics.create(metrics, METRICS_PREFIX, "TCP probes", OUTCOMES),
+            up=metrics.gauge(
+                "kidecar_tcp_probe_up",
+                "1 while the endpoint is reachable, 0 while unreachable (after the thresholds).",
+                ["plugin", "endpoint"],
+            ),
         )
+
+
+Probe = Callable[[Endpoint, str], Awaitable[ProbeOutcome]]
+"""One probe of an endpoint, reporting the given up state on success (:func:`probe_once`)."""
+
+
+def endpoint_loop(
+    target: Target,
+    *,
+    thresholds: ProbeThresholds,
+    emit: Callable[[Result], None],
+    metrics: TcpMetrics,
+    clock: Clock = LOOP_CLOCK,
+    probe: Probe = probe_once,
+) -> ProbeLoop:
+    """The kit's loop for one endpoint; each change of its state is emitted as a result."""
+    up_gauge = metrics.up.labels(target.plugin, str(target.index))
+
+    async def probe_target() -> ProbeOutcome:
+        return await probe(target.endpoint, target.up_state)
+
+    def on_change(change: ProbeChange) -> None:
+        up_gauge.set(0 if change.failed else 1)
+        emit(change_result(target, change))
+
+    return ProbeLoop(
+        plugin=target.plugin,
+        index=target.index,
+        target=target.endpoint.address,
+        probe=probe_target,
+        thresholds=thresholds,
+        on_change=on_change,
+        metrics=metrics.probes,
+        clock=clock,
+    )
+
+
+def change_result(target: Target, change: ProbeChange) -> Result:
+    """The result of one change of an endpoint's reachability, with its Events."""
+    up = not change.failed
+    events: tuple[Event, ...] = ()
+    if not up:
+        message = (
+            f"tcp_probe endpoint {target.index} ({target.endpoint.address}) failed "
+            f"{change.failures} times in a row: {change.outcome.reason}"
+        )
+        events = (Event("TcpProbeUnreachable", message, "Warning"),)
+    elif change.previous == target.down_state:
+        message = f"tcp_probe endpoint {target.index} is reachable again"
+        events = (Event("TcpProbeReachable", message),)
+    return Result(
+        plugin=target.plugin,
+        state=change.state,
+        storage=target.endpoint.storage_config,
+        source=target.source,
+        kind=KIND,
+        data={
+            "endpoint": target.index,
+            "address": target.endpoint.address,
+            "up": up,
+            "previous": change.previous,
+            "reason": change.outcome.reason,
+            "seconds": change.outcome.seconds,
+        },
+        events=events,
+    )

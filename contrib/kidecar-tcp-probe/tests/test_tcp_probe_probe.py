@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from kidecar_core import ProbeOutcome
 from tcp_probe_servers import GamePort, closed_port
 
 from kidecar_tcp_probe.config import Endpoint
-from kidecar_tcp_probe.probe import ProbeOutcome, preview, probe_once
+from kidecar_tcp_probe.probe import preview, probe_once
 
 
 def probe(port: int, **options: Any) -> ProbeOutcome:

@@ -1,51 +1,51 @@
-"""Probing on a period, one task per endpoint: results only on change, no endpoint waits for
-another."""
+"""Probing on a period, one task per endpoint, on kidecar's probe kit: results only on change,
+no endpoint waits for another.  Time is a :class:`ManualClock`: no assertion reads the wall
+clock."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from kidecar_core import Metrics, Result
+from kidecar_core import ManualClock, Metrics, ProbeLoop, ProbeOutcome, Result
 from tcp_probe_servers import GamePort, closed_port
 
 from kidecar_tcp_probe.config import Endpoint
-from kidecar_tcp_probe.probe import ProbeOutcome
-from kidecar_tcp_probe.runner import EndpointProber, ProbeMetrics, Target
-from kidecar_tcp_probe.state import UpDown
+from kidecar_tcp_probe.runner import Target, TcpMetrics, endpoint_loop
 
 
-def prober(
-    endpoint: Endpoint, results: list[Result], metrics: ProbeMetrics, index: int = 0, **kw: Any
-) -> EndpointProber:
-    target = Target(
+def target(endpoint: Endpoint, index: int = 0, **states: str) -> Target:
+    return Target(
         plugin="tcp_probe",
         index=index,
         endpoint=endpoint,
-        up_state=kw.pop("up_state", "Reachable"),
-        down_state=kw.pop("down_state", "Unreachable"),
+        up_state=states.get("up_state", "Reachable"),
+        down_state=states.get("down_state", "Unreachable"),
         source=f"plugins[0].config.endpoints[{index}].storageConfig",
     )
-    updown = UpDown(endpoint.success_threshold, endpoint.failure_threshold)
-    return EndpointProber(target, updown=updown, emit=results.append, metrics=metrics, **kw)
 
 
-def run_for(seconds: float, *probers: EndpointProber, delay: float = 0.0) -> None:
-    async def main() -> None:
-        tasks = [asyncio.create_task(p.run(delay)) for p in probers]
-        await asyncio.sleep(seconds)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+def make_loop(t: Target, results: list[Result], metrics: TcpMetrics, **kw: Any) -> ProbeLoop:
+    return endpoint_loop(t, thresholds=t.thresholds(), emit=results.append, metrics=metrics, **kw)
 
-    asyncio.run(main())
+
+def sample(metrics: Metrics, name: str, endpoint: str = "0", **labels: str) -> float:
+    value = metrics.registry.get_sample_value(
+        name, {"plugin": "tcp_probe", "endpoint": endpoint, **labels}
+    )
+    return 0.0 if value is None else value
 
 
 def test_results_only_when_the_state_changes() -> None:
     results: list[Result] = []
-    p = prober(Endpoint(port=1, failure_threshold=2), results, ProbeMetrics.of(Metrics()), period=1)
+    loop = make_loop(
+        target(Endpoint(port=1, failure_threshold=2)), results, TcpMetrics.of(Metrics())
+    )
     for ok in (True, True, False, False, False, True, True):
-        p.observe(ProbeOutcome("success" if ok else "timeout", "" if ok else "slow", 0.01))
+        if ok:
+            loop.observe(ProbeOutcome("success", "Reachable", seconds=0.01))
+        else:
+            loop.observe(ProbeOutcome("timeout", reason="slow", seconds=0.01))
     assert [r.state for r in results] == ["Reachable", "Unreachable", "Reachable"]
     first, down, up = results
     assert first.events == ()  # a healthy start is no news
@@ -64,44 +64,61 @@ def test_results_only_when_the_state_changes() -> None:
 
 def test_configured_state_names_are_used() -> None:
     results: list[Result] = []
-    p = prober(
-        Endpoint(port=1, failure_threshold=1),
-        results,
-        ProbeMetrics.of(Metrics()),
-        period=1,
-        up_state="1",
-        down_state="0",
-    )
-    p.observe(ProbeOutcome("refused", "refused", 0.0))
-    p.observe(ProbeOutcome("success", "", 0.0))
+    t = target(Endpoint(port=1, failure_threshold=1), up_state="1", down_state="0")
+    loop = make_loop(t, results, TcpMetrics.of(Metrics()))
+    loop.observe(ProbeOutcome("refused", reason="refused"))
+    loop.observe(ProbeOutcome("success", "1"))
     assert [r.state for r in results] == ["0", "1"]
 
 
 def test_a_hanging_endpoint_does_not_delay_another(game: GamePort) -> None:
-    with GamePort() as hanging:
-        hanging.reply, hanging.delay = b"PONG", 10  # accepts, then says nothing for 10s
-        metrics = ProbeMetrics.of(Metrics())
-        results: list[Result] = []
-        slow = prober(
-            Endpoint(port=hanging.port, expect="PONG", timeout=2, failure_threshold=1),
-            results,
-            metrics,
-            index=0,
-            period=0.1,
-        )
-        fast = prober(Endpoint(port=game.port), results, metrics, index=1, period=0.1)
-        run_for(0.8, slow, fast)
-    fast_probes = metrics.probes.labels("tcp_probe", "1", "success")._value.get()
-    assert fast_probes >= 6, fast_probes  # every 0.1s while the other waits 2s for its reply
+    registry = Metrics()
+    metrics = TcpMetrics.of(registry)
+    results: list[Result] = []
+
+    async def scenario() -> None:
+        clock = ManualClock()
+        with GamePort() as hanging:
+            hanging.reply, hanging.delay = b"PONG", 30  # accepts, then says nothing for 30 s
+            slow = make_loop(
+                target(Endpoint(port=hanging.port, expect="PONG", timeout=30, failure_threshold=1)),
+                results,
+                metrics,
+                clock=clock,
+            )
+            fast = make_loop(
+                target(Endpoint(port=game.port), index=1), results, metrics, clock=clock
+            )
+            tasks = [asyncio.create_task(loop.run(period=0.1)) for loop in (slow, fast)]
+            await clock.wait_for_sleepers(1)  # the fast one probed and sleeps, the slow one waits
+            for _ in range(6):
+                await clock.advance(0.1)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert sample(registry, "kidecar_tcp_probe_probes_total", "1", outcome="success") == 7
+    assert sample(registry, "kidecar_tcp_probe_probes_total", "0", outcome="timeout") == 0
     assert [(r.data["endpoint"], r.state) for r in results] == [(1, "Reachable")]
 
 
 def test_the_period_is_start_to_start_and_the_start_delay_is_honoured() -> None:
-    metrics = ProbeMetrics.of(Metrics())
+    registry = Metrics()
     results: list[Result] = []
-    p = prober(Endpoint(port=closed_port(), failure_threshold=2), results, metrics, period=0.2)
-    run_for(0.75, p, delay=0.3)  # probes at 0.3, 0.5, 0.7
-    refused = metrics.probes.labels("tcp_probe", "0", "refused")._value.get()
-    assert refused == 3
+
+    async def scenario() -> None:
+        clock = ManualClock()
+        t = target(Endpoint(port=closed_port(), failure_threshold=2))
+        loop = make_loop(t, results, TcpMetrics.of(registry), clock=clock)
+        task = asyncio.create_task(loop.run(period=0.2, delay=0.3))
+        await clock.advance(0.29)
+        assert sample(registry, "kidecar_tcp_probe_probes_total", outcome="refused") == 0
+        await clock.advance(0.41)  # probes at 0.3, 0.5, 0.7
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert sample(registry, "kidecar_tcp_probe_probes_total", outcome="refused") == 3
     assert [r.state for r in results] == ["Unreachable"]
-    assert metrics.up.labels("tcp_probe", "0")._value.get() == 0
+    assert sample(registry, "kidecar_tcp_probe_up") == 0
