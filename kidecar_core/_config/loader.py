@@ -18,12 +18,14 @@ import yaml
 
 from kidecar_core._config.schema import (
     Converter,
+    FieldError,
     _describe,
     field,
     make_converter,
     non_negative,
     suggest,
 )
+from kidecar_core._persist.precedence import ANY_OTHER, DEFAULT_PRECEDENCE
 from kidecar_core._persist.result import StorageConfig
 from kidecar_core._plugins.registry import StorageTypeRegistry
 from kidecar_core.errors import ConfigError, Problem, join_path
@@ -60,6 +62,18 @@ class PluginEntry:
     )
 
 
+def _check_precedence(_: object, __: object, values: tuple[str, ...]) -> None:
+    if not values:
+        raise FieldError("opsStatePrecedence", "must list at least one opsState")
+    seen: set[str] = set()
+    for value in values:
+        if not value.strip():
+            raise FieldError("opsStatePrecedence", "must not hold an empty value")
+        if value in seen:
+            raise FieldError("opsStatePrecedence", f"lists {value!r} twice")
+        seen.add(value)
+
+
 @attrs.frozen
 class KidecarConfig:
     """The whole configuration file."""
@@ -83,6 +97,17 @@ class KidecarConfig:
         default="Before",
         doc="`Before`: `kidecar inject` adds a native sidecar (init container with "
         "`restartPolicy: Always`) that starts before the game; `After`: a regular container.",
+    )
+    ops_state_precedence: tuple[str, ...] = field(
+        key="opsStatePrecedence",
+        default=DEFAULT_PRECEDENCE,
+        validator=_check_precedence,
+        doc="When several sources (endpoints, plugins, overrides) ask for different GameServer "
+        "opsStates, the one listed first wins; each source's latest result is its ask. "
+        f"`{ANY_OTHER}` stands for values not listed (custom ones), else they rank last. The "
+        "default keeps a server that any source reports `Allocated` from being made deletable "
+        "(`WaitToBeDeleted`, `Kill`) by another, and one reported `Maintaining` out of "
+        "allocation. A disagreement is logged once.",
     )
 
 

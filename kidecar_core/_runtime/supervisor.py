@@ -27,6 +27,7 @@ from aiohttp import web
 
 from kidecar_core._config.loader import ConfiguredPlugin, LoadedConfig
 from kidecar_core._persist.applier import Applier, Backoff
+from kidecar_core._persist.precedence import OpsStatePrecedence
 from kidecar_core._persist.result import Result
 from kidecar_core._plugins.context import PluginContext, RuntimeView
 from kidecar_core._plugins.manager import Plugins
@@ -106,6 +107,7 @@ class Runtime:
             resync_interval=options.resync_interval,
             on_event=self.events.record,
         )
+        self.ops_state = OpsStatePrecedence(config.top.ops_state_precedence)
         self.view = RuntimeView(self)
         self.supervised: list[Supervised] = [Supervised(p) for p in config.boot_sequence()]
         self.started = False
@@ -142,7 +144,7 @@ class Runtime:
                 "kidecar_persist failed for a result of %s; result not stored", result.plugin
             )
             return
-        self.applier.submit(writes)
+        self.applier.submit(self.ops_state.resolve(result, writes))
         for event in result.events:
             self.events.record(event)
 
