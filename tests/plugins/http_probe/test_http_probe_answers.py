@@ -1,6 +1,6 @@
-"""Which answers drive the GameServer, end to end in local mode (``kidecar run --local-state``):
-a draining game's 503, an expected redirect, an HTTPS game with a self-signed certificate, a
-redirect to another host."""
+"""Which answers drive the GameServer, end to end in local mode (``kidecar run --local-state``)
+and against the real API server: a draining game's 503, an expected redirect, an HTTPS game with
+a self-signed certificate, a redirect to another host."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.http_probe.game import GameHTTP, answer, redirect
+from tests.plugins.http_probe.test_http_probe_kube import NAME, Objects
 from tests.plugins.http_probe.test_http_probe_local import (
     inkube,
     ops_state,
@@ -19,6 +20,7 @@ from tests.plugins.http_probe.test_http_probe_local import (
     probes,
 )
 from tests.plugins.http_probe.tls import self_signed
+from tests.support.apiserver import GameServerFactory, TestCluster
 from tests.support.sidecar import Sidecar
 
 POLICIES = [
@@ -104,3 +106,51 @@ def test_an_https_game_with_a_self_signed_certificate(tmp_path: Path) -> None:
             expected["example.com/c"] = "Allocated"
             sc.wait_for(lambda: annotations() == expected, 5, "each endpoint's state")
         assert "self-signed certificate): set caFile" in sc.log()
+
+
+@pytest.mark.kube
+def test_kube_an_https_game_drains_with_503_and_redirects_as_expected(
+    tmp_path: Path,
+    make_game_server: GameServerFactory,
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    sa_kubeconfig: Path,
+) -> None:
+    make_game_server(NAME, gameserver_spec={"opsState": "None"})
+    objects = Objects(kube_cluster, kube_namespace)
+    certificate = self_signed(tmp_path / "tls")
+    with GameHTTP(tls=certificate.server_context()) as game:
+        game.set("/state", {"state": "Allocated"})
+        game.set("/moved", redirect(game.url("/state"), status=308, body="draining"))
+        config = plugin(
+            endpoint(
+                game.url("/state"),
+                caFile=str(certificate.cert),
+                expectedStatusCode=[200, 503],
+                jsonPathConfig={"jsonPath": "state"},
+            ),
+            endpoint(game.url("/moved"), insecureSkipVerify=True, expectedStatusCode=308),
+        )
+        config["plugins"][0]["config"]["endpoints"][1]["storageConfig"] = inkube(
+            annotationKey="example.com/moved"
+        )
+        sc = Sidecar(
+            tmp_path / "sidecar",
+            config,
+            kubeconfig=str(sa_kubeconfig),
+            pod_name=NAME,
+            namespace=kube_namespace,
+        )
+        with sc:
+            sc.start(wait_ready=True)
+            sc.wait_for(lambda: objects.ops() == "Allocated", 10, "Allocated over HTTPS")
+            sc.wait_for(
+                lambda: objects.pod_annotations().get("example.com/moved") == "draining",
+                10,
+                "the 308's own body",
+            )
+            game.set("/state", answer({"state": "draining"}, status=503))
+            sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 10, "draining")
+            game.set("/state", answer("<html>bad gateway</html>", status=503))
+            sc.wait_for(lambda: objects.ops() == "Maintaining", 10, "Failed → Maintaining")
+            assert sc.stop() == 0
