@@ -321,9 +321,7 @@ def load_config(
     except ConfigError as e:
         problems.extend(e.problems)
     entries: list[tuple[int, PluginEntry]] = []
-    if not isinstance(raw_plugins, list):
-        problems.append(Problem("plugins", f"expected a list, got {_describe(raw_plugins)}"))
-        raw_plugins = []
+    raw_plugins = go_plugin_entries(raw_plugins, catalog, problems, warnings)
     for i, item in enumerate(raw_plugins):
         try:
             entries.append((i, conv.structure(item, PluginEntry, f"plugins[{i}]")))
@@ -365,6 +363,80 @@ def load_config(
     assert top is not None
     top = attrs.evolve(top, plugins=tuple(e for _, e in entries))
     return LoadedConfig(top, tuple(plugins), tuple(warnings))
+
+
+def go_plugin_entries(
+    raw: Any, catalog: PluginCatalog, problems: list[Problem], warnings: list[str]
+) -> list[Any]:
+    """``plugins`` as a list of entries, accepting two spellings of the Go version's configs.
+
+    * ``plugins`` as a (non-empty) mapping of name to entry (the Go version's format until
+      October 2024, ``map[string]PluginConfig`` keyed by the plugin's name): entries in file
+      order, ``name`` defaulting to the key; reported as ``plugins[0]``, ``plugins[1]``, ...
+    * ``bootOrder`` inside an entry's ``config`` (a plugin-level key one level too deep, which the
+      Go version silently ignored): used as the entry's ``bootOrder``, with a warning, unless the
+      plugin's own config has such a key or the entry sets its own.
+    """
+    if isinstance(raw, dict) and raw:
+        raw = _plugins_from_mapping(raw, problems)
+        warnings.append(
+            "plugins: a mapping of name to plugin is the Go version's old format; it still "
+            "loads (as plugins[0], plugins[1], ... in file order), write a list instead"
+        )
+    if not isinstance(raw, list):
+        problems.append(Problem("plugins", f"expected a list, got {_describe(raw)}"))
+        return []
+    return [_hoist_boot_order(i, item, catalog, problems, warnings) for i, item in enumerate(raw)]
+
+
+def _plugins_from_mapping(raw: dict[Any, Any], problems: list[Problem]) -> list[Any]:
+    entries: list[Any] = []
+    for key, entry in raw.items():
+        if not isinstance(entry, dict):
+            entries.append(entry)  # structured (and reported) as plugins[i] like any entry
+            continue
+        name_key = next((k for k in entry if str(k).lower() == "name"), None)
+        if name_key is None:
+            entry = {"name": str(key), **entry}
+        elif entry[name_key] != key:
+            problems.append(
+                Problem(f"plugins.{key}.name", f"{entry[name_key]!r} differs from its key {key!r}")
+            )
+        entries.append(entry)
+    return entries
+
+
+def _hoist_boot_order(
+    index: int, item: Any, catalog: PluginCatalog, problems: list[Problem], warnings: list[str]
+) -> Any:
+    config = item.get("config") if isinstance(item, dict) else None
+    if not isinstance(config, dict):
+        return item
+    key = next((k for k in config if _is_boot_order(k)), None)
+    schema = catalog.schema_for(str(item.get("name"))) if key is not None else None
+    if key is None or (
+        schema is not None and any(_is_boot_order(a.name) for a in attrs.fields(schema))
+    ):
+        return item
+    path = f"plugins[{index}]"
+    own = next((k for k in item if _is_boot_order(k)), None)
+    hoisted = {k: v for k, v in item.items() if k != "config"}
+    hoisted["config"] = {k: v for k, v in config.items() if k != key}
+    if own is not None and item[own] != config[key]:
+        problems.append(
+            Problem(f"{path}.config.{key}", f"belongs one level up, where {path}.{own} is set too")
+        )
+        return hoisted
+    warnings.append(
+        f"{path}.config.{key}: the boot order belongs one level up ({path}.bootOrder); "
+        "used as such (the Go version ignored it there)"
+    )
+    hoisted[own or "bootOrder"] = config[key]
+    return hoisted
+
+
+def _is_boot_order(key: Any) -> bool:
+    return str(key).replace("_", "").replace("-", "").lower() == "bootorder"
 
 
 def _not_installed(name: str, catalog: PluginCatalog) -> str:
