@@ -72,5 +72,6 @@ class ProbeTiming:
         key="failureThreshold",
         default=3,
         validator=positive,
-        doc="Consecutive failed probes after which the endpoint's state is the failed state.",
+        doc="Consecutive failed probes after which the endpoint's state is the failed state "
+        "(`Failed`, unless the plugin names it otherwise).",
     )

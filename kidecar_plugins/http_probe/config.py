@@ -121,10 +121,13 @@ class Endpoint(ProbeTiming):
         key="followRedirects",
         default=None,
         doc="`SameHost` (the default): follow redirects (at most 10) while they stay on the "
-        "URL's host name, kubelet's rule; a redirect elsewhere is not followed and its 3xx answer "
-        "is what the probe sees. `Always`: follow them anywhere (credentials headers are dropped "
-        "when the host changes). `Never`: the first answer counts. When a 3xx is expected "
-        "(`expectedStatusCode: 301`) redirects are never followed.",
+        "URL's host name (any port), kubelet's rule (`RedirectChecker`, kubernetes/kubernetes "
+        "`pkg/probe/http/http.go`); a redirect elsewhere is not followed and its 3xx answer is "
+        "what `expectedStatusCode` is checked against. `Always`: follow them anywhere "
+        "(`Authorization` and `Cookie` headers are dropped when the host changes). `Never`: the "
+        "first answer counts. When a 3xx is expected (`expectedStatusCode: 301`, or a range "
+        "that includes 3xx such as `200-399`) redirects are never followed: the 3xx answer is "
+        "read.",
     )
     insecure_skip_verify: bool = field(
         key="insecureSkipVerify",

@@ -4,6 +4,7 @@ a self-signed certificate, a redirect to another host."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,15 @@ def test_kube_an_https_game_drains_with_503_and_redirects_as_expected(
             game.set("/state", answer("<html>bad gateway</html>", status=503))
             sc.wait_for(lambda: objects.ops() == "Maintaining", 10, "Failed → Maintaining")
             assert sc.stop() == 0
+
+
+def test_a_missing_ca_file_stops_the_sidecar_with_exit_code_2(tmp_path: Path) -> None:
+    config = plugin(endpoint("https://127.0.0.1:1/state", caFile=str(tmp_path / "missing.pem")))
+    sc = Sidecar(tmp_path / "sidecar", config)
+    with sc:
+        sc.proc = subprocess.Popen(sc.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out, _ = sc.proc.communicate(timeout=30)
+    assert sc.proc.returncode == 2, out
+    text = out.decode()
+    assert "plugins[0].config.endpoints[0].caFile: cannot load" in text
+    assert "No such file or directory" in text and "Traceback" not in text
