@@ -27,7 +27,6 @@ from kidecar_core import (
     ProbeSchedule,
     ProbeThresholds,
     ProbeTiming,
-    every,
     field,
     first_probe_delay,
     positive,
@@ -156,39 +155,6 @@ def run(scenario: Callable[[ManualClock], Awaitable[None]]) -> None:
         await scenario(ManualClock())
 
     asyncio.run(main())
-
-
-def test_every_runs_start_to_start_after_the_delay() -> None:
-    async def scenario(clock: ManualClock) -> None:
-        starts: list[float] = []
-
-        async def work() -> None:
-            starts.append(clock.now())
-            await clock.sleep(0.04)  # each run takes 0.04 s
-
-        task = asyncio.create_task(every(0.1, work, delay=0.15, clock=clock))
-        await clock.advance(0.45)
-        task.cancel()
-        assert starts == pytest.approx([0.15, 0.25, 0.35, 0.45])
-
-    run(scenario)
-
-
-def test_an_overrun_is_followed_at_once_and_missed_periods_are_not_made_up() -> None:
-    async def scenario(clock: ManualClock) -> None:
-        starts: list[float] = []
-        durations = iter([0.35, 0.01, 0.01, 0.01])
-
-        async def work() -> None:
-            starts.append(clock.now())
-            await clock.sleep(next(durations, 0.01))
-
-        task = asyncio.create_task(every(0.1, work, clock=clock))
-        await clock.advance(0.6)
-        task.cancel()
-        assert starts == pytest.approx([0.0, 0.35, 0.45, 0.55])
-
-    run(scenario)
 
 
 def test_advance_wakes_sleepers_in_deadline_order() -> None:
