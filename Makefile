@@ -34,6 +34,7 @@ apiserver: dev
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: dev
 	$(BIN)/mypy

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from tests.support.sidecar import Sidecar
+from kidecar_core.testing import Sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -183,7 +183,7 @@ class RssSampler:
 
 
 class BenchSidecar(Sidecar):
-    """``tests.support.sidecar.Sidecar`` started under :func:`lifeline`, so that it cannot outlive
+    """``kidecar_core.testing.Sidecar`` started under :func:`lifeline`, so that it cannot outlive
     an interrupted benchmark; otherwise the same (local mode, or ``kubeconfig=``)."""
 
     def argv(self) -> list[str]:

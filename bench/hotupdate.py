@@ -42,7 +42,7 @@ from bench.common import (
     wait_until,
 )
 from bench.game import read_signal_times, signal_game_argv
-from tests.support.sidecar import free_port
+from kidecar_core.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 RATIO_TARGET = 0.8

@@ -22,7 +22,7 @@ from bench.common import (
 )
 from bench.game import StateGame
 from bench.kube import BenchCluster, OpsStateWatch
-from tests.support.sidecar import free_port
+from kidecar_core.testing import free_port
 
 CPU_TARGET = 0.002
 LATENCY_INTERVAL = 1.0

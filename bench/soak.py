@@ -30,7 +30,7 @@ from bench.common import (
 from bench.game import StateGame
 from bench.hotupdate import file_server, make_file, post_update, signal_game
 from bench.kube import BenchCluster
-from tests.support.sidecar import free_port
+from kidecar_core.testing import free_port
 
 ENDPOINTS = 4
 PERIOD = 0.1

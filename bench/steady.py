@@ -39,7 +39,7 @@ from bench.common import (
 )
 from bench.game import StateGame
 from bench.kube import BenchCluster
-from tests.support.sidecar import free_port
+from kidecar_core.testing import free_port
 
 IDLE_TARGET = 60 * MiB
 FLOOR_CODE = (

@@ -1,20 +1,27 @@
 """kidecar: a pluggable sidecar for OpenKruiseGame game-server pods.
 
-Plugin authors import what they need from here::
+This module is the public API: plugin authors import what they need from here (and from
+:mod:`kidecar_core.hookspecs`, :mod:`kidecar_core.errors` and :mod:`kidecar_core.testing`)::
 
-    from kidecar_core import hookimpl, Result, Write, ObjectRef, field
+    from kidecar_core import hookimpl, PluginContext, Result, StateKey, Write, ObjectRef, field
+
+Everything in an underscored subpackage (``kidecar_core._runtime`` ...) is private and may change
+in any release; ``make lint`` checks that the built-in plugins import nothing of it.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from kidecar_core._base.backoff import Backoff
+from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
+from kidecar_core._base.metrics import Metrics
+from kidecar_core._base.schedule import every
 from kidecar_core._config.schema import FieldError, field, non_empty, non_negative, positive
-from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
 from kidecar_core._persist.result import Result, StorageConfig
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._plugins.context import PluginContext, RuntimeView
+from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
 from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
+from kidecar_core._plugins.state import PluginState, StateKey
 from kidecar_core._probe.loop import (
     ProbeChange,
     ProbeLoop,
@@ -24,43 +31,45 @@ from kidecar_core._probe.loop import (
 )
 from kidecar_core._probe.thresholds import PROBE_FAILED, ProbeThresholds
 from kidecar_core._probe.timing import MIN_PROBE_PERIOD, ProbeSchedule, ProbeTiming
-from kidecar_core._runtime.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
-from kidecar_core._runtime.metrics import Metrics
-from kidecar_core._runtime.schedule import every
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
+from kidecar_core._version import __version__
 from kidecar_core.errors import (
     ConfigError,
+    ForbiddenError,
+    InvalidError,
     KidecarError,
+    NotFoundError,
     PermanentPersistError,
     PersistError,
+    Problem,
     StartupError,
     TransientPersistError,
 )
 from kidecar_core.hookspecs import hookimpl, hookspec
 
-try:
-    __version__ = version("kidecar")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 __all__ = [
     "LOOP_CLOCK",
     "MIN_PROBE_PERIOD",
     "PROBE_FAILED",
+    "Backoff",
     "Clock",
     "ConfigError",
     "ContainerPort",
     "Event",
     "FieldError",
     "FieldNotIn",
+    "ForbiddenError",
+    "InvalidError",
     "KidecarError",
     "LoopClock",
     "ManualClock",
     "Metrics",
+    "NotFoundError",
     "ObjectRef",
     "PermanentPersistError",
     "PersistError",
     "PluginContext",
+    "PluginState",
     "PodIdentity",
     "PodRequirements",
     "ProbeChange",
@@ -70,11 +79,13 @@ __all__ = [
     "ProbeSchedule",
     "ProbeThresholds",
     "ProbeTiming",
+    "Problem",
     "Result",
     "RouteRegistry",
     "RuntimeView",
     "SharedVolume",
     "StartupError",
+    "StateKey",
     "StorageConfig",
     "StorageTypeRegistry",
     "TransientPersistError",

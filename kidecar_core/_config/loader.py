@@ -224,6 +224,8 @@ class PluginCatalog:
     schema_for: SchemaLookup
     disabled: frozenset[str] = frozenset()
     """Installed but switched off by KIDECAR_PLUGINS / KIDECAR_DISABLE_PLUGINS."""
+    broken: Mapping[str, str] = attrs.field(factory=dict)
+    """Installed but failing to import: name → what failed (distribution, error)."""
 
 
 def make_config_converter(storage: StorageTypeRegistry) -> Converter:
@@ -294,70 +296,30 @@ def load_config(
     storage: StorageTypeRegistry,
     templates: TemplateContext,
 ) -> LoadedConfig:
-    """Validate a parsed config; raise one ConfigError holding every problem found."""
+    """Validate a parsed config; raise one ConfigError holding every problem found.
+
+    The top level, each plugin entry and each plugin's config are checked separately so that a
+    mistake in one never hides the problems of another.
+    """
     conv = make_config_converter(storage)
     problems: list[Problem] = []
     warnings: list[str] = []
-    if raw is None:
-        raw = {}
-    raw, template_problems = substitute(raw, templates)
+    raw, template_problems = substitute({} if raw is None else raw, templates)
     if templates.lenient:
         warnings.extend(f"{p} (left as is)" for p in template_problems)
     else:
         problems.extend(template_problems)
-    # The top level, each plugin entry and each plugin's config are checked separately so that
-    # a mistake in one never hides the problems of another.
-    raw_plugins: Any = []
-    if isinstance(raw, dict):
-        raw = dict(raw)
-        plugins_key = next((k for k in raw if str(k).lower() == "plugins"), None)
-        if plugins_key is not None:
-            raw_plugins = raw.pop(plugins_key)
-            if raw_plugins is None:
-                raw_plugins = []
+    raw, raw_plugins = _split_plugins(raw)
     top: KidecarConfig | None = None
     try:
         top = conv.structure(raw, KidecarConfig)
     except ConfigError as e:
         problems.extend(e.problems)
-    entries: list[tuple[int, PluginEntry]] = []
     raw_plugins = go_plugin_entries(raw_plugins, catalog, problems, warnings)
-    for i, item in enumerate(raw_plugins):
-        try:
-            entries.append((i, conv.structure(item, PluginEntry, f"plugins[{i}]")))
-        except ConfigError as e:
-            problems.extend(e.problems)
+    entries = _plugin_entries(conv, raw_plugins, problems)
     if not raw_plugins:
         warnings.append("no plugins configured: kidecar will only serve its admin endpoints")
-    plugins: list[ConfiguredPlugin] = []
-    seen: dict[str, int] = {}
-    for i, entry in entries:
-        path = f"plugins[{i}]"
-        if entry.name in seen:
-            problems.append(
-                Problem(
-                    f"{path}.name",
-                    f"plugin {entry.name!r} is already configured at plugins[{seen[entry.name]}]",
-                )
-            )
-            continue
-        seen[entry.name] = i
-        if entry.name not in catalog.installed:
-            problems.append(Problem(f"{path}.name", _not_installed(entry.name, catalog)))
-            continue
-        schema = catalog.schema_for(entry.name)
-        structured: Any = None
-        if schema is None:
-            if entry.config:
-                problems.append(Problem(f"{path}.config", f"plugin {entry.name!r} takes no config"))
-                continue
-        else:
-            try:
-                structured = conv.structure(dict(entry.config), schema, f"{path}.config")
-            except ConfigError as e:
-                problems.extend(e.problems)
-                continue
-        plugins.append(ConfiguredPlugin(entry.name, entry.bootorder, i, structured))
+    plugins = _configured_plugins(conv, entries, catalog, problems)
     if problems:
         raise ConfigError(problems)
     assert top is not None
@@ -439,7 +401,68 @@ def _is_boot_order(key: Any) -> bool:
     return str(key).replace("_", "").replace("-", "").lower() == "bootorder"
 
 
+def _split_plugins(raw: Any) -> tuple[Any, Any]:
+    """(the top level without ``plugins``, the raw ``plugins`` value or ``[]``)."""
+    if not isinstance(raw, dict):
+        return raw, []
+    raw = dict(raw)
+    key = next((k for k in raw if str(k).lower() == "plugins"), None)
+    if key is None:
+        return raw, []
+    plugins = raw.pop(key)
+    return raw, [] if plugins is None else plugins
+
+
+def _plugin_entries(
+    conv: Converter, raw_plugins: list[Any], problems: list[Problem]
+) -> list[tuple[int, PluginEntry]]:
+    entries: list[tuple[int, PluginEntry]] = []
+    for i, item in enumerate(raw_plugins):
+        try:
+            entries.append((i, conv.structure(item, PluginEntry, f"plugins[{i}]")))
+        except ConfigError as e:
+            problems.extend(e.problems)
+    return entries
+
+
+def _configured_plugins(
+    conv: Converter,
+    entries: list[tuple[int, PluginEntry]],
+    catalog: PluginCatalog,
+    problems: list[Problem],
+) -> list[ConfiguredPlugin]:
+    plugins: list[ConfiguredPlugin] = []
+    seen: dict[str, int] = {}
+    for i, entry in entries:
+        path = f"plugins[{i}]"
+        if entry.name in seen:
+            message = f"plugin {entry.name!r} is already configured at plugins[{seen[entry.name]}]"
+            problems.append(Problem(f"{path}.name", message))
+            continue
+        seen[entry.name] = i
+        if entry.name not in catalog.installed:
+            problems.append(Problem(f"{path}.name", _not_installed(entry.name, catalog)))
+            continue
+        schema = catalog.schema_for(entry.name)
+        structured: Any = None
+        try:
+            if schema is not None:
+                structured = conv.structure(dict(entry.config), schema, f"{path}.config")
+            elif entry.config:
+                raise ConfigError.single(f"{path}.config", f"plugin {entry.name!r} takes no config")
+        except ConfigError as e:
+            problems.extend(e.problems)
+            continue
+        plugins.append(ConfiguredPlugin(entry.name, entry.bootorder, i, structured))
+    return plugins
+
+
 def _not_installed(name: str, catalog: PluginCatalog) -> str:
+    if name in catalog.broken:
+        return (
+            f"plugin {name!r} is installed but broken: {catalog.broken[name]}; fix or reinstall "
+            f"the distribution that provides it"
+        )
     if name in catalog.disabled:
         return (
             f"plugin {name!r} is installed but disabled by KIDECAR_PLUGINS/"

@@ -53,6 +53,64 @@ class DemoFailed(Exception):
     pass
 
 
+def demo_config(game_port: int, hot_port: int, downloads: Path) -> dict[str, Any]:
+    """The sidecar config of the demo: http_probe on the game, hot_update into ``downloads``."""
+    policies = [
+        {"state": "idle", "gameServerOpsState": "None"},
+        {"state": "allocated", "gameServerOpsState": "Allocated"},
+        {
+            "state": "draining",
+            "gameServerOpsState": "WaitToBeDeleted",
+            "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 100}],
+        },
+    ]
+    return {
+        "restartpolicy": "Always",
+        "plugins": [
+            {
+                "name": "http_probe",
+                "bootorder": 1,
+                "config": {
+                    "startDelaySeconds": 0,
+                    "probeIntervalSeconds": 0.5,
+                    "endpoints": [
+                        {
+                            "url": f"http://127.0.0.1:{game_port}/state",
+                            "timeout": 1,
+                            "jsonPathConfig": {"jsonPath": "data.state"},
+                            "storageConfig": {
+                                "type": "InKube",
+                                "inKube": {
+                                    "annotationKey": "demo.kidecar.io/game-state",
+                                    "markerPolices": policies,
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+            {
+                "name": "hot_update",
+                "bootorder": 0,
+                "config": {
+                    "loadPatchType": "signal",
+                    "signal": {
+                        "processName": r".* -m kidecar_core\._demo\.game .*",
+                        "processNameRegex": True,
+                        "signalName": "SIGHUP",
+                    },
+                    "fileDir": str(downloads),
+                    "listen": f"127.0.0.1:{hot_port}",
+                    "storageConfig": {
+                        "type": "InKube",
+                        "inKube": {"annotationKey": "demo.kidecar.io/hot-update-result"},
+                    },
+                },
+            },
+        ],
+    }
+
+
 class Demo:
     """The demo's processes and narration; ``run()`` returns the exit code."""
 
@@ -87,62 +145,6 @@ class Demo:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def config(self) -> dict[str, Any]:
-        policies = [
-            {"state": "idle", "gameServerOpsState": "None"},
-            {"state": "allocated", "gameServerOpsState": "Allocated"},
-            {
-                "state": "draining",
-                "gameServerOpsState": "WaitToBeDeleted",
-                "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 100}],
-            },
-        ]
-        return {
-            "restartpolicy": "Always",
-            "plugins": [
-                {
-                    "name": "http_probe",
-                    "bootorder": 1,
-                    "config": {
-                        "startDelaySeconds": 0,
-                        "probeIntervalSeconds": 0.5,
-                        "endpoints": [
-                            {
-                                "url": f"http://127.0.0.1:{self.game_port}/state",
-                                "timeout": 1,
-                                "jsonPathConfig": {"jsonPath": "data.state"},
-                                "storageConfig": {
-                                    "type": "InKube",
-                                    "inKube": {
-                                        "annotationKey": "demo.kidecar.io/game-state",
-                                        "markerPolices": policies,
-                                    },
-                                },
-                            }
-                        ],
-                    },
-                },
-                {
-                    "name": "hot_update",
-                    "bootorder": 0,
-                    "config": {
-                        "loadPatchType": "signal",
-                        "signal": {
-                            "processName": r".* -m kidecar_core\._demo\.game .*",
-                            "processNameRegex": True,
-                            "signalName": "SIGHUP",
-                        },
-                        "fileDir": str(self.downloads),
-                        "listen": f"127.0.0.1:{self.hot_port}",
-                        "storageConfig": {
-                            "type": "InKube",
-                            "inKube": {"annotationKey": "demo.kidecar.io/hot-update-result"},
-                        },
-                    },
-                },
-            ],
-        }
-
     def start(self) -> None:
         site = self.dir / "site"
         for version, text in (("v1", "level pack v1: 3 maps"), ("v2", "level pack v2: 5 maps")):
@@ -154,7 +156,11 @@ class Demo:
         self.file_port = self.files.server_address[1]
 
         config = self.dir / "config.yaml"
-        config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        config.write_text(
+            yaml.safe_dump(
+                demo_config(self.game_port, self.hot_port, self.downloads), sort_keys=False
+            )
+        )
         env = {**os.environ, "POD_NAME": POD, "POD_NAMESPACE": "demo", "PYTHONUNBUFFERED": "1"}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         self.game_log = (self.dir / "game.log").open("wb")

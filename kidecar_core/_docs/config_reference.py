@@ -11,7 +11,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -216,7 +216,13 @@ def render_config_reference(
         doc = inspect.getdoc(schema)
         out += ["", *([rst_to_markdown(doc), ""] if doc else [])]
         out += render_class(schema, "", "###")
-    out += ["## Storage types", ""]
+    out += _storage_types(plugins, wanted)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _storage_types(plugins: Plugins, wanted: Callable[[str], bool]) -> list[str]:
+    """The "Storage types" section: each registered type (of a wanted plugin) and its options."""
+    out = ["## Storage types", ""]
     out += [
         "A plugin's `storageConfig` says where its results go: `type` names a storage type; "
         "that type's options live under its key (`storageConfig.inKube`, ...).",
@@ -237,4 +243,4 @@ def render_config_reference(
         doc = inspect.getdoc(st.config_class)
         out += [rst_to_markdown(doc), ""] if doc else []
         out += render_class(st.config_class, st.key, "###")
-    return "\n".join(out).rstrip() + "\n"
+    return out

@@ -26,13 +26,14 @@ def rst_to_markdown(text: str) -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        param = re.match(r"^:param (\w+):\s*(.*)$", line)
+        param = re.match(r"^:(?:param (\w+)|(returns)):\s*(.*)$", line)
         if param:
-            parts = [param.group(2)]
+            parts = [param.group(3)]
             while i + 1 < len(lines) and lines[i + 1].startswith((" ", "\t")):
                 i += 1
                 parts.append(lines[i].strip())
-            out.append(f"- `{param.group(1)}`: {' '.join(parts)}")
+            name = f"`{param.group(1)}`" if param.group(1) else "**Returns**"
+            out.append(f"- {name}: {' '.join(parts)}")
         elif line.rstrip().endswith("::"):
             out.append(line.rstrip()[:-1])
             i += 1

@@ -1,1 +1,2 @@
-"""``kidecar inject``: adding the sidecar to workload manifests (pure functions on parsed YAML)."""
+"""``kidecar inject``: adding the sidecar to workload manifests (:mod:`.command`, then pure
+functions on parsed YAML in :mod:`.inject` and :mod:`.podedit`)."""

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
-from kidecar_core import __version__
 from kidecar_core._config.loader import parse_yaml
 from kidecar_core._inject.podedit import (
     DEFAULT_CONFIG_MAP,
@@ -33,7 +32,8 @@ from kidecar_core._inject.podedit import (
     Sidecar,
     inject_pod_spec,
 )
-from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._version import __version__
 
 if TYPE_CHECKING:
     from kidecar_core._config.loader import LoadedConfig

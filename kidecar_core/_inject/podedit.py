@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from kidecar_core._config.loader import DEFAULT_CONFIG_PATH, Resources, StartOrder
-from kidecar_core._inject.podspec import PodRequirements
+from kidecar_core._plugins.podspec import PodRequirements
 from kidecar_core.errors import KidecarError
 
 SIDECAR_NAME = "kidecar"
@@ -89,7 +89,46 @@ def inject_pod_spec(
     old_place = _remove_sidecar(containers, init)
     main = _main_container(containers, options.container, label)
 
-    mounts = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
+    mounts = _mounts(spec, main, sidecar, options, label)
+    ports = [{"name": ADMIN_PORT_NAME, "containerPort": options.admin_port, "protocol": "TCP"}]
+    ports += [
+        {"name": p.name, "containerPort": p.port, "protocol": p.protocol}
+        for p in sidecar.requirements.ports
+    ]
+    _check_ports(ports, containers, init, label)
+    container = sidecar_container(
+        sidecar,
+        options,
+        ports=ports,
+        mounts=mounts,
+        security=security_context(spec, main, sidecar, label, notes),
+    )
+    if sidecar.start_order == "Before":
+        init.insert(old_place[1] if old_place and old_place[0] == "init" else 0, container)
+    else:
+        containers.insert(
+            old_place[1] if old_place and old_place[0] == "containers" else len(containers),
+            container,
+        )
+    _set_init_containers(spec, init)
+    if sidecar.requirements.share_process_namespace:
+        spec["shareProcessNamespace"] = True
+    _service_account(spec, options, label, notes)
+    return spec
+
+
+def _mounts(
+    spec: dict[str, Any],
+    main: dict[str, Any],
+    sidecar: Sidecar,
+    options: InjectOptions,
+    label: str,
+) -> list[dict[str, Any]]:
+    """The sidecar's volume mounts: the config, and each volume it shares with the game (the
+    game's own mount of that path reused, else an ``emptyDir`` added to both)."""
+    mounts: list[dict[str, Any]] = [
+        {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}
+    ]
     volumes = _list(spec, "volumes", label)
     _put_volume(volumes, {"name": CONFIG_VOLUME, "configMap": {"name": options.config_map}})
     for shared in sidecar.requirements.shared_volumes:
@@ -105,29 +144,11 @@ def inject_pod_spec(
                 volumes.append({"name": volume_name, "emptyDir": {}})
             main_mounts.append({"name": volume_name, "mountPath": shared.mount_path})
         mounts.append({"name": volume_name, "mountPath": shared.mount_path})
+    return mounts
 
-    ports = [{"name": ADMIN_PORT_NAME, "containerPort": options.admin_port, "protocol": "TCP"}]
-    ports += [
-        {"name": p.name, "containerPort": p.port, "protocol": p.protocol}
-        for p in sidecar.requirements.ports
-    ]
-    _check_ports(ports, containers, init, label)
 
-    before = sidecar.start_order == "Before"
-    container = sidecar_container(
-        sidecar,
-        options,
-        ports=ports,
-        mounts=mounts,
-        security=security_context(spec, main, sidecar, label, notes),
-    )
-    if before:
-        init.insert(old_place[1] if old_place and old_place[0] == "init" else 0, container)
-    else:
-        containers.insert(
-            old_place[1] if old_place and old_place[0] == "containers" else len(containers),
-            container,
-        )
+def _set_init_containers(spec: dict[str, Any], init: list[Any]) -> None:
+    """``initContainers`` set to ``init``, dropped when empty, placed before the containers."""
     if not init:
         spec.pop("initContainers", None)
     elif "initContainers" in spec:
@@ -139,10 +160,6 @@ def inject_pod_spec(
         items.insert(at, ("initContainers", init))
         spec.clear()
         spec.update(items)
-    if sidecar.requirements.share_process_namespace:
-        spec["shareProcessNamespace"] = True
-    _service_account(spec, options, label, notes)
-    return spec
 
 
 def sidecar_container(

@@ -23,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from kidecar_core._base.backoff import Backoff
+from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.write import FieldNotIn, Write
-from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore
 from kidecar_core.errors import (
     ConflictError,
@@ -55,23 +55,6 @@ class Leaf:
     guards: tuple[FieldNotIn, ...] = ()
     event: Event | None = None
     once: bool = False
-
-
-@attrs.define
-class Backoff:
-    """Exponential backoff with full jitter."""
-
-    initial: float = 0.2
-    cap: float = 30.0
-    attempt: int = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.initial * (2**self.attempt))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @attrs.define

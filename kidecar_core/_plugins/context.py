@@ -1,108 +1,128 @@
-"""What plugins see of the runtime: :class:`PluginContext` and :class:`RuntimeView`."""
+"""What plugins see of the runtime: the :class:`PluginContext` and :class:`RuntimeView`
+protocols.
+
+They are protocols (structural types): the runtime's own classes are private
+(:mod:`kidecar_core._runtime.context`), and :class:`kidecar_core.testing.FakeContext` is another
+implementation, for plugin tests.  Plugins type their hooks' arguments with these.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
+from kidecar_core._base.clock import Clock
+from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.result import Result
-from kidecar_core._runtime.clock import Clock
-from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity
 
-if TYPE_CHECKING:
-    from kidecar_core._runtime.supervisor import Runtime
 
-
-class RuntimeView:
-    """The runtime as broadcast hooks see it: identity, metrics, logging, reads and events."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+class RuntimeView(Protocol):
+    """The runtime as broadcast hooks see it: identity, metrics, time, reads and events."""
 
     @property
     def identity(self) -> PodIdentity:
         """The pod this sidecar runs in."""
-        return self._runtime.identity
+        ...
 
     @property
     def metrics(self) -> Metrics:
         """The runtime's Prometheus metrics (served on ``/metrics``)."""
-        return self._runtime.metrics
+        ...
+
+    @property
+    def local_mode(self) -> bool:
+        """True when objects live in a local state file instead of the Kubernetes API."""
+        ...
 
     @property
     def clock(self) -> Clock:
         """The runtime's clock (the event loop's): read time and sleep through it, so that tests
         can drive time with a :class:`~kidecar_core.ManualClock`."""
-        return self._runtime.clock
-
-    @property
-    def local_mode(self) -> bool:
-        """True when objects live in a local state file instead of the Kubernetes API."""
-        return self._runtime.local_mode
+        ...
 
     async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
-        """Read an object from the store (``None`` when missing).  Errors are kidecar errors."""
-        return await self._runtime.store.get(ref)
+        """Read an object from the store (``None`` when missing).
+
+        Raises :class:`kidecar_core.PersistError` subclasses (transient or permanent).
+        """
+        ...
 
     def first_time(self, key: object) -> bool:
         """True the first time ``key`` is seen in this runtime: for "log once" messages."""
-        seen = self._runtime.seen
-        if key in seen:
-            return False
-        seen.add(key)
-        return True
+        ...
 
     def record_event(self, event: Event) -> None:
         """Record a Kubernetes Event about the pod (rate-limited, best effort, non-blocking)."""
-        self._runtime.events.record(event)
+        ...
 
 
-class PluginContext(RuntimeView):
-    """One configured plugin's handle on the runtime, passed to its lifecycle hooks.
+class PluginContext(RuntimeView, Protocol):
+    """One configured plugin's handle on the runtime, passed to its lifecycle hooks."""
 
-    ``state`` is the plugin's own scratch space; it survives restarts of the plugin (not of
-    the process).
-    """
+    @property
+    def name(self) -> str:
+        """The plugin's entry-point name (``http_probe``)."""
+        ...
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        *,
-        name: str,
-        config: Any,
-        bootorder: int,
-        index: int,
-        spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
-    ) -> None:
-        super().__init__(runtime)
-        self.name = name
-        self.config = config
-        self.bootorder = bootorder
-        self.index = index
-        self.state: dict[str, Any] = {}
-        self.log = logging.getLogger(f"kidecar.plugin.{name}")
-        self._spawn = spawn
+    @property
+    def config(self) -> Any:
+        """The plugin's structured config (the class its ``kidecar_config_schema`` returns)."""
+        ...
+
+    @property
+    def bootorder(self) -> int:
+        """Its ``bootorder`` in the config file."""
+        ...
+
+    @property
+    def index(self) -> int:
+        """Its position in ``plugins[]``."""
+        ...
+
+    @property
+    def state(self) -> PluginState:
+        """The plugin's own state, by :class:`kidecar_core.StateKey`; survives restarts of the
+        plugin (not of the process)."""
+        ...
+
+    @property
+    def log(self) -> logging.Logger:
+        """The plugin's logger, ``kidecar.plugin.<name>``."""
+        ...
 
     @property
     def path(self) -> str:
         """The plugin's path in the config file, e.g. ``plugins[1]``."""
-        return f"plugins[{self.index}]"
+        ...
 
     def config_path(self, sub: str) -> str:
-        """Path of a key of this plugin's config: ``config_path("endpoints[0]")``."""
-        return f"{self.path}.config.{sub}" if sub else f"{self.path}.config"
+        """Path of a key of this plugin's config: ``config_path("endpoints[0]")`` →
+        ``plugins[1].config.endpoints[0]``."""
+        ...
 
     def emit(self, result: Result) -> None:
         """Hand a result to the pipeline (on_result → persist → write plan).  Never blocks."""
-        self._runtime.emit(result)
+        ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a named task owned by this plugin.
 
-        If it raises, the plugin is failed and handled by the restart policy; its tasks are
-        cancelled when the plugin stops or restarts.
+        If it raises, the failure is logged at once, the plugin is failed and handled by the
+        restart policy; its tasks are cancelled when the plugin stops or restarts.
         """
-        return self._spawn(coro, name)
+        ...
+
+
+def plugin_path(index: int) -> str:
+    """``plugins[<index>]``: where a plugin's entry is in the config file."""
+    return f"plugins[{index}]"
+
+
+def plugin_config_path(index: int, sub: str) -> str:
+    """Path of a key of the config of ``plugins[index]`` (``sub`` empty: the config itself)."""
+    base = f"{plugin_path(index)}.config"
+    return f"{base}.{sub}" if sub else base

@@ -10,27 +10,27 @@ when set, only those load) and ``KIDECAR_DISABLE_PLUGINS`` (deny-list).
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import pluggy
 
 from kidecar_core import hookspecs
-from kidecar_core._inject.podspec import PodRequirements
-from kidecar_core._persist.write import Write
+from kidecar_core._persist.plan import WritePlan
 from kidecar_core._plugins import corehooks
+from kidecar_core._plugins.podspec import PodRequirements
 from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
 from kidecar_core.errors import StartupError
 
 if TYPE_CHECKING:
-    from kidecar_core._config.loader import ConfiguredPlugin
     from kidecar_core._persist.result import Result
     from kidecar_core._plugins.context import PluginContext, RuntimeView
 
@@ -79,6 +79,17 @@ def _is_impl(p: InstalledPlugin, name: str) -> bool:
 _SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("kidecar_"))
 
 
+class BootEntry(Protocol):
+    """What :meth:`Plugins.activate` needs of a configured plugin."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def bootorder(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+
+
 def _names(value: str | None) -> set[str]:
     return {n.strip() for n in (value or "").split(",") if n.strip()}
 
@@ -97,6 +108,65 @@ class Plugins:
         self.broken: dict[str, str] = {}  # name -> import error
         self.configured: list[str] = []
         self._callers: dict[tuple[str, str], Any] = {}
+        if env.get("KIDECAR_TRACE_HOOKS", "") not in ("", "0"):
+            self.trace_hooks()
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], files: Sequence[str] = ()) -> Plugins:
+        """Entry-point plugins, then override files from ``$KIDECAR_PLUGIN_FILES`` and
+        ``files``; then :meth:`check_hooks`.  Raises :class:`StartupError`."""
+        plugins = cls(env)
+        plugins.load_entry_points()
+        extra = [f.strip() for f in env.get("KIDECAR_PLUGIN_FILES", "").split(",") if f.strip()]
+        for path in [*extra, *files]:
+            plugins.load_file(path.strip())
+        plugins.check_hooks()
+        return plugins
+
+    def trace_hooks(self) -> None:
+        """Log every hook call and its result (pluggy's tracing) to ``kidecar.hooks`` at INFO."""
+        tracer = logging.getLogger("kidecar.hooks")
+
+        def write(text: str) -> None:
+            tracer.info("%s", text.rstrip())
+
+        self.pm.trace.root.setwriter(write)
+        self.pm.enable_tracing()
+
+    def check_hooks(self) -> None:
+        """Fail on implementations of hooks that do not exist (a typo: ``kidecar_persit``).
+
+        pluggy registers them without complaint (``check_pending`` is how it finds them); left
+        alone, they would never be called.  Raises :class:`StartupError` naming, for each, the
+        plugin (the file of an override) and the hook, with the closest real hook.
+        """
+        problems = []
+        for name, caller in vars(self.pm.hook).items():
+            if not name.startswith(hookspecs.NAME) or caller.spec is not None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                where = self._origin_of(impl.plugin_name)
+                close = difflib.get_close_matches(name, sorted(_SPEC_NAMES), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                problems.append(f"{where}: {name} is not a kidecar hook{hint}")
+        if problems:
+            raise StartupError("unknown hooks, never called:\n  " + "\n  ".join(problems))
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            raise StartupError(
+                f"{self._origin_of(self.pm.get_name(e.plugin) or '?')}: {e}"
+            ) from None
+
+    def _origin_of(self, plugin_name: str) -> str:
+        plugin = self.installed.get(plugin_name)
+        if plugin is None:
+            return f"plugin {plugin_name!r}"
+        if plugin.origin == "entry point":
+            return f"plugin {plugin.name!r} ({plugin.distribution} {plugin.version})"
+        return f"plugin file {plugin.origin}"
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -118,8 +188,16 @@ class Plugins:
             try:
                 module = ep.load()
             except Exception as e:  # a broken third-party plugin must not hide the others
-                self.broken[ep.name] = f"{dist} {version}: {type(e).__name__}: {e}"
-                log.warning("plugin %r (%s %s) failed to import: %s", ep.name, dist, version, e)
+                self.broken[ep.name] = f"{dist} {version} failed to import: {type(e).__name__}: {e}"
+                log.warning(
+                    "plugin %r (%s %s) is broken: importing %s failed: %s: %s",
+                    ep.name,
+                    dist,
+                    version,
+                    ep.value,
+                    type(e).__name__,
+                    e,
+                )
                 continue
             self._add(InstalledPlugin(ep.name, dist, version, module, "entry point"))
         if self.allow:
@@ -173,7 +251,7 @@ class Plugins:
             impl.function(register=registry)
         return registry
 
-    def activate(self, configured: Iterable[ConfiguredPlugin]) -> None:
+    def activate(self, configured: Iterable[BootEntry]) -> None:
         """Keep only configured service plugins, registered in reverse boot order.
 
         pluggy calls the last registered implementation first, so registering the highest
@@ -237,16 +315,11 @@ class Plugins:
     def on_result(self, result: Result, runtime: RuntimeView) -> list[Awaitable[Any]]:
         return _awaitables(self.pm.hook.kidecar_on_result(result=result, runtime=runtime))
 
-    def persist(self, result: Result, runtime: RuntimeView) -> list[Write]:
-        writes: list[Write] = []
-        for contribution in self.pm.hook.kidecar_persist(result=result, runtime=runtime):
-            if contribution is None:
-                continue
-            for w in contribution:
-                if not isinstance(w, Write):
-                    raise TypeError(f"kidecar_persist returned {w!r}, not a Write")
-                writes.append(w)
-        return writes
+    def persist(self, result: Result, runtime: RuntimeView) -> WritePlan:
+        """The write plan for ``result``; bad contributions are logged and left out."""
+        return WritePlan.collect(
+            result, self.pm.hook.kidecar_persist(result=result, runtime=runtime)
+        )
 
     def shutdown(self, runtime: RuntimeView) -> list[Awaitable[Any]]:
         return _awaitables(self.pm.hook.kidecar_shutdown(runtime=runtime))

@@ -21,10 +21,10 @@ from typing import Any
 
 import attrs
 
+from kidecar_core._base.clock import LOOP_CLOCK, Clock
+from kidecar_core._base.metrics import Metrics
+from kidecar_core._base.schedule import every
 from kidecar_core._probe.thresholds import ProbeThresholds
-from kidecar_core._runtime.clock import LOOP_CLOCK, Clock
-from kidecar_core._runtime.metrics import Metrics
-from kidecar_core._runtime.schedule import every
 
 SUCCESS = "success"
 """The outcome label of a probe that found a state."""

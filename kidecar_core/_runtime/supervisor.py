@@ -1,62 +1,58 @@
-"""The runtime: one event loop, supervised plugins, the result pipeline and the HTTP servers.
+"""Plugin supervision: each configured plugin runs in a task that starts it, ticks it at its
+interval and restarts it per ``restartpolicy`` with exponential backoff when it fails, while the
+other plugins keep running.
 
-Lifecycle of ``kidecar run``:
-
-1. every configured plugin is configured and registers its routes (boot order);
-2. the admin server and the plugins' servers start;
-3. plugins start one after the other (boot order), each in a supervised task that then ticks it
-   at its interval; a plugin that raises is restarted per ``restartpolicy`` with exponential
-   backoff while the others keep running;
-4. on SIGTERM/SIGINT: servers stop accepting, plugins stop (reverse boot order), pending writes
-   are flushed, all within the shutdown budget; exit code 0.
+Plugins start one after the other in boot order (the next once the previous one is running or
+has failed) and stop in reverse boot order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-import os
-import signal
-import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import attrs
-from aiohttp import web
 
-from kidecar_core._config.loader import ConfiguredPlugin, LoadedConfig
-from kidecar_core._persist.applier import Applier, Backoff
-from kidecar_core._persist.precedence import OpsStatePrecedence
-from kidecar_core._persist.result import Result
-from kidecar_core._plugins.context import PluginContext, RuntimeView
+from kidecar_core._base.backoff import Backoff
+from kidecar_core._base.clock import Clock, sleep_unless
+from kidecar_core._base.metrics import Metrics
+from kidecar_core._base.schedule import every
+from kidecar_core._base.tasks import guarded
+from kidecar_core._config.loader import ConfiguredPlugin, RestartPolicy
+from kidecar_core._plugins.context import PluginContext
 from kidecar_core._plugins.manager import Plugins
-from kidecar_core._plugins.registry import RouteRegistry
-from kidecar_core._runtime.clock import LOOP_CLOCK, Clock
-from kidecar_core._runtime.metrics import Metrics
-from kidecar_core._runtime.schedule import every
-from kidecar_core._runtime.servers import make_admin_app, parse_listen
-from kidecar_core._store.events import EventRecorder
-from kidecar_core._store.objects import ObjectRef, ObjectStore, PodIdentity
-from kidecar_core.errors import ConfigError, StartupError
 
 log = logging.getLogger("kidecar")
 
-MAX_REQUEST_LINE = 64 * 1024
-"""aiohttp's default (8190 bytes) would answer a long query string with its own plain-text 400:
-a 4096-character download URL passed as a query parameter takes up to 12 bytes per character
-once percent-encoded, and the API must answer it (JSON) itself."""
+
+class PluginStatus(enum.StrEnum):
+    """Where a configured plugin is in its life, as ``/readyz`` reports it."""
+
+    PENDING = "pending"
+    """Not started yet (a plugin before it in boot order is starting)."""
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+    """It raised; stays so under ``restartpolicy: Never``."""
+    BACKOFF = "backoff"
+    """Failed, waiting to be restarted."""
+    STOPPED = "stopped"
 
 
 @attrs.frozen
-class RuntimeOptions:
-    admin_listen: str = "127.0.0.1:9090"
-    shutdown_timeout: float = 20.0
-    """Budget for a graceful stop; keep it below the pod's terminationGracePeriodSeconds."""
+class SupervisionOptions:
+    """Timing of supervision, in seconds."""
+
     start_timeout: float = 30.0
-    resync_interval: float = 300.0
+    """Longest a plugin's ``kidecar_start`` may take before it counts as failed."""
     restart_backoff: float = 0.5
     restart_backoff_cap: float = 60.0
+    stop_timeout: float = 10.0
+    """Longest a failed plugin's ``kidecar_stop`` may take before a restart."""
 
 
 class PluginFailed(Exception):
@@ -65,393 +61,208 @@ class PluginFailed(Exception):
         self.error = error
 
 
+MakeContext = Callable[["Supervised"], PluginContext]
+
+
 @attrs.define(eq=False)
 class Supervised:
-    """The runtime's bookkeeping for one configured plugin."""
+    """The bookkeeping for one configured plugin."""
 
     entry: ConfiguredPlugin
     ctx: PluginContext | None = None
-    status: str = "pending"  # pending | starting | running | failed | backoff | stopped
+    status: PluginStatus = PluginStatus.PENDING
     last_error: str = ""
     restarts: int = 0
     tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
     failure: asyncio.Future[BaseException] | None = None
     main: asyncio.Task[None] | None = None
+    logged: BaseException | None = None
+    """The failure of one of its tasks, already logged by the task's guard."""
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A guarded task of this plugin: if it raises, the plugin has failed."""
+        task = guarded(
+            coro,
+            f"kidecar:{self.name}:{name}",
+            on_failure=self._failed,
+            logger=logging.getLogger(f"kidecar.plugin.{self.name}"),
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _failed(self, error: BaseException) -> None:
+        self.logged = error
+        if self.failure is not None and not self.failure.done():
+            self.failure.set_result(error)
 
 
-class Runtime:
-    """Everything one ``kidecar run`` owns.  No module-level state."""
+class Supervisor:
+    """Starts, ticks, restarts and stops the configured plugins."""
 
     def __init__(
         self,
-        config: LoadedConfig,
         plugins: Plugins,
-        store: ObjectStore,
-        identity: PodIdentity,
-        options: RuntimeOptions,
+        entries: list[ConfiguredPlugin],
         *,
-        local_mode: bool,
+        policy: RestartPolicy,
+        options: SupervisionOptions,
+        metrics: Metrics,
+        clock: Clock,
+        stopping: asyncio.Event,
     ) -> None:
-        self.config = config
         self.plugins = plugins
-        self.store = store
-        self.identity = identity
+        self.supervised = [Supervised(e) for e in entries]
+        self.policy = policy
         self.options = options
-        self.local_mode = local_mode
-        self.metrics = Metrics()
-        self.clock: Clock = LOOP_CLOCK
-        self.events = EventRecorder(store, ObjectRef.pod(identity))
-        self.applier = Applier(
-            store,
-            self.metrics,
-            resync_interval=options.resync_interval,
-            on_event=self.events.record,
-        )
-        self.ops_state = OpsStatePrecedence(config.top.ops_state_precedence)
-        self.view = RuntimeView(self)
-        self.supervised: list[Supervised] = [Supervised(p) for p in config.boot_sequence()]
+        self.metrics = metrics
+        self.clock = clock
+        self.stopping = stopping
         self.started = False
-        self.seen: set[object] = set()
-        self.stopping = asyncio.Event()
-        self._results: asyncio.Queue[Result] = asyncio.Queue()
-        self._runners: list[web.AppRunner] = []
-        self._pipeline: asyncio.Task[None] | None = None
-        self._shutdown_started = False
 
-    # -- results ----------------------------------------------------------------------------
+    def all_running(self) -> bool:
+        return all(s.status == PluginStatus.RUNNING for s in self.supervised)
 
-    def emit(self, result: Result) -> None:
-        self.metrics.results.labels(result.plugin, result.kind or "result").inc()
-        self._results.put_nowait(result)
-
-    async def _pipeline_loop(self) -> None:
-        while True:
-            result = await self._results.get()
-            try:
-                await self._process(result)
-            finally:
-                self._results.task_done()
-
-    async def _process(self, result: Result) -> None:
-        try:
-            await _gather_logged(self.plugins.on_result(result, self.view), "kidecar_on_result")
-        except Exception:
-            log.exception("kidecar_on_result failed for a result of %s", result.plugin)
-        try:
-            writes = self.plugins.persist(result, self.view)
-        except Exception:
-            log.exception(
-                "kidecar_persist failed for a result of %s; result not stored", result.plugin
-            )
-            return
-        self.applier.submit(self.ops_state.resolve(result, writes))
-        for event in result.events:
-            self.events.record(event)
-
-    # -- readiness --------------------------------------------------------------------------
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        plugins = {
-            s.entry.name: {"status": s.status, "restarts": s.restarts, "error": s.last_error}
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Per plugin: status, restarts and the last error, for ``/readyz``."""
+        return {
+            s.name: {"status": str(s.status), "restarts": s.restarts, "error": s.last_error}
             for s in self.supervised
         }
-        problems = self.applier.problems()
-        ready = (
-            self.started
-            and not self._shutdown_started
-            and all(s.status == "running" for s in self.supervised)
-            and "forbidden" not in problems
-        )
-        detail = {
-            "ready": ready,
-            "plugins": plugins,
-            "persistence": {
-                "store": self.store.description,
-                "degraded": problems.get("degraded", []),
-                "forbidden": problems.get("forbidden", []),
-                "waiting": problems.get("waiting", []),
-                "pending": len(self.applier.pending()),
-            },
-        }
-        return ready, detail
 
-    # -- plugin supervision -----------------------------------------------------------------
+    async def start_all(self) -> None:
+        """Start the plugins in boot order, each once the one before is running (or failed)."""
+        loop = asyncio.get_running_loop()
+        for sup in self.supervised:
+            if self.stopping.is_set():
+                break
+            started: asyncio.Future[None] = loop.create_future()
+            sup.main = guarded(self._supervise(sup, started), f"kidecar:{sup.name}")
+            await started
+        self.started = True
 
-    def _make_ctx(self, sup: Supervised) -> PluginContext:
-        def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-            return self._spawn(sup, coro, name)
-
-        e = sup.entry
-        return PluginContext(
-            self, name=e.name, config=e.config, bootorder=e.bootorder, index=e.index, spawn=spawn
-        )
-
-    def _spawn(
-        self, sup: Supervised, coro: Coroutine[Any, Any, Any], name: str
-    ) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"kidecar:{sup.entry.name}:{name}")
-        sup.tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            sup.tasks.discard(t)
-            if t.cancelled():
-                return
-            exc = t.exception()
-            if exc is not None and sup.failure is not None and not sup.failure.done():
-                sup.failure.set_result(exc)
-
-        task.add_done_callback(done)
-        return task
+    async def stop_all(self, budget: Callable[[float], float]) -> None:
+        """Stop the plugins in reverse boot order; ``budget(share)`` gives each step's time."""
+        for sup in reversed(self.supervised):
+            if sup.main is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(sup.main), timeout=budget(0.1))
+                sup.main.cancel()
+            if sup.ctx is not None and sup.status != PluginStatus.PENDING:
+                await self._stop_plugin(sup, timeout=budget(0.3))
+            sup.status = PluginStatus.STOPPED
 
     async def _supervise(self, sup: Supervised, started: asyncio.Future[None]) -> None:
-        """Run one plugin: start, tick, and restart it per the restart policy."""
-        assert sup.ctx is not None
-        ctx = sup.ctx
-        name = sup.entry.name
-        backoff = Backoff(
-            initial=self.options.restart_backoff, cap=self.options.restart_backoff_cap
-        )
-        policy = self.config.top.restart_policy
+        """Run one plugin until the sidecar stops, restarting it per the restart policy."""
+        backoff = Backoff(self.options.restart_backoff, self.options.restart_backoff_cap)
         while not self.stopping.is_set():
-            sup.failure = asyncio.get_running_loop().create_future()
-            sup.status = "starting"
-            ran_since = time.monotonic()
-            try:
-                await asyncio.wait_for(
-                    _gather(self.plugins.start(ctx)), timeout=self.options.start_timeout
-                )
-                sup.status = "running"
-                self.metrics.plugin_up.labels(name).set(1)
-                if not started.done():
-                    started.set_result(None)
-                interval = self.plugins.tick_interval(ctx)
-                await self._run_until_failure(sup, interval)
+            ran_since = self.clock.now()
+            error = await self._run_once(sup, started)
+            if error is None:
                 return  # stopping
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                error: BaseException = e.error if isinstance(e, PluginFailed) else e
-                if isinstance(e, TimeoutError) and not isinstance(e, PluginFailed):
-                    error = TimeoutError(
-                        f"kidecar_start took longer than {self.options.start_timeout}s"
-                    )
-            self.metrics.plugin_up.labels(name).set(0)
-            sup.status = "failed"
-            sup.last_error = f"{type(error).__name__}: {error}"
-            log.error("plugin %s failed: %s", name, sup.last_error, exc_info=error)
+            self._mark_failed(sup, error)
             if not started.done():
                 started.set_result(None)
-            await self._stop_plugin(sup, timeout=self.options.shutdown_timeout / 2)
-            if policy == "Never":
-                log.error("plugin %s stays down (restartpolicy: Never)", name)
+            await self._stop_plugin(sup, timeout=self.options.stop_timeout)
+            if self.policy == "Never":
+                log.error("plugin %s stays down (restartpolicy: Never)", sup.name)
                 return
-            if time.monotonic() - ran_since > 2 * self.options.restart_backoff_cap:
+            if self.clock.now() - ran_since > 2 * self.options.restart_backoff_cap:
                 backoff.reset()  # it ran fine for a long while: this is a new failure
-            delay = backoff.next()
-            sup.status = "backoff"
-            log.info("restarting plugin %s in %.1fs (restartpolicy: %s)", name, delay, policy)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-            if self.stopping.is_set():
+            if not await self._wait_to_restart(sup, backoff.next()):
                 return
-            sup.restarts += 1
-            self.metrics.plugin_restarts.labels(name).inc()
+
+    async def _run_once(
+        self, sup: Supervised, started: asyncio.Future[None]
+    ) -> BaseException | None:
+        """Start and run the plugin; the error it failed with, ``None`` when stopping."""
+        assert sup.ctx is not None
+        sup.failure = asyncio.get_running_loop().create_future()
+        sup.status = PluginStatus.STARTING
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the awaited work completes, and the task would then never end.
+        try:
+            async with asyncio.timeout(self.options.start_timeout):
+                await gather(self.plugins.start(sup.ctx))
+        except TimeoutError:
+            return TimeoutError(f"kidecar_start took longer than {self.options.start_timeout}s")
+        except Exception as e:
+            return e
+        sup.status = PluginStatus.RUNNING
+        self.metrics.plugin_up.labels(sup.name).set(1)
+        if not started.done():
+            started.set_result(None)
+        try:
+            await self._run_until_failure(sup, self.plugins.tick_interval(sup.ctx))
+        except PluginFailed as e:
+            return e.error
+        except Exception as e:
+            return e
+        return None
+
+    def _mark_failed(self, sup: Supervised, error: BaseException) -> None:
+        self.metrics.plugin_up.labels(sup.name).set(0)
+        sup.status = PluginStatus.FAILED
+        sup.last_error = f"{type(error).__name__}: {error}"
+        traceback = None if error is sup.logged else error  # a task's guard logged it already
+        log.error("plugin %s failed: %s", sup.name, sup.last_error, exc_info=traceback)
+
+    async def _wait_to_restart(self, sup: Supervised, delay: float) -> bool:
+        """Back off ``delay`` seconds; False when the sidecar stops meanwhile."""
+        sup.status = PluginStatus.BACKOFF
+        log.info("restarting plugin %s in %.1fs (restartpolicy: %s)", sup.name, delay, self.policy)
+        if await sleep_unless(self.clock, delay, self.stopping):
+            return False
+        sup.restarts += 1
+        self.metrics.plugin_restarts.labels(sup.name).inc()
+        return True
 
     async def _run_until_failure(self, sup: Supervised, interval: float | None) -> None:
-        assert sup.ctx is not None and sup.failure is not None
+        assert sup.failure is not None
         ticker: asyncio.Task[None] | None = None
         if interval is not None:
-            ticker = self._spawn(sup, self._tick_loop(sup, interval), "tick")
+            ticker = sup.spawn(self._tick_loop(sup, interval), "tick")
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
-        waiters: set[asyncio.Future[Any]] = {sup.failure, stop}
         try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({sup.failure, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         if sup.failure in done:
-            raise PluginFailed(sup.entry.name, sup.failure.result())
+            raise PluginFailed(sup.name, sup.failure.result())
         if ticker is not None:
             ticker.cancel()
 
     async def _tick_loop(self, sup: Supervised, interval: float) -> None:
         ctx = sup.ctx
         assert ctx is not None
-        loop = asyncio.get_running_loop()
-        histogram = self.metrics.tick_duration.labels(sup.entry.name)
+        histogram = self.metrics.tick_duration.labels(sup.name)
 
         async def tick() -> None:
-            started = loop.time()
-            await _gather(self.plugins.tick(ctx))
-            histogram.observe(loop.time() - started)
+            started = self.clock.now()
+            await gather(self.plugins.tick(ctx))
+            histogram.observe(self.clock.now() - started)
 
-        await every(interval, tick)
+        await every(interval, tick, clock=self.clock)
 
     async def _stop_plugin(self, sup: Supervised, timeout: float) -> None:
         assert sup.ctx is not None
         try:
-            await asyncio.wait_for(_gather(self.plugins.stop(sup.ctx)), timeout=timeout)
+            async with asyncio.timeout(timeout):
+                await gather(self.plugins.stop(sup.ctx))
         except Exception as e:
-            log.warning("plugin %s did not stop cleanly: %s", sup.entry.name, e)
+            log.warning("plugin %s did not stop cleanly: %s", sup.name, e)
         tasks = list(sup.tasks)
         for t in tasks:
             t.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
-    # -- running ----------------------------------------------------------------------------
 
-    def configure(self) -> RouteRegistry:
-        """Configure every plugin and collect its routes; ConfigError aborts the start."""
-        routes = RouteRegistry()
-        problems = []
-        for sup in self.supervised:
-            sup.ctx = self._make_ctx(sup)
-            try:
-                self.plugins.configure(sup.ctx)
-                self.plugins.register_routes(sup.ctx, routes)
-            except ConfigError as e:
-                problems.extend(e.prefixed(sup.ctx.config_path("")).problems)
-        if problems:
-            raise ConfigError(problems)
-        return routes
-
-    async def _start_servers(self, routes: RouteRegistry) -> None:
-        by_listen: dict[str | None, list[Any]] = {}
-        for r in routes.routes:
-            by_listen.setdefault(r.listen, []).append(r)
-        admin = make_admin_app(self)
-        for r in by_listen.pop(None, []):
-            admin.router.add_route(r.method, r.path, r.handler)
-        await self._serve(admin, self.options.admin_listen, "admin")
-        for listen, rs in by_listen.items():
-            assert listen is not None
-            app = web.Application(client_max_size=64 * 1024)
-            for r in rs:
-                app.router.add_route(r.method, r.path, r.handler)
-            await self._serve(app, listen, ",".join(sorted({r.plugin for r in rs})))
-
-    async def _serve(self, app: web.Application, listen: str, what: str) -> None:
-        host, port = parse_listen(listen)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=2.0,
-            max_line_size=MAX_REQUEST_LINE,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as e:
-            await runner.cleanup()
-            raise StartupError(f"cannot listen on {listen} for {what}: {e.strerror or e}") from None
-        self._runners.append(runner)
-        log.info("serving %s on http://%s:%s", what, host or "0.0.0.0", port)
-
-    async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        routes = self.configure()
-        self._pipeline = loop.create_task(self._pipeline_loop(), name="kidecar-results")
-        self.events.start()
-        try:
-            await self._start_servers(routes)
-            log.info(
-                "kidecar started for pod %s/%s with %s; plugins in boot order: %s",
-                self.identity.namespace,
-                self.identity.name,
-                self.store.description,
-                ", ".join(s.entry.name for s in self.supervised) or "none",
-            )
-            for sup in self.supervised:
-                if self.stopping.is_set():
-                    break
-                started: asyncio.Future[None] = loop.create_future()
-                sup.main = loop.create_task(
-                    self._supervise(sup, started), name=f"kidecar:{sup.entry.name}"
-                )
-                await started  # boot order: the next plugin starts after this one
-            self.started = True
-            await self.stopping.wait()
-        finally:
-            await self._shutdown()
-        return 0
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self.stopping.is_set():
-            # A second signal (Ctrl-C twice) means "don't wait": unwritten state is lost.
-            log.warning(
-                "second %s: exiting now without finishing the graceful stop "
-                "(pending writes: %d objects)",
-                sig.name,
-                len(self.applier.pending()),
-            )
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os._exit(1)
-        log.info("received %s: stopping (budget %.0fs)", sig.name, self.options.shutdown_timeout)
-        self.stopping.set()
-
-    def request_stop(self) -> None:
-        self.stopping.set()
-
-    async def _shutdown(self) -> None:
-        self._shutdown_started = True
-        self.stopping.set()
-        deadline = time.monotonic() + self.options.shutdown_timeout
-
-        def left(share: float = 1.0) -> float:
-            return max(0.1, (deadline - time.monotonic()) * share)
-
-        # Stop accepting new work first: the plugins' servers close their listening sockets
-        # (requests in flight go on); the admin server keeps answering /healthz until the end.
-        for runner in self._runners[1:]:
-            for site in list(runner.sites):
-                with contextlib.suppress(Exception):
-                    await site.stop()
-        for runner in self._runners:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(runner.shutdown(), timeout=left(0.2))
-        for sup in reversed(self.supervised):
-            if sup.main is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(sup.main), timeout=left(0.1))
-                sup.main.cancel()
-            if sup.ctx is not None and sup.status not in ("pending",):
-                await self._stop_plugin(sup, timeout=left(0.3))
-            sup.status = "stopped"
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(_gather(self.plugins.shutdown(self.view)), timeout=left(0.2))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._results.join(), timeout=left(0.3))
-        flushed = await self.applier.flush(timeout=left(0.8))
-        if not flushed:
-            log.warning(
-                "shutdown budget exhausted with unwritten state for: %s",
-                ", ".join(str(s.ref) for s in self.applier.pending()),
-            )
-        await self.events.drain(timeout=min(1.0, left(0.5)))
-        for runner in self._runners:
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
-        if self._pipeline is not None:
-            self._pipeline.cancel()
-        await self.events.close()
-        await self.applier.close()
-        await self.store.close()
-        log.info("kidecar stopped")
-
-
-async def _gather(awaitables: list[Awaitable[Any]]) -> None:
+async def gather(awaitables: list[Awaitable[Any]]) -> None:
+    """Await hook results together; the first failure is raised."""
     if awaitables:
         await asyncio.gather(*awaitables)
-
-
-async def _gather_logged(awaitables: list[Awaitable[Any]], hook: str) -> None:
-    results = await asyncio.gather(*awaitables, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            log.error("%s implementation failed: %s", hook, r, exc_info=r)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 
+from kidecar_core._base.tasks import guarded
 from kidecar_core._store.objects import Event, ObjectRef, ObjectStore
 from kidecar_core.errors import PersistError
 
@@ -36,7 +37,7 @@ class EventRecorder:
         self._warned = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="kidecar-events")
+        self._task = guarded(self._run(), "kidecar-events", logger=log)
 
     def record(self, event: Event) -> None:
         now = time.monotonic()

@@ -21,6 +21,7 @@ import aiohttp
 import attrs
 import psutil
 
+from kidecar_core import Backoff
 from kidecar_plugins.hot_update.config import RequestConfig, SignalConfig
 from kidecar_plugins.hot_update.errors import UpdateError
 
@@ -216,7 +217,7 @@ class RequestNotifier:
     async def notify(self, info: UpdateInfo, deadline: float | None = None) -> str:
         session = self._session()
         attempts = 0
-        delay = 0.2
+        backoff = Backoff(initial=0.2, cap=5.0, jitter=False)
         last = ""
         while True:
             attempts += 1
@@ -227,6 +228,7 @@ class RequestNotifier:
                 last = f"answered {status}"
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            delay = backoff.next()
             out_of_time = deadline is not None and time.monotonic() + delay >= deadline
             out_of_tries = deadline is None and attempts > self.config.retries
             if out_of_time or out_of_tries:
@@ -236,7 +238,6 @@ class RequestNotifier:
                     f"{self.description} failed after {attempts} attempt(s): {last}",
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def _call(self, session: aiohttp.ClientSession, info: UpdateInfo) -> int:
         method = self.config.method.upper()

@@ -22,6 +22,7 @@ from kidecar_core import (
     PodRequirements,
     RouteRegistry,
     SharedVolume,
+    StateKey,
     hookimpl,
 )
 from kidecar_plugins.hot_update.api import HotUpdateApi
@@ -31,6 +32,10 @@ from kidecar_plugins.hot_update.replay import replay_last_update
 from kidecar_plugins.hot_update.updater import HotUpdater
 
 NAME = "hot_update"
+# Keys of ctx.state, set by kidecar_configure.
+TOKENS = StateKey[TokenSource]("tokens")
+LISTEN = StateKey[str]("listen")
+UPDATER = StateKey[HotUpdater]("updater")
 DOWNLOAD_VOLUME = "kidecar-downloads"
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -109,21 +114,21 @@ def kidecar_configure(ctx: PluginContext) -> None:
             listen,
             config.listen,
         )
-    ctx.state["tokens"] = tokens
-    ctx.state["listen"] = listen
-    ctx.state["updater"] = HotUpdater(ctx, config)
+    ctx.state[TOKENS] = tokens
+    ctx.state[LISTEN] = listen
+    ctx.state[UPDATER] = HotUpdater(ctx, config)
 
 
 @hookimpl
 def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
-    api = HotUpdateApi(ctx.state["updater"], ctx.state["tokens"])
-    routes.add("POST", "/hot-update", api.post, listen=ctx.state["listen"])
-    routes.add("GET", "/hot-update", api.get, listen=ctx.state["listen"])
+    api = HotUpdateApi(ctx.state[UPDATER], ctx.state[TOKENS])
+    routes.add("POST", "/hot-update", api.post, listen=ctx.state[LISTEN])
+    routes.add("GET", "/hot-update", api.get, listen=ctx.state[LISTEN])
 
 
 @hookimpl
 def kidecar_start(ctx: PluginContext) -> Awaitable[None]:
-    return start(ctx.state["updater"])
+    return start(ctx.state[UPDATER])
 
 
 async def start(updater: HotUpdater) -> None:
@@ -134,5 +139,4 @@ async def start(updater: HotUpdater) -> None:
 
 @hookimpl
 def kidecar_stop(ctx: PluginContext) -> Awaitable[None]:
-    updater: HotUpdater = ctx.state["updater"]
-    return updater.stop()
+    return ctx.state[UPDATER].stop()

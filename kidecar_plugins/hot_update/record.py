@@ -15,7 +15,6 @@ Each pod merge-patches distinct keys, so concurrent pods never overwrite each ot
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import ObjectRef, RuntimeView, Write
+from kidecar_core import Backoff, ObjectRef, RuntimeView, Write
 
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -195,7 +194,7 @@ async def read_retrying(
     """Read ``ref``, retrying with backoff (up to 30 s) while the store fails, and while the
     object is missing when ``required``. The API server may be away when a pod starts: this never
     gives up and never raises. Logs once when it starts failing and once when it recovers."""
-    delay = 0.5
+    backoff = Backoff(initial=0.5, cap=30.0)
     warned = False
     while True:
         try:
@@ -211,5 +210,4 @@ async def read_retrying(
         if not warned:
             log.warning("cannot read %s (%s): %s; retrying", ref, why, problem)
             warned = True
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+        await runtime.clock.sleep(backoff.next())

@@ -41,6 +41,7 @@ from kidecar_core import (
     ConfigError,
     PluginContext,
     ProbeThresholds,
+    StateKey,
     first_probe_delay,
     hookimpl,
 )
@@ -51,10 +52,10 @@ from kidecar_plugins.http_probe.runner import ProbeRun, endpoint_loop, probe_met
 NAME = "http_probe"
 
 # Keys of ctx.state, which survives restarts of the plugin (not of the process).
-_FIRST_START = "first_start"
-_THRESHOLDS = "thresholds"
-_TARGETS = "targets"
-_RUN = "run"
+_FIRST_START = StateKey[float]("first_start")
+_THRESHOLDS = StateKey[dict[int, ProbeThresholds]]("thresholds")
+_TARGETS = StateKey[list[HttpTarget]]("targets")
+_RUN = StateKey[ProbeRun]("run")
 
 
 @hookimpl
@@ -85,7 +86,7 @@ def kidecar_start(ctx: PluginContext) -> Awaitable[None] | None:
 
 @hookimpl
 def kidecar_stop(ctx: PluginContext) -> Awaitable[None] | None:
-    run: ProbeRun | None = ctx.state.pop(_RUN, None)
+    run = ctx.state.pop(_RUN)
     return run.close() if run is not None else None
 
 
@@ -93,14 +94,12 @@ async def _start(ctx: PluginContext) -> None:
     """Open the HTTP session and spawn one probing task per endpoint."""
     config: HttpProbeConfig = ctx.config
     clock = ctx.clock
-    first_start: float = ctx.state.setdefault(_FIRST_START, clock.now())
+    first_start = ctx.state.setdefault(_FIRST_START, clock.now())
     delay = first_probe_delay(first_start, config.start_delay_seconds, clock)
     # The thresholds (and so the effective states) survive a restart: a state that did not
     # change is not emitted again.
-    thresholds: dict[int, ProbeThresholds] = ctx.state.setdefault(_THRESHOLDS, {})
-    targets: list[HttpTarget] = ctx.state.get(_TARGETS) or [
-        HttpTarget.prepare(e) for e in config.endpoints
-    ]
+    thresholds = ctx.state.setdefault(_THRESHOLDS, {})
+    targets = ctx.state.get(_TARGETS) or [HttpTarget.prepare(e) for e in config.endpoints]
     metrics = probe_metrics(ctx)
     run = ProbeRun(make_session())
     ctx.state[_RUN] = run

@@ -19,20 +19,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import pytest
 import yaml
 
-from kidecar_core import ConfigError, ObjectRef, PodIdentity, Result, RuntimeView
+from kidecar_core import ConfigError, ObjectRef, PodIdentity, Result
+from kidecar_core._config.catalog import load_file
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._persist.applier import flatten
 from kidecar_core._persist.precedence import OpsStatePrecedence
-from kidecar_core.cli import load, load_plugins
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core.testing import FakeContext, Sidecar
 from tests.plugins.http_probe.game import GameHTTP
-from tests.support.sidecar import Sidecar
 
 CONFIGS = Path(__file__).parent / "go_configs"
 WHO = PodIdentity("gs-0", "default")
@@ -87,7 +87,7 @@ def params(names: list[str], reasons: Mapping[str, str]) -> list[Any]:
 
 
 def load_fixture(name: str) -> LoadedConfig:
-    return load(str(CONFIGS / name), load_plugins(ENV, []), ENV, lenient=False)
+    return load_file(str(CONFIGS / name), Plugins.load(ENV), ENV, lenient=False)
 
 
 def raw(name: str) -> Any:
@@ -174,12 +174,12 @@ def kidecar_writes(loaded: LoadedConfig, plugin: str, state: str) -> dict[Object
     config = entry.config
     storages = [e.storage_config for e in getattr(config, "endpoints", ())]
     storages.append(getattr(config, "storage_config", None))
-    plugins = load_plugins(ENV, [])
-    view = RuntimeView(cast(Any, SimpleNamespace(identity=WHO)))
+    plugins = Plugins.load(ENV)
+    view = FakeContext(identity=WHO)
     leaves: dict[ObjectRef, dict[tuple[str, ...], Any]] = {}
     for storage in (s for s in storages if s is not None):
         result = Result(plugin, state, storage=storage, source=f"{entry.path}.config")
-        writes = OpsStatePrecedence().resolve(result, plugins.persist(result, view))
+        writes = OpsStatePrecedence().resolve(result, plugins.persist(result, view).writes)
         for w in writes:
             leaves.setdefault(w.target, {}).update(flatten(w.patch))
     return leaves

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.applier import Applier, flatten, holds, pointer_path, unflatten
 from kidecar_core._persist.write import FieldNotIn, Write
-from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._store.objects import Event, ObjectRef, merge_patch
 from kidecar_core.errors import (
     ConflictError,

@@ -11,9 +11,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.applier import Applier
 from kidecar_core._persist.write import Write
-from kidecar_core._runtime.metrics import Metrics
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import ObjectRef, PodIdentity
 

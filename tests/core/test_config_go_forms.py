@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kidecar_core._config.catalog import load_file
 from kidecar_core._config.loader import LoadedConfig
-from kidecar_core.cli import load, load_plugins
+from kidecar_core._plugins.manager import Plugins
 from kidecar_core.errors import ConfigError
 
 PROBE = "{endpoints: [{url: 'http://127.0.0.1:1/'}]}"
@@ -17,7 +18,7 @@ PROBE = "{endpoints: [{url: 'http://127.0.0.1:1/'}]}"
 def load_text(tmp_path: Path, text: str) -> LoadedConfig:
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    return load(str(path), load_plugins({}, []), {}, lenient=False)
+    return load_file(str(path), Plugins.load({}), {}, lenient=False)
 
 
 def test_plugins_as_a_mapping_load_in_file_order_named_by_their_keys(tmp_path: Path) -> None:

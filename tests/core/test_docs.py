@@ -1,7 +1,7 @@
 """The generated references stay in sync with the code, and the code has the docs they need.
 
 * ``docs/configuration.md`` and ``docs/hooks.md`` equal a fresh render;
-* every hookspec docstring says when it fires, what it returns and mentions every parameter;
+* (every hookspec docstring follows the template: ``tests/meta/test_hook_docs.py``);
 * every config field of the core and of every installed plugin and storage type is documented;
 * every hookspec is implemented by some plugin in the repository (no dead hooks).
 """
@@ -77,19 +77,6 @@ def test_hooks_are_found_with_their_sections() -> None:
     flags = {h.name: hook_flags(h.opts) for h in HOOKS}
     assert flags["kidecar_config_schema"] == ["firstresult"]
     assert flags["kidecar_persist"] == []
-
-
-@pytest.mark.parametrize("hook", HOOKS, ids=[h.name for h in HOOKS])
-def test_hookspec_docstring_has_substance(hook: docs.HookDoc) -> None:
-    doc = hook.doc
-    assert len(doc.split()) >= 25, f"{hook.name}: docstring too short"
-    assert re.search(r"\b[Ff]ires\b", doc), f"{hook.name}: does not say when it fires"
-    assert re.search(r"(?:^|[.;:]\s+)Returns?\b|(?:^|[.;:]\s+)return\b", doc), (
-        f"{hook.name}: does not say what it returns"
-    )
-    params = re.findall(r"(\w+):", hook.signature.split("(", 1)[1].rsplit(")", 1)[0])
-    for param in params:
-        assert re.search(rf"\b{param}\b", doc), f"{hook.name}: parameter {param} not described"
 
 
 def _implementations() -> Iterator[str]:

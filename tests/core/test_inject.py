@@ -37,7 +37,7 @@ from kidecar_core._inject.inject import (
     leading_comment,
     merge_requirements,
 )
-from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "inject"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "workload.yaml").is_file())
@@ -627,7 +627,7 @@ def test_cli_conflicting_requirements_are_an_error(inject_cli: InjectCli, tmp_pa
     override = tmp_path / "override.py"
     override.write_text(
         "from kidecar_core import hookimpl\n"
-        "from kidecar_core._inject.podspec import ContainerPort, PodRequirements\n\n\n"
+        "from kidecar_core._plugins.podspec import ContainerPort, PodRequirements\n\n\n"
         "@hookimpl\ndef kidecar_pod_requirements(name, config):\n"
         "    return PodRequirements(ports=(ContainerPort('tp-needs', 5001),))\n"
     )
@@ -666,7 +666,7 @@ def test_cli_a_local_override_can_answer_for_a_plugin(
     override = tmp_path / "override.py"
     override.write_text(
         "from kidecar_core import hookimpl\n"
-        "from kidecar_core._inject.podspec import ContainerPort, PodRequirements\n\n\n"
+        "from kidecar_core._plugins.podspec import ContainerPort, PodRequirements\n\n\n"
         "@hookimpl\ndef kidecar_pod_requirements(name, config):\n"
         "    return PodRequirements(ports=(ContainerPort('extra', 6000),))\n"
     )

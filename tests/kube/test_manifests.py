@@ -30,7 +30,9 @@ import pytest
 import yaml
 
 from kidecar_core import cli
+from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.loader import LoadedConfig
+from kidecar_core._plugins.manager import Plugins
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -143,7 +145,7 @@ def example_config(example: str) -> Path:
 def test_example_config_is_valid_for_the_installed_plugins(example: str) -> None:
     configmap = documents(example_config(example))[0]
     raw = yaml.safe_load(configmap["data"]["config.yaml"])
-    loaded: LoadedConfig = cli.load_parsed(raw, cli.load_plugins({}, []), {}, lenient=False)
+    loaded: LoadedConfig = load_parsed(raw, Plugins.load({}), {}, lenient=False)
     assert [p.name for p in loaded.plugins] == [p["name"] for p in raw["plugins"]]
 
 

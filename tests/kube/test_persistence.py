@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from kidecar_core.testing import Sidecar
 from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy
-from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.kube
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import attrs
 
+from kidecar_core.testing import free_port
 from tests.plugins.hot_update.fileserver import wait_until
-from tests.support.sidecar import free_port
 
 STATE_GAME = Path(__file__).resolve().parent / "stategame.py"
 TEMPORARY = (".kidecar-tmp", ".kidecar-prev")

@@ -30,9 +30,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
+from kidecar_core.testing import Sidecar, free_port
 from tests.plugins.hot_update.harness import Api, Game, hot_update_config
 from tests.reliability.faultserver import FaultyFileServer, versioned_content
-from tests.support.sidecar import Sidecar, free_port
 
 TOKEN = secrets.token_urlsafe(24)
 FILE = "game.pak"

@@ -2,10 +2,10 @@
 
 ``tests/core/test_config.py`` fuzzes the loader with a stand-in schema. Here the schemas are the
 real ones (``hot_update``, ``http_probe``, the ``InKube``/``HTTPMetric`` storage types), loaded
-from the installed entry points by :func:`kidecar_core.cli.load_parsed`, and the input is YAML
-text: generated trees spelled with the real keys, and valid configs with random damage. Any of
-them must give a loaded config or a :class:`ConfigError` that names every problem with its path,
-never another exception.
+from the installed entry points by :func:`kidecar_core._config.catalog.load_parsed`, and the
+input is YAML text: generated trees spelled with the real keys, and valid configs with random
+damage. Any of them must give a loaded config or a :class:`ConfigError` that names every problem
+with its path, never another exception.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kidecar_core import ConfigError
+from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.loader import parse_yaml
 from kidecar_core._config.schema import config_key
 from kidecar_core._plugins.manager import Plugins
-from kidecar_core.cli import load_parsed, load_plugins
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.http_probe.config import HttpProbeConfig
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig
@@ -113,7 +113,7 @@ VALID: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def plugins() -> Plugins:
-    return load_plugins(ENV, [])
+    return Plugins.load(ENV)
 
 
 def check(plugins: Plugins, document: Any) -> None:

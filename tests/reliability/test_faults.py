@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from kidecar_core.testing import Sidecar, free_port
 from tests.plugins.hot_update.conftest import StartSidecar
 from tests.plugins.hot_update.fileserver import pattern_bytes, wait_until
 from tests.plugins.hot_update.harness import ANNOTATION, Api, Game, hot_update_config
@@ -31,7 +32,6 @@ from tests.reliability.faults import (
 )
 from tests.reliability.faultserver import FaultyFileServer
 from tests.support.apiserver import GameServerFactory, TestCluster
-from tests.support.sidecar import Sidecar, free_port
 
 STATE_KEY = "example.com/state"
 FILE = "index.html"

@@ -24,11 +24,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from kidecar_core._config.catalog import load_parsed
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core._runtime.runtime import Runtime, RuntimeOptions
 from kidecar_core._runtime.servers import make_admin_app
-from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import PodIdentity
-from kidecar_core.cli import load_parsed, load_plugins
 from kidecar_plugins.hot_update.errors import RESULT_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,14 +153,17 @@ def registered_routes(tmp_path: Path) -> tuple[set[tuple[str, str]], set[tuple[s
             {"name": "http_probe", "config": {"endpoints": [{"url": "http://127.0.0.1:1/"}]}},
         ]
     }
-    plugins = load_plugins(env, [])
+    plugins = Plugins.load(env)
     loaded = load_parsed(config, plugins, env, lenient=False)
     plugins.activate(loaded.plugins)
     identity = PodIdentity("gs-0", "default")
     store = LocalStore(tmp_path / "state.json", identity)
     runtime = Runtime(loaded, plugins, store, identity, RuntimeOptions(), local_mode=True)
     registry = runtime.configure()
-    admin = {(r.method, r.resource.canonical) for r in make_admin_app(runtime).router.routes()}
+    admin = {
+        (r.method, r.resource.canonical)
+        for r in make_admin_app(runtime.readiness, runtime.metrics).router.routes()
+    }
     admin |= {(r.method, r.path) for r in registry.routes if r.listen is None}
     plugin = {(r.method, r.path) for r in registry.routes if r.listen is not None}
     asyncio.run(store.close())

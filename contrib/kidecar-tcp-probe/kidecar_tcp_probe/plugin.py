@@ -31,7 +31,7 @@ back the others.  A result is emitted only when an endpoint's thresholded state 
 
 from __future__ import annotations
 
-from kidecar_core import PluginContext, ProbeThresholds, first_probe_delay, hookimpl
+from kidecar_core import PluginContext, ProbeThresholds, StateKey, first_probe_delay, hookimpl
 
 from kidecar_tcp_probe.config import TcpProbeConfig
 from kidecar_tcp_probe.runner import Target, TcpMetrics, endpoint_loop
@@ -39,8 +39,8 @@ from kidecar_tcp_probe.runner import Target, TcpMetrics, endpoint_loop
 NAME = "tcp_probe"
 
 # Keys of ctx.state, which survives restarts of the plugin (not of the process).
-_FIRST_START = "first_start"
-_THRESHOLDS = "thresholds"
+_FIRST_START = StateKey[float]("first_start")
+_THRESHOLDS = StateKey[dict[int, ProbeThresholds]]("thresholds")
 
 
 @hookimpl
@@ -54,10 +54,10 @@ def kidecar_start(ctx: PluginContext) -> None:
     """Spawn one probing task per endpoint."""
     config: TcpProbeConfig = ctx.config
     clock = ctx.clock
-    first_start: float = ctx.state.setdefault(_FIRST_START, clock.now())
+    first_start = ctx.state.setdefault(_FIRST_START, clock.now())
     delay = first_probe_delay(first_start, config.start_delay_seconds, clock)
     # Kept across restarts: a state that did not change is not emitted again.
-    machines: dict[int, ProbeThresholds] = ctx.state.setdefault(_THRESHOLDS, {})
+    machines = ctx.state.setdefault(_THRESHOLDS, {})
     metrics = TcpMetrics.of(ctx.metrics)
     for index, endpoint in enumerate(config.endpoints):
         up, down = config.states(endpoint)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kidecar_core.cli import load, load_plugins
 from kidecar_core.errors import ConfigError
+from kidecar_core.testing import load_config as load_with_plugins
 
 from kidecar_tcp_probe.config import MIN_PERIOD, TcpProbeConfig
 from kidecar_tcp_probe.plugin import __doc__ as plugin_doc
@@ -20,7 +20,7 @@ def load_config(tmp_path: Path, config: dict[str, Any] | str) -> TcpProbeConfig:
         path.write_text(config)
     else:
         path.write_text(yaml.safe_dump({"plugins": [{"name": "tcp_probe", "config": config}]}))
-    loaded = load(str(path), load_plugins({}, []), {}, lenient=False)
+    loaded = load_with_plugins(path)
     result = loaded.plugins[0].config
     assert isinstance(result, TcpProbeConfig)
     return result

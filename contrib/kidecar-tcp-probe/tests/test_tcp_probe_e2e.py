@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kidecar_core.testing import Sidecar
 from tcp_probe_servers import GamePort
-from tcp_probe_sidecar import LocalSidecar
 
 ANNOTATION = "game.example.com/tcp"
 
@@ -62,7 +62,8 @@ def test_kidecar_plugins_lists_the_distribution() -> None:
 
 
 def test_opsstate_follows_the_port_down_and_up(tmp_path: Path, game: GamePort) -> None:
-    with LocalSidecar(tmp_path, config(game.port)) as kidecar:
+    with Sidecar(tmp_path, config(game.port)) as kidecar:
+        kidecar.start(wait_ready=True)
         kidecar.wait_for(
             lambda: kidecar.annotations().get(ANNOTATION) == "Reachable", what="Reachable"
         )
@@ -78,9 +79,9 @@ def test_opsstate_follows_the_port_down_and_up(tmp_path: Path, game: GamePort) -
         kidecar.wait_for(lambda: kidecar.ops_state() == "None", what="opsState back to None")
         assert kidecar.annotations()[ANNOTATION] == "Reachable"
         # Dozens of probes, but one result per change of state: up, down, up.
-        results = 'kidecar_results_total{kind="probe",plugin="tcp_probe"}'
-        assert kidecar.metric(results) == 3
-        assert kidecar.metric('kidecar_tcp_probe_probes_total{endpoint="0"') > 3
+        results = {"kind": "probe", "plugin": "tcp_probe"}
+        assert kidecar.metric_total("kidecar_results_total", results) == 3
+        assert kidecar.metric_total("kidecar_tcp_probe_probes_total", {"endpoint": "0"}) > 3
         assert kidecar.stop() == 0
     log = kidecar.log()
     assert "probing 1 TCP endpoint(s) every 0.1s" in log
@@ -89,7 +90,8 @@ def test_opsstate_follows_the_port_down_and_up(tmp_path: Path, game: GamePort) -
 
 def test_a_wrong_reply_makes_the_endpoint_unreachable(tmp_path: Path, game: GamePort) -> None:
     game.reply, game.wait_for, game.close_after_reply = b"NOPE\n", b"PING\n", True
-    with LocalSidecar(tmp_path, config(game.port, send="PING\n", expect="^PONG")) as kidecar:
+    with Sidecar(tmp_path, config(game.port, send="PING\n", expect="^PONG")) as kidecar:
+        kidecar.start(wait_ready=True)
         kidecar.wait_for(lambda: kidecar.ops_state() == "Maintaining", what="Maintaining")
         game.reply = b"PONG\n"
         kidecar.wait_for(lambda: kidecar.ops_state() == "None", what="opsState back to None")

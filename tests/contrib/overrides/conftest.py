@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.contrib.overrides.recipes import OVERRIDES, ROOT, RunSidecar
-from tests.support.sidecar import Sidecar
 
 TESTPLUGIN = ROOT / "tests" / "testplugin"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tests.support.sidecar import Sidecar
+from kidecar_core.testing import Sidecar
 
 ROOT = Path(__file__).resolve().parents[3]
 OVERRIDES = ROOT / "contrib" / "overrides"

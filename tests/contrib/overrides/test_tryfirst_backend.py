@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from kidecar_core import ObjectRef, PodIdentity, Result, StorageConfig
 from kidecar_core._plugins.manager import Plugins
+from kidecar_core.testing import Sidecar
 from tests.contrib.overrides.recipes import (
     OVERRIDES,
     RunSidecar,
@@ -16,7 +17,6 @@ from tests.contrib.overrides.recipes import (
     load_recipe,
     opsstate_policies,
 )
-from tests.support.sidecar import Sidecar
 
 RECIPE = "tryfirst_backend.py"
 mirror = load_recipe("tryfirst_backend")

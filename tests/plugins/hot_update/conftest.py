@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar, free_port
 from tests.plugins.hot_update.fileserver import FileServer
 from tests.plugins.hot_update.harness import Api, Game, hot_update_config
-from tests.support.sidecar import Sidecar, free_port
 
 
 @pytest.fixture(scope="module")

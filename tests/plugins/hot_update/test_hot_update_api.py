@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar, free_port
 from tests.plugins.hot_update.conftest import Running, StartSidecar
 from tests.plugins.hot_update.fileserver import FileServer, pattern_sha256, wait_until
 from tests.plugins.hot_update.harness import Api, Game, hot_update_config
-from tests.support.sidecar import Sidecar, free_port
 
 TOKEN = "s3cret-token-for-tests"
 MAX_BYTES = 64 * 1024

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kidecar_core.cli import load, load_plugins
 from kidecar_core.errors import ConfigError
+from kidecar_core.testing import load_config as load_with_plugins
 from kidecar_plugins.hot_update.config import HotUpdateConfig, signal_number
 
 SEED = (Path(__file__).parent / "seed-config.yaml").read_text(encoding="utf-8")
@@ -21,7 +21,7 @@ SEED = (Path(__file__).parent / "seed-config.yaml").read_text(encoding="utf-8")
 def load_text(tmp_path: Path, text: str) -> Any:
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    return load(str(path), load_plugins({}, []), {}, lenient=False)
+    return load_with_plugins(path)
 
 
 def plugin_config(tmp_path: Path, config: dict[str, Any]) -> HotUpdateConfig:
@@ -201,7 +201,7 @@ def test_configure_reports_an_unusable_token_and_file_dir(tmp_path: Path) -> Non
 
 
 def test_pod_requirements_for_kidecar_inject(tmp_path: Path) -> None:
-    from kidecar_core._inject.podspec import ContainerPort, SharedVolume
+    from kidecar_core._plugins.podspec import ContainerPort, SharedVolume
     from kidecar_plugins.hot_update.plugin import kidecar_pod_requirements
 
     seed = load_text(tmp_path, SEED).plugins[0].config

@@ -6,10 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from kidecar_core.testing import free_port
 from tests.plugins.hot_update.conftest import StartSidecar
 from tests.plugins.hot_update.fileserver import FileServer
 from tests.plugins.hot_update.harness import Game
-from tests.support.sidecar import free_port
 
 
 def request_config(port: int, **extra: object) -> dict[str, object]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.http_probe.game import GameHTTP, answer, redirect
 from tests.plugins.http_probe.test_http_probe_kube import NAME, Objects
 from tests.plugins.http_probe.test_http_probe_local import (
@@ -22,7 +23,6 @@ from tests.plugins.http_probe.test_http_probe_local import (
 )
 from tests.plugins.http_probe.tls import self_signed
 from tests.support.apiserver import GameServerFactory, TestCluster
-from tests.support.sidecar import Sidecar
 
 POLICIES = [
     {"state": "Allocated", "gameServerOpsState": "Allocated"},

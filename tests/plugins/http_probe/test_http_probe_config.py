@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kidecar_core._config.loader import LoadedConfig
-from kidecar_core.cli import load, load_plugins
 from kidecar_core.errors import ConfigError
+from kidecar_core.testing import load_config as load_with_plugins
 from kidecar_plugins.http_probe.config import MIN_PERIOD, HttpProbeConfig
 from kidecar_plugins.inkube.config import InKubeConfig
 
@@ -47,7 +47,7 @@ def load_text(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> L
     path = tmp_path / "config.yaml"
     path.write_text(text)
     environment = env or {}
-    return load(str(path), load_plugins(environment, []), environment, lenient=False)
+    return load_with_plugins(path, env=environment)
 
 
 def probe_config(loaded: LoadedConfig) -> HttpProbeConfig:

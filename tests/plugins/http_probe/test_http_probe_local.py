@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.http_probe.game import GameHTTP, answer
-from tests.support.sidecar import Sidecar
 
 OPS_STATES = ("None", "Allocated", "WaitToBeDeleted")
 SEED = """\

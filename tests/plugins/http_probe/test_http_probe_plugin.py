@@ -5,50 +5,25 @@ effective states (nothing re-emitted) and does not wait for the start delay agai
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from kidecar_core import LOOP_CLOCK, Clock, ConfigError, ManualClock, Result, StorageConfig
-from kidecar_core._plugins.context import PluginContext
-from kidecar_core._runtime.metrics import Metrics
+from kidecar_core import LOOP_CLOCK, Clock, ConfigError, ManualClock, StorageConfig
+from kidecar_core.testing import FakeContext
 from kidecar_plugins.http_probe import plugin
 from kidecar_plugins.http_probe.config import Endpoint, HttpProbeConfig, JsonPathConfig
 from kidecar_plugins.http_probe.runner import ProbeRun
 from tests.plugins.http_probe.game import GameHTTP, answer
 
 
-class Context:
-    """The part of :class:`PluginContext` the plugin uses, recording what it emits and spawns."""
-
-    def __init__(self, config: HttpProbeConfig, clock: Clock = LOOP_CLOCK) -> None:
-        self.name = "http_probe"
-        self.clock = clock
-        self.config = config
-        self.state: dict[str, Any] = {}
-        self.log = logging.getLogger("test.http_probe")
-        self.metrics = Metrics()
-        self.results: list[Result] = []
-        self.tasks: list[asyncio.Task[Any]] = []
-
-    def config_path(self, sub: str) -> str:
-        return f"plugins[0].config.{sub}"
-
-    def emit(self, result: Result) -> None:
-        self.results.append(result)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.append(task)
-        return task
-
-    @property
-    def ctx(self) -> PluginContext:
-        return cast(PluginContext, self)
+def Context(config: HttpProbeConfig, clock: Clock = LOOP_CLOCK) -> FakeContext:
+    """The plugin's context, recording what it emits and spawns (on the real clock unless a
+    :class:`ManualClock` is given)."""
+    return FakeContext("http_probe", config, clock=clock)
 
 
 @pytest.fixture
@@ -57,16 +32,16 @@ def game() -> Iterator[GameHTTP]:
         yield server
 
 
-async def start(context: Context) -> None:
-    if "targets" not in context.state:
-        plugin.kidecar_configure(context.ctx)
-    awaitable = plugin.kidecar_start(context.ctx)
+async def start(context: FakeContext) -> None:
+    if plugin._TARGETS not in context.state:
+        plugin.kidecar_configure(context)
+    awaitable = plugin.kidecar_start(context)
     assert awaitable is not None
     await awaitable
 
 
-async def stop(context: Context) -> None:
-    awaitable = plugin.kidecar_stop(context.ctx)
+async def stop(context: FakeContext) -> None:
+    awaitable = plugin.kidecar_stop(context)
     assert awaitable is not None
     await awaitable
 
@@ -113,7 +88,7 @@ def test_stop_cancels_probes_and_closes_the_session(game: GameHTTP) -> None:
 
     async def scenario() -> ProbeRun:
         await start(context)
-        run: ProbeRun = context.state["run"]
+        run: ProbeRun = context.state[plugin._RUN]
         await until(lambda: game.count("/s") >= 3)
         await stop(context)
         return run
@@ -121,7 +96,7 @@ def test_stop_cancels_probes_and_closes_the_session(game: GameHTTP) -> None:
     run = asyncio.run(scenario())
     assert run.session.closed
     assert all(t.done() for t in context.tasks)
-    assert "run" not in context.state
+    assert plugin._RUN not in context.state
     assert context.results[0].state == "None"
 
 
@@ -189,14 +164,14 @@ def test_a_bad_ca_file_is_a_config_error_naming_the_endpoint(tmp_path: Path) -> 
     )
     context = Context(HttpProbeConfig(endpoints))
     with pytest.raises(ConfigError) as caught:
-        plugin.kidecar_configure(context.ctx)
+        plugin.kidecar_configure(context)
     problems = {p.path: p.message for p in caught.value.problems}
     assert sorted(problems) == ["endpoints[1].caFile", "endpoints[2].caFile"]
     assert problems["endpoints[1].caFile"].startswith(f"cannot load {garbage}: ")
     assert "No such file or directory" in problems["endpoints[2].caFile"]
 
 
-def samples(context: Context) -> dict[str, float]:
+def samples(context: FakeContext) -> dict[str, float]:
     """The plugin's samples on /metrics: ``name{labels}`` → value."""
     lines = context.metrics.exposition().decode().splitlines()
     pairs = (line.rsplit(" ", 1) for line in lines if line.startswith("kidecar_http_probe"))

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.http_probe.game import GameHTTP
 from tests.plugins.http_probe.test_http_probe_kube import NAME, Objects
 from tests.plugins.http_probe.test_http_probe_local import inkube, ops_state, plugin, pod_meta
 from tests.support.apiserver import GameServerFactory, TestCluster
-from tests.support.sidecar import Sidecar
 
 HEALTH = [
     {"state": "unhealthy", "gameServerOpsState": "Maintaining"},

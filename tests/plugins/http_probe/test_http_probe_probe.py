@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from kidecar_core import ProbeOutcome
+from kidecar_core.testing import free_port
 from kidecar_plugins.http_probe.config import Endpoint, JsonPathConfig
 from kidecar_plugins.http_probe.probe import HttpTarget, display_url, make_session, probe_once
 from tests.plugins.http_probe.game import Answer, GameHTTP, answer
-from tests.support.sidecar import free_port
 
 
 @pytest.fixture

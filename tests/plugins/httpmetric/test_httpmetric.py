@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kidecar_core import Result, StorageConfig
-from kidecar_core._runtime.metrics import Metrics
+from kidecar_core._base.metrics import Metrics
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig, kidecar_on_result
 
 

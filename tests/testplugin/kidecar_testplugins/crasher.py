@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-from kidecar_core import field, hookimpl
-from kidecar_core._plugins.context import PluginContext
+from kidecar_core import PluginContext, StateKey, field, hookimpl
 from kidecar_testplugins import journal
 
+TICKS = StateKey[int]("ticks")
 NAME = "tp_crasher"
 
 
@@ -25,7 +25,7 @@ def kidecar_config_schema(name: str) -> type | None:
 
 @hookimpl
 def kidecar_start(ctx: PluginContext) -> None:
-    ctx.state["ticks"] = 0
+    ctx.state[TICKS] = 0
     journal(ctx.config.journal, ctx.name, "start")
 
 
@@ -37,8 +37,8 @@ def kidecar_tick_interval(ctx: PluginContext) -> float:
 
 @hookimpl
 def kidecar_tick(ctx: PluginContext) -> None:
-    ctx.state["ticks"] += 1
-    if ctx.state["ticks"] == ctx.config.crash_on_tick:
+    ctx.state[TICKS] += 1
+    if ctx.state[TICKS] == ctx.config.crash_on_tick:
         journal(ctx.config.journal, ctx.name, "crash")
         raise RuntimeError("tp_crasher crashes on purpose")
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import attrs
 
-from kidecar_core import Result, StorageConfig, field, hookimpl
-from kidecar_core._plugins.context import PluginContext
+from kidecar_core import PluginContext, Result, StorageConfig, field, hookimpl
 
 NAME = "tp_filestate"
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from kidecar_core import field, hookimpl
-from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core import ContainerPort, PodRequirements, SharedVolume, field, hookimpl
 
 NAME = "tp_needs"
 

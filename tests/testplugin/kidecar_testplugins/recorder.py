@@ -6,10 +6,18 @@ from collections.abc import Awaitable
 
 import attrs
 
-from kidecar_core import Result, StorageConfig, field, hookimpl
-from kidecar_core._plugins.context import PluginContext, RuntimeView
+from kidecar_core import (
+    PluginContext,
+    Result,
+    RuntimeView,
+    StateKey,
+    StorageConfig,
+    field,
+    hookimpl,
+)
 from kidecar_testplugins import journal
 
+TICKS = StateKey[int]("ticks")
 NAME = "tp_recorder"
 # Broadcast hooks get no plugin context; the journals of configured recorders are kept here so
 # kidecar_shutdown can say it fired. (A test plugin; real plugins keep state on ctx.state.)
@@ -32,7 +40,7 @@ def kidecar_config_schema(name: str) -> type | None:
 def kidecar_configure(ctx: PluginContext) -> None:
     journal(ctx.config.journal, ctx.name, "configure")
     _JOURNALS.add(ctx.config.journal)
-    ctx.state["ticks"] = 0
+    ctx.state[TICKS] = 0
 
 
 @hookimpl
@@ -48,9 +56,9 @@ def kidecar_tick_interval(ctx: PluginContext) -> float:
 
 @hookimpl
 def kidecar_tick(ctx: PluginContext) -> None:
-    ctx.state["ticks"] += 1
-    journal(ctx.config.journal, ctx.name, f"tick {ctx.state['ticks']}")
-    ctx.emit(_result(ctx, f"tick-{ctx.state['ticks']}"))
+    ctx.state[TICKS] += 1
+    journal(ctx.config.journal, ctx.name, f"tick {ctx.state[TICKS]}")
+    ctx.emit(_result(ctx, f"tick-{ctx.state[TICKS]}"))
 
 
 @hookimpl

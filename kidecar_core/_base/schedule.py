@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from kidecar_core._runtime.clock import LOOP_CLOCK, Clock
+from kidecar_core._base.clock import LOOP_CLOCK, Clock
 
 
 async def every(

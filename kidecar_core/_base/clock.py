@@ -126,3 +126,38 @@ class ManualClock:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.01):
                         await self._slept.wait()
+
+
+async def sleep_unless(clock: Clock, seconds: float, event: asyncio.Event) -> bool:
+    """Sleep ``seconds`` on ``clock``, or less if ``event`` is set first; True when it was set.
+
+    The sleep happens in the calling task (a :class:`ManualClock` sees who sleeps); setting the
+    event interrupts it the way :func:`asyncio.timeout` does, with ``cancel``/``uncancel``, so a
+    cancellation from outside is never lost.
+    """
+    if event.is_set():
+        return True
+    task = asyncio.current_task()
+    assert task is not None, "sleep_unless must run in a task"
+    finished = False
+    interrupted = False
+
+    def on_set(_: object) -> None:
+        nonlocal interrupted
+        if not finished:
+            interrupted = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(event.wait())
+    watcher.add_done_callback(on_set)
+    try:
+        await clock.sleep(seconds)
+    except asyncio.CancelledError:
+        if interrupted and task.uncancel() == 0:
+            return True
+        raise
+    finally:
+        finished = True
+        watcher.remove_done_callback(on_set)
+        watcher.cancel()
+    return event.is_set()

@@ -1,0 +1,111 @@
+"""The runtime's own implementations of :class:`~kidecar_core.RuntimeView` and
+:class:`~kidecar_core.PluginContext` (private: plugins know only the protocols)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import attrs
+
+from kidecar_core._base.clock import Clock
+from kidecar_core._base.metrics import Metrics
+from kidecar_core._persist.result import Result
+from kidecar_core._plugins.context import PluginContext, plugin_config_path, plugin_path
+from kidecar_core._plugins.state import PluginState
+from kidecar_core._store.events import EventRecorder
+from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore, PodIdentity
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+@attrs.define(eq=False)
+class Shared:
+    """What every view of one runtime shares."""
+
+    identity: PodIdentity
+    store: ObjectStore
+    metrics: Metrics
+    events: EventRecorder
+    clock: Clock
+    local_mode: bool
+    emit: Callable[[Result], None]
+    seen: set[object] = attrs.field(factory=set)
+
+
+class View:
+    """:class:`~kidecar_core.RuntimeView` of a running sidecar."""
+
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
+
+    @property
+    def identity(self) -> PodIdentity:
+        return self._shared.identity
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._shared.metrics
+
+    @property
+    def local_mode(self) -> bool:
+        return self._shared.local_mode
+
+    @property
+    def clock(self) -> Clock:
+        return self._shared.clock
+
+    async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
+        return await self._shared.store.get(ref)
+
+    def first_time(self, key: object) -> bool:
+        if key in self._shared.seen:
+            return False
+        self._shared.seen.add(key)
+        return True
+
+    def record_event(self, event: Event) -> None:
+        self._shared.events.record(event)
+
+
+class Context(View):
+    """:class:`~kidecar_core.PluginContext` of one configured plugin."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        *,
+        name: str,
+        config: Any,
+        bootorder: int,
+        index: int,
+        spawn: Spawn,
+    ) -> None:
+        super().__init__(shared)
+        self.name = name
+        self.config = config
+        self.bootorder = bootorder
+        self.index = index
+        self.state = PluginState()
+        self.log = logging.getLogger(f"kidecar.plugin.{name}")
+        self._spawn = spawn
+
+    @property
+    def path(self) -> str:
+        return plugin_path(self.index)
+
+    def config_path(self, sub: str) -> str:
+        return plugin_config_path(self.index, sub)
+
+    def emit(self, result: Result) -> None:
+        self._shared.emit(result)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        return self._spawn(coro, name)
+
+
+def _conforms(ctx: Context) -> PluginContext:
+    """mypy checks here that :class:`Context` is a :class:`~kidecar_core.PluginContext`."""
+    return ctx
