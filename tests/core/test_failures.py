@@ -9,6 +9,7 @@ Plus ``KIDECAR_TRACE_HOOKS=1``, which logs every hook call.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kidecar_core import ObjectRef, PodIdentity, Result, Write
 from kidecar_core._persist.plan import WritePlan
@@ -239,3 +241,31 @@ def test_kidecar_trace_hooks_logs_every_hook_call(
     log = sc.log()
     for hook in ("kidecar_configure", "kidecar_start", "kidecar_tick", "kidecar_shutdown"):
         assert f"{hook} [hook]" in log, hook
+
+
+# -- a start that fails half-way -----------------------------------------------------------------
+
+
+def test_a_start_that_fails_half_way_tears_down_only_what_started(
+    tmp_path: Path, testplugins_env: dict[str, str]
+) -> None:
+    """The admin address is taken: the servers do not start, so no plugin starts, and no plugin
+    is stopped or told about a shutdown; what did start (the store, the pipeline) is closed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump({"plugins": [recorder(tmp_path)]}))
+        proc = run_cli(
+            "run", "--config", str(config), "--local-state", str(tmp_path / "state.json"),
+            "--admin-listen", f"127.0.0.1:{port}", "--log-format", "text",
+            env=testplugins_env,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc
+    assert f"cannot listen on 127.0.0.1:{port} for admin" in proc.stderr
+    assert "Traceback" not in proc.stderr and "shutdown:" not in proc.stderr
+    journal = tmp_path / "journal"
+    events = journal.read_text().split() if journal.exists() else []
+    assert "configure" in events  # configured before the servers ...
+    assert not {"start", "stop", "shutdown"} & set(events)  # ... and nothing after
