@@ -15,7 +15,14 @@ from kidecar_core._base.backoff import Backoff
 from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.schedule import every
-from kidecar_core._config.schema import FieldError, field, non_empty, non_negative, positive
+from kidecar_core._config.schema import (
+    FieldError,
+    field,
+    http_headers,
+    non_empty,
+    non_negative,
+    positive,
+)
 from kidecar_core._persist.result import Result, StorageConfig
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._plugins.context import PluginContext, RuntimeView
@@ -31,7 +38,14 @@ from kidecar_core._probe.loop import (
 )
 from kidecar_core._probe.thresholds import PROBE_FAILED, ProbeThresholds
 from kidecar_core._probe.timing import MIN_PROBE_PERIOD, ProbeSchedule, ProbeTiming
+from kidecar_core._runtime.logs import LogBudget
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
+from kidecar_core._store.validation import (
+    annotations_size_problem,
+    is_dns1123_subdomain,
+    label_value_problem,
+    qualified_name_problem,
+)
 from kidecar_core._version import __version__
 from kidecar_core.errors import (
     ConfigError,
@@ -46,6 +60,7 @@ from kidecar_core.errors import (
     TransientPersistError,
 )
 from kidecar_core.hookspecs import hookimpl, hookspec
+from kidecar_core.redact import redact_text, redact_url
 
 __all__ = [
     "LOOP_CLOCK",
@@ -61,6 +76,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidError",
     "KidecarError",
+    "LogBudget",
     "LoopClock",
     "ManualClock",
     "Metrics",
@@ -91,12 +107,19 @@ __all__ = [
     "TransientPersistError",
     "Write",
     "__version__",
+    "annotations_size_problem",
     "every",
     "field",
     "first_probe_delay",
     "hookimpl",
     "hookspec",
+    "http_headers",
+    "is_dns1123_subdomain",
+    "label_value_problem",
     "non_empty",
     "non_negative",
     "positive",
+    "qualified_name_problem",
+    "redact_text",
+    "redact_url",
 ]

@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -112,6 +113,8 @@ class FakeContext:
         self.identity = identity or PodIdentity("gs-0", "default")
         self.clock: Clock = clock or ManualClock()
         self.local_mode = local_mode
+        self.shutting_down = False
+        """Set it to play a sidecar that received SIGTERM."""
         self.state = PluginState()
         self.log = logging.getLogger(f"kidecar.plugin.{name}")
         self.metrics = Metrics()
@@ -195,6 +198,7 @@ class Sidecar:
         extra_args: list[str] | None = None,
         pod_name: str = "gs-0",
         namespace: str = "default",
+        open_files: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +220,8 @@ class Sidecar:
             **(env or {}),
         }
         self.extra_args = extra_args or []
+        self.open_files = open_files
+        """``RLIMIT_NOFILE`` (``ulimit -n``) of the process, when given."""
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
@@ -243,8 +249,19 @@ class Sidecar:
         """Start the process; wait until it answers ``/healthz`` (and ``/readyz`` with
         ``wait_ready``).  ``AssertionError`` with the log's tail when it exits or times out."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        limit = self.open_files
+
+        def set_limits() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen(
-            self.argv(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
+            self.argv(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.workdir,
+            preexec_fn=set_limits if limit is not None else None,
         )
         self.wait_for(lambda: self.get("/healthz")[0] == 200, timeout, "kidecar to answer /healthz")
         if wait_ready:

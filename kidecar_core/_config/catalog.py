@@ -12,8 +12,8 @@ from kidecar_core._config.loader import (
     PluginCatalog,
     TemplateContext,
     load_config,
-    read_yaml,
 )
+from kidecar_core._config.strict_yaml import read_yaml
 from kidecar_core._plugins.manager import Plugins
 from kidecar_core.errors import ConfigError
 

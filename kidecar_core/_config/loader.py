@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import yaml
 
 from kidecar_core._config.schema import (
     Converter,
@@ -57,7 +55,7 @@ class PluginEntry:
         validator=non_negative,
         doc="Lower boots first; plugins with the same value boot in file order.",
     )
-    config: Mapping[str, Any] = field(
+    config: Mapping[str, object] = field(
         factory=dict, doc="The plugin's own configuration (see the plugin's reference)."
     )
 
@@ -191,25 +189,6 @@ def _substitute_str(text: str, ctx: TemplateContext, path: str, problems: list[P
 
 
 # -- loading ----------------------------------------------------------------------------------
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse the file; unreadable files and YAML syntax errors become ConfigErrors."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError.single("", f"cannot read {path}: {e.strerror or e}") from None
-    return parse_yaml(text, str(path))
-
-
-def parse_yaml(text: str, name: str = "<config>") -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError.single("", f"{name} is not valid YAML{where}: {problem}") from None
 
 
 SchemaLookup = Callable[[str], "type | None"]

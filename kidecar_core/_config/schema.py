@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -136,7 +138,10 @@ class Converter:
     # -- dispatch --------------------------------------------------------------------------
 
     def _structure(self, value: Any, tp: Any, path: str) -> Any:
+        if tp is object:
+            return value  # structured later by another schema (a plugin's ``config``)
         if tp is Any:
+            _check_finite_tree(value, path)
             return value
         origin = get_origin(tp)
         if origin is typing.Annotated:
@@ -165,18 +170,23 @@ class Converter:
                 raise ConfigError.single(path, f"expected true or false, got {_describe(value)}")
             return value
         if tp is int:
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                return int(value)  # `maxBytes: 1e9`
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError.single(path, f"expected an integer, got {_describe(value)}")
             return value
         if tp is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError.single(path, f"expected a number, got {_describe(value)}")
+            _check_finite(value, path)
             return float(value)
         if tp is str:
             if isinstance(value, bool):
                 return "true" if value else "false"
-            if isinstance(value, str | int | float):
-                return str(value)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, int | float):
+                return str(getattr(value, "text", value))  # `1e3` as written, not `1000.0`
             raise ConfigError.single(path, f"expected a string, got {_describe(value)}")
         return self.cattrs.structure(value, tp)
 
@@ -295,6 +305,26 @@ class Converter:
             raise ConfigError([_validator_problem(path, e, fields, seen)]) from None
 
 
+def _check_finite(value: float, path: str) -> None:
+    """NaN and infinity pass every ``> 0`` check (``.nan > 0`` is false, so is ``.nan <= 0``):
+    refuse them where a number is meant."""
+    if not math.isfinite(value):
+        written = getattr(value, "text", str(value))
+        raise ConfigError.single(path, f"must be a finite number, got {written}")
+
+
+def _check_finite_tree(value: Any, path: str) -> None:
+    """No NaN or infinity anywhere in a free-form value: JSON cannot carry them."""
+    if isinstance(value, float):
+        _check_finite(value, path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite_tree(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_finite_tree(item, join_path(path, str(k)))
+
+
 def _validator_problem(
     path: str, error: Exception, fields: tuple[attrs.Attribute[Any], ...], seen: dict[str, str]
 ) -> Problem:
@@ -333,3 +363,32 @@ def non_empty(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     """attrs validator: the string must not be empty."""
     if value is not None and not str(value).strip():
         raise FieldError(config_key(attribute), "must not be empty")
+
+
+_HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MANAGED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "upgrade"})
+
+
+def http_header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` cannot be sent as an HTTP request header (RFC 9110 §5); ``None``
+    if it can. A CR or LF in a value would end the header early (header injection); the
+    framing headers are kidecar's own."""
+    if not _HTTP_TOKEN.match(name):
+        return f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+    if name.lower() in _MANAGED_HEADERS:
+        return f"{name} is set by kidecar itself and cannot be configured"
+    bad = next((c for c in value if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F), None)
+    if bad is not None:
+        return (
+            f"the value of {name} contains the control character {bad!r} (line breaks and "
+            "other control characters are not allowed)"
+        )
+    return None
+
+
+def http_headers(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: every ``name: value`` of the mapping is a valid HTTP request header."""
+    for name, header_value in (value or {}).items():
+        problem = http_header_problem(str(name), str(header_value))
+        if problem:
+            raise FieldError(f"{config_key(attribute)}.{name}", problem)

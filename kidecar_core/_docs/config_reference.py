@@ -26,6 +26,7 @@ from kidecar_core._config.schema import (
     non_negative,
 )
 from kidecar_core._config.schema import positive as positive_validator
+from kidecar_core._config.strict_yaml import MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES
 from kidecar_core._docs.markdown import GENERATED, cell, rst_to_markdown
 from kidecar_core._persist.result import StorageConfig
 from kidecar_core._plugins.manager import Plugins
@@ -34,7 +35,14 @@ DISTRIBUTION = "kidecar"
 """By default only this distribution's plugins are documented: the committed reference must
 not depend on which third-party plugins happen to be installed."""
 
-_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any"}
+_SCALARS = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    Any: "any",
+    object: "any",
+}
 _CONSTRAINTS = {
     positive_validator: "Must be > 0.",
     non_negative: "Must be ≥ 0.",
@@ -196,6 +204,16 @@ def render_config_reference(
         "unchanged; other accepted spellings are listed beside the key. Unknown keys are errors. "
         "Strings may use `${SELF:VAR}` (the sidecar's environment) and `${POD:VAR}` "
         "(`${POD:NAME}`, `${POD:NAMESPACE}`). Every problem is reported at once, with its path.",
+        "",
+        "**Limits of the file** (each a clear error, exit code 2, never a traceback): at most "
+        f"{MAX_FILE_BYTES // 1024} KiB of UTF-8 text; a key given twice in one mapping is an "
+        f"error (a second `plugins:` would silently replace the first); lists and mappings nest "
+        f"at most {MAX_DEPTH} levels, aliases expanded; aliases may expand the document to at "
+        f'most {MAX_ALIAS_EXPANSION:,} values (the "billion laughs"); an alias may not refer '
+        "to itself. Numbers follow YAML 1.2: `1e3` is a number (a string field given it gets "
+        "the text `1e3`), an integer field accepts `1e9` but not `1.5`; NaN and infinity "
+        "(`.nan`, `.inf`) are refused wherever a number is meant (they pass every `> 0` check "
+        "otherwise) and in free-form values (JSON cannot carry them).",
         "",
         "## Top level",
         "",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from kidecar_core._config.catalog import load_parsed
-from kidecar_core._config.loader import read_yaml
+from kidecar_core._config.strict_yaml import read_yaml
 from kidecar_core._inject import inject
 from kidecar_core._plugins.manager import Plugins
 

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
-from kidecar_core._config.loader import parse_yaml
+from kidecar_core._config.strict_yaml import (
+    YAML12_FLOAT,
+    YamlFloat,
+    parse_yaml,
+    parse_yaml_documents,
+)
 from kidecar_core._inject.podedit import (
     DEFAULT_CONFIG_MAP,
     SIDECAR_NAME,
@@ -33,7 +38,9 @@ from kidecar_core._inject.podedit import (
     inject_pod_spec,
 )
 from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
+from kidecar_core._store.validation import is_dns1123_label, is_dns1123_subdomain
 from kidecar_core._version import __version__
+from kidecar_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from kidecar_core._config.loader import LoadedConfig
@@ -98,8 +105,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def default_image(env: Mapping[str, str]) -> str:
@@ -119,7 +124,7 @@ def options_from(
     if not 0 < admin_port <= 65535:
         raise InjectError(f"--admin-port {admin_port} is not in 1-65535")
     config_map = config_map or DEFAULT_CONFIG_MAP
-    if not _DNS_SUBDOMAIN.match(config_map):
+    if not is_dns1123_subdomain(config_map):
         raise InjectError(f"--config-map {config_map!r} is not a valid ConfigMap name")
     if not image.strip():
         raise InjectError("--image must not be empty")
@@ -210,7 +215,7 @@ def _check_port(who: str, port: ContainerPort) -> None:
 
 
 def _check_volume(who: str, volume: SharedVolume) -> None:
-    if not _DNS_LABEL.match(volume.name):
+    if not is_dns1123_label(volume.name):
         raise InjectError(
             f"{who}: volume name {volume.name!r} is not a DNS label (a-z, 0-9, '-', 1-63)"
         )
@@ -297,14 +302,12 @@ def _deep_copy(value: Any) -> Any:
 
 
 def load_documents(text: str, name: str) -> list[Any]:
-    """Parse a (multi-document) YAML text; a syntax error becomes an :class:`InjectError`."""
+    """Parse a (multi-document) YAML text with the config's rules (no duplicate keys, bounded
+    nesting and aliases); a problem becomes an :class:`InjectError`."""
     try:
-        return list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise InjectError(f"{name} is not valid YAML{where}: {problem}") from None
+        return parse_yaml_documents(text, name)
+    except ConfigError as e:
+        raise InjectError(str(e)) from None
 
 
 class _Dumper(yaml.SafeDumper):
@@ -320,7 +323,15 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _represent_yaml_float(dumper: yaml.SafeDumper, value: YamlFloat) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:float", value.text)
+
+
 _Dumper.add_representer(str, _represent_str)
+# Numbers keep the spelling they were read with (`1e3` stays `1e3`, a YAML 1.2 float), and a
+# string spelled like one is quoted.
+_Dumper.add_representer(YamlFloat, _represent_yaml_float)
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", YAML12_FLOAT, list("-+0123456789"))
 
 
 def leading_comment(text: str) -> str:

@@ -44,6 +44,12 @@ class RuntimeView(Protocol):
         can drive time with a :class:`~kidecar_core.ManualClock`."""
         ...
 
+    @property
+    def shutting_down(self) -> bool:
+        """True once the sidecar is stopping (SIGTERM/SIGINT), as opposed to a plugin being
+        restarted by its ``restartpolicy``: what a plugin should tell a caller it turns away."""
+        ...
+
     async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
         """Read an object from the store (``None`` when missing).
 

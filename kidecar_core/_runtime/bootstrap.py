@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import TextIO, TypeVar
 from kidecar_core._config.catalog import load_file
 from kidecar_core._config.loader import default_config_path
 from kidecar_core._plugins.manager import Plugins
-from kidecar_core._runtime import logs
+from kidecar_core._runtime import eventloop, logs
 from kidecar_core._runtime.runtime import Runtime, RuntimeOptions
 from kidecar_core._store.objects import ObjectStore, PodIdentity
 from kidecar_core.errors import StartupError
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         runtime = Runtime(loaded, plugins, store, identity, options, local_mode=local_mode)
         return await runtime.run()
 
-    return asyncio.run(main())
+    return eventloop.run(main())  # exits even when a blocking call never returns
 
 
 def check_config(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:

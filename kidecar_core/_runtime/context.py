@@ -32,6 +32,8 @@ class Shared:
     clock: Clock
     local_mode: bool
     emit: Callable[[Result], None]
+    stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
+    """Set when the sidecar stops (SIGTERM/SIGINT)."""
     seen: set[object] = attrs.field(factory=set)
 
 
@@ -56,6 +58,10 @@ class View:
     @property
     def clock(self) -> Clock:
         return self._shared.clock
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shared.stopping.is_set()
 
     async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
         return await self._shared.store.get(ref)

@@ -91,7 +91,14 @@ class Runtime:
         )
         self.stopping = asyncio.Event()
         shared = Shared(
-            identity, store, self.metrics, self.events, self.clock, local_mode, self._emit
+            identity,
+            store,
+            self.metrics,
+            self.events,
+            self.clock,
+            local_mode,
+            self._emit,
+            stopping=self.stopping,
         )
         self._shared = shared
         self.view = View(shared)

@@ -7,15 +7,18 @@ import contextlib
 import logging
 import time
 
+import attrs
+
 from kidecar_core._base.tasks import guarded
 from kidecar_core._store.objects import Event, ObjectRef, ObjectStore
 from kidecar_core.errors import PersistError
+from kidecar_core.redact import redact_text
 
 log = logging.getLogger("kidecar.events")
 
 
 class EventRecorder:
-    """Queues Events and sends them in the background.
+    """Queues Events and sends them in the background, credentials redacted from their messages.
 
     Rate limits: the same (reason, message) at most once per ``dedupe_seconds``, and at most
     ``burst`` Events per minute overall; the rest are dropped (and counted in the log), so a
@@ -40,6 +43,8 @@ class EventRecorder:
         self._task = guarded(self._run(), "kidecar-events", logger=log)
 
     def record(self, event: Event) -> None:
+        """Queue ``event`` (its message redacted: :func:`kidecar_core.redact.redact_text`)."""
+        event = attrs.evolve(event, message=redact_text(event.message))
         now = time.monotonic()
         # Forget expired keys: messages name versions and URLs, so the set is not bounded.
         self._recent = {k: t for k, t in self._recent.items() if now - t < self.dedupe_seconds}

@@ -9,8 +9,15 @@ everything can be tried on a laptop.  The file::
      "objects": {"<group>/<version>/<resource>/<namespace>/<name>": {...}},
      "events": [{"reason": ..., "message": ..., "type": ..., "time": ...}]}
 
-Each write replaces the file atomically (temp file + fsync + rename).  The file may be edited by
-hand while kidecar runs (to play a human setting ``Maintaining``): it is re-read when it changed.
+Each write replaces the file atomically (temp file + fsync + rename); temporary files left by a
+killed kidecar (``.state.json.XXXXXXXX`` beside the file) are removed when it starts.  The file
+may be edited by hand while kidecar runs (to play a human setting ``Maintaining``): it is
+re-read when it changed.
+
+Writes are validated the way the API server validates them (:mod:`.validation`: label keys and
+values, annotation keys and their 256 KiB total size): a write the API server would refuse with
+422 is refused here with :class:`~kidecar_core.errors.InvalidError` too, so a config that works
+locally works in a cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
+import re
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,12 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
+from kidecar_core._store.validation import metadata_problems
 from kidecar_core.errors import (
     ConflictError,
+    InvalidError,
     NotFoundError,
     PermanentPersistError,
     TransientPersistError,
 )
+
+log = logging.getLogger("kidecar.local")
 
 MAX_EVENTS = 100
 _ABSENT = object()
@@ -64,6 +78,7 @@ class LocalStore:
         self._lock = asyncio.Lock()
         self._doc: dict[str, Any] | None = None
         self._mtime: int | None = None
+        remove_stale_temporaries(self.path)
         self._load()  # create the file now, so that a user sees it as soon as kidecar runs
 
     # -- file -------------------------------------------------------------------------------
@@ -139,6 +154,7 @@ class LocalStore:
             if wanted_rv is not None and wanted_rv != current_rv:
                 raise ConflictError(f"{ref} was modified (resourceVersion {current_rv})")
             new = merge_patch(obj, patch)
+            _validate(ref, new)
             _bump(new)
             await self._commit(doc, holder, key, new)
             return copy.deepcopy(new)
@@ -153,6 +169,7 @@ class LocalStore:
             obj.setdefault("apiVersion", ref.api_version)
             meta = obj.setdefault("metadata", {})
             meta.update(name=ref.name, namespace=ref.namespace, resourceVersion="0")
+            _validate(ref, obj)
             _bump(obj)
             await self._commit(doc, holder, key, obj)
             return copy.deepcopy(obj)
@@ -200,6 +217,46 @@ class LocalStore:
 
     async def close(self) -> None:
         return None
+
+
+def _validate(ref: ObjectRef, obj: Mapping[str, Any]) -> None:
+    """Refuse what the API server would refuse (422), with its reasons."""
+    problems = metadata_problems(obj.get("metadata"))
+    if problems:
+        raise InvalidError(f"{ref}: rejected (as the API server would): {'; '.join(problems)}")
+
+
+def temporary_name_pattern(path: Path) -> re.Pattern[str]:
+    """Names of the temporary files :meth:`LocalStore._save` creates beside ``path``."""
+    return re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}$")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files a killed kidecar left beside the state file ``path``.
+
+    Only regular files named like :meth:`LocalStore._save`'s are removed; anything else with
+    such a name is left alone, with a warning. Never raises.
+    """
+    pattern = temporary_name_pattern(path)
+    removed: list[Path] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.match(entry.name):
+            continue
+        try:
+            if not stat.S_ISREG(entry.lstat().st_mode):
+                log.warning("left %s alone: named like a temporary state file, not a file", entry)
+                continue
+            entry.unlink()
+        except OSError as e:
+            log.warning("cannot remove the stale temporary state file %s: %s", entry, e)
+            continue
+        log.info("removed %s, left behind by a kidecar that was killed while saving", entry)
+        removed.append(entry)
+    return removed
 
 
 def _bump(obj: dict[str, Any]) -> None:

@@ -2,9 +2,15 @@
 
 ``POST`` takes ``version``, ``url`` and optionally ``sha256`` as form fields (``curl -d``), query
 parameters or a JSON object. Checks run in this order: bearer token (401/403; first, so that a
-caller without the token learns nothing about the input rules), input (400), single-flight
-(409); then the update itself (403 URL policy, 413, 422, 502, 503; 200 only when the game was
-notified). Every answer is JSON::
+caller without the token learns nothing about the input rules), input (400; 408 when the body
+does not arrive within :data:`BODY_TIMEOUT`), single-flight (409); then the update itself (403
+URL policy, 413, 422, 502, 503; 200 only when the game was notified).
+
+The body is read the same way whatever its type: a field given twice with different values
+(twice in a form, twice in a JSON object, or in the query and the body) is 400; a JSON body
+nested deeper than :data:`MAX_JSON_DEPTH` levels is 400 before it is parsed. Refused requests
+are logged on one line, at most a few per minute per kind (:class:`kidecar_core.LogBudget`).
+Every answer is JSON::
 
     {"status": "ok", "version": "v2", "url": ..., "sha256": ..., "file": ..., "bytes": ...,
      "message": ...}
@@ -14,6 +20,7 @@ notified). Every answer is JSON::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -21,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kidecar_core import LogBudget
 from kidecar_plugins.hot_update.auth import TokenSource
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.updater import HotUpdater, UpdateRequest
@@ -28,10 +36,16 @@ from kidecar_plugins.hot_update.updater import HotUpdater, UpdateRequest
 log = logging.getLogger("kidecar.plugin.hot_update")
 
 MAX_VERSION_LENGTH = 128
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of a JSON body (the fields are at depth 1)."""
+BODY_TIMEOUT = 10.0
+"""Seconds the whole request body may take to arrive (408 after that); the body is small (the
+server accepts 64 KiB), so this is generous."""
 _IDENT = r"[0-9A-Za-z-]+"
-VERSION = re.compile(rf"^v?\d+(\.\d+){{0,2}}(-{_IDENT}(\.{_IDENT})*)?(\+{_IDENT}(\.{_IDENT})*)?$")
-"""``v1``, ``v1.2``, ``v1.2.3``, semver pre-release and build (``v1.2.3-rc.1+b5``); ``v`` optional.
-Leading zeros are accepted (calendar versions such as ``v2024.01.15``)."""
+VERSION = re.compile(rf"^v?\d+(\.\d+)*(-{_IDENT}(\.{_IDENT})*)?(\+{_IDENT}(\.{_IDENT})*)?$")
+"""``v`` (optional) and any number of dot-separated numbers, as the Go API accepted (``v1``,
+``v1.2.3.4``, calendar versions such as ``v2024.01.15.1``, leading zeros included), plus semver
+pre-release and build (``v1.2.3-rc.1+b5``)."""
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 FIELDS = ("version", "url", "sha256")
 
@@ -44,8 +58,8 @@ def parse_version(value: str | None) -> str:
         raise UpdateError(
             400,
             "bad request",
-            f"version {version[:MAX_VERSION_LENGTH]!r} is not a version like v1, v1.2.3 or "
-            "v1.2.3-rc.1",
+            f"version {version[:MAX_VERSION_LENGTH]!r} is not a version like v1, v1.2.3, "
+            "v2024.01.15.1 or v1.2.3-rc.1",
         )
     return version
 
@@ -86,27 +100,77 @@ async def read_fields(request: web.Request) -> dict[str, str]:
         return fields
     ctype = request.content_type
     try:
-        if ctype == "application/json":
-            try:
-                data = json.loads(await request.text())
-            except ValueError as e:
-                raise UpdateError(400, "bad request", f"body is not valid JSON: {e}") from None
-            if not isinstance(data, dict):
-                raise UpdateError(400, "bad request", "JSON body must be an object")
-            for key, item in data.items():
-                put(key, item, "JSON body")
-        elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            for key, field in await read_form(request):
-                put(key, field, "form field")
-        elif await request.read():
-            raise UpdateError(
-                400,
-                "bad request",
-                f"unsupported Content-Type {ctype!r}: send form fields, JSON or query parameters",
-            )
+        async with asyncio.timeout(BODY_TIMEOUT):
+            if ctype == "application/json":
+                for key, item in parse_json_object(await request.text()):
+                    put(key, item, "JSON body")
+            elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+                for key, field in await read_form(request):
+                    put(key, field, "form field")
+            elif await request.read():
+                raise UpdateError(
+                    400,
+                    "bad request",
+                    f"unsupported Content-Type {ctype!r}: send form fields, JSON or query "
+                    "parameters",
+                )
     except web.HTTPRequestEntityTooLarge:
         raise UpdateError(413, "request too large", "request body is too large") from None
+    except TimeoutError:
+        raise UpdateError(
+            408, "request timeout", f"the request body did not arrive within {BODY_TIMEOUT:g}s"
+        ) from None
+    except (UnicodeDecodeError, LookupError) as e:  # not in its charset, or an unknown charset
+        raise UpdateError(400, "bad request", f"body is not readable text: {e}") from None
     return fields
+
+
+def parse_json_object(text: str) -> list[tuple[str, Any]]:
+    """The members of a JSON object body, in order and duplicates kept (so that a key given
+    twice is caught like a form field given twice); 400 for anything else."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise UpdateError(
+            400, "bad request", f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+        )
+    try:
+        data = json.loads(text, object_pairs_hook=_Members)
+    except (ValueError, RecursionError) as e:
+        raise UpdateError(400, "bad request", f"body is not valid JSON: {e}") from None
+    if not isinstance(data, _Members):
+        raise UpdateError(400, "bad request", "JSON body must be an object")
+    return list(data)
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object as the list of its members (``object_pairs_hook``)."""
+
+
+def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep arrays and objects nest in ``text``: exact above ``limit`` (where it stops
+    counting), an upper bound below it (brackets in strings are counted then)."""
+    if text.count("[") + text.count("{") <= limit:
+        return text.count("[") + text.count("{")
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif c in "]}":
+            depth -= 1
+    return deepest
 
 
 async def read_form(request: web.Request) -> list[tuple[str, Any]]:
@@ -146,6 +210,15 @@ class HotUpdateApi:
     def __init__(self, updater: HotUpdater, tokens: TokenSource) -> None:
         self.updater = updater
         self.tokens = tokens
+        self._log_budgets: dict[int, LogBudget] = {}
+
+    def log_refused(self, error: UpdateError) -> None:
+        """One line per refused request, at most :class:`LogBudget`'s per minute per status."""
+        budget = self._log_budgets.setdefault(error.status, LogBudget())
+        allowed, held = budget.allow()
+        if allowed:
+            more = f" ({held} more refused with {error.status} not logged)" if held else ""
+            log.info("hot update request refused (%d): %s%s", error.status, error.message, more)
 
     async def post(self, request: web.Request) -> web.Response:
         version: str | None = None
@@ -157,7 +230,7 @@ class HotUpdateApi:
             if self.updater.lock.locked():
                 raise UpdateError(409, "busy", self.updater.busy_message())
         except UpdateError as e:
-            log.info("hot update request refused (%d): %s", e.status, e.message)
+            self.log_refused(e)
             self.updater.count(e.label, "api")
             return failed(e, version)
         # No await since the check above: nobody can take the lock in between.
@@ -174,5 +247,6 @@ class HotUpdateApi:
         try:
             self.tokens.check(request.headers.get("Authorization"))
         except UpdateError as e:
+            self.log_refused(e)
             return failed(e, None)
         return web.json_response(self.updater.status())

@@ -7,14 +7,25 @@ a safe default.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal as signals
 from collections.abc import Mapping
 from typing import Literal
 
 import attrs
+from yarl import URL
 
-from kidecar_core import FieldError, StorageConfig, field, non_negative, positive
+from kidecar_core import (
+    FieldError,
+    StorageConfig,
+    field,
+    http_headers,
+    is_dns1123_subdomain,
+    non_negative,
+    positive,
+)
+from kidecar_plugins.hot_update.urls import refused_address
 
 DEFAULT_FILE_DIR = "/app/downloads"
 DEFAULT_LISTEN = ":5000"
@@ -22,9 +33,17 @@ DEFAULT_CONFIGMAP = "sidecar-result"
 DEFAULT_MAX_BYTES = 1024**3
 
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def signal_number(name: str) -> int:
@@ -92,14 +111,31 @@ class SignalConfig:
 
 @attrs.frozen
 class RequestConfig:
-    """Notify the game with an HTTP request (``loadPatchType: request``)."""
+    """Notify the game with an HTTP request (``loadPatchType: request``).
 
-    url: str = field(doc="The game's reload endpoint, e.g. `http://127.0.0.1:8080/reload`.")
+    The endpoint is ``url``, or ``address`` and ``port`` (the Go predecessor's keys), which mean
+    ``http://<address>:<port>/``. The Go version accepted such a config but never sent the
+    request (its request mode was a stub that answered 200); kidecar sends it.
+    """
+
+    url: str | None = field(
+        default=None,
+        doc="The game's reload endpoint, e.g. `http://127.0.0.1:8080/reload`. Or give `address` "
+        "and `port`.",
+    )
+    address: str | None = field(
+        default=None,
+        doc="Go-compatible: the host of the reload endpoint (`127.0.0.1`, `localhost`); with "
+        "`port`, the request goes to `http://<address>:<port>/`.",
+    )
+    port: int | None = field(
+        default=None, doc="Go-compatible: the port of the reload endpoint (with `address`)."
+    )
     method: str = field(
         default="POST",
         doc="HTTP method: GET, POST, PUT or PATCH. Other than GET, the body is JSON "
-        '`{"version", "url", "file", "sha256"}`; GET passes `version` and `file` as query '
-        "parameters.",
+        '`{"version", "url", "file", "sha256"}` (`url` without credentials: no userinfo, no '
+        "query); GET passes `version` and `file` as query parameters.",
     )
     timeout_seconds: float = field(
         key="timeoutSeconds", default=5.0, validator=positive, doc="Timeout of one attempt."
@@ -110,13 +146,54 @@ class RequestConfig:
         doc="Further attempts after a failed one (connection error or non-2xx answer), with "
         "backoff. The update fails (503) when none answered 2xx.",
     )
-    headers: Mapping[str, str] = field(factory=dict, doc="Extra request headers.")
+    headers: Mapping[str, str] = field(
+        factory=dict,
+        validator=http_headers,
+        doc="Extra request headers (no CR/LF in values; not Content-Length, Transfer-Encoding, "
+        "Connection).",
+    )
 
     def __attrs_post_init__(self) -> None:
-        if not re.match(r"^https?://[^/?#]+", self.url, re.IGNORECASE):
-            raise FieldError("url", f"{self.url!r} must be an http:// or https:// URL")
+        if self.url is None and self.address is None:
+            raise FieldError("url", "required: the reload endpoint (or `address` and `port`)")
+        if self.url is not None and (self.address is not None or self.port is not None):
+            raise FieldError("url", "give `url`, or `address` and `port` (Go), not both")
+        if self.url is not None:
+            if not re.match(r"^https?://[^/?#]+", self.url, re.IGNORECASE):
+                raise FieldError("url", f"{self.url!r} must be an http:// or https:// URL")
+            try:
+                URL(self.url)
+            except ValueError as e:
+                raise FieldError("url", f"{self.url!r} is not a valid URL: {e}") from None
+        else:
+            self._check_address()
         if self.method.upper() not in _METHODS:
             raise FieldError("method", f"must be one of {', '.join(_METHODS)}; got {self.method!r}")
+
+    def _check_address(self) -> None:
+        assert self.address is not None
+        if "://" in self.address or "/" in self.address:
+            raise FieldError(
+                "address",
+                f"{self.address!r} must be a host name or IP address; use `url` for a URL",
+            )
+        host = self.address.strip("[]")
+        if not _HOST.match(host) and not _is_ip(host):
+            raise FieldError("address", f"{self.address!r} is not a host name or IP address")
+        if self.port is None:
+            raise FieldError("port", "required with `address` (the reload endpoint's port)")
+        if not 0 < self.port <= 65535:
+            raise FieldError("port", f"must be 1-65535, got {self.port}")
+
+    @property
+    def endpoint(self) -> URL:
+        """The reload endpoint's URL."""
+        if self.url is not None:
+            return URL(self.url)
+        host = self.address or ""
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address
+        return URL(f"http://{host}:{self.port}/")
 
 
 @attrs.frozen
@@ -164,7 +241,7 @@ class PersistenceConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        if not _DNS_SUBDOMAIN.match(self.config_map_name):
+        if not is_dns1123_subdomain(self.config_map_name):
             raise FieldError(
                 "configMapName", f"{self.config_map_name!r} is not a valid ConfigMap name"
             )
@@ -248,6 +325,11 @@ class HotUpdateConfig:
             raise FieldError("signal", "required with loadPatchType: signal (processName, ...)")
         if self.load_patch_type == "request" and self.request is None:
             raise FieldError("request", "required with loadPatchType: request (url, ...)")
+        if self.request is not None and not self.allow_link_local:
+            reason = refused_address(self.request.endpoint.host or "")
+            if reason:
+                key = "request.url" if self.request.url is not None else "request.address"
+                raise FieldError(key, f"refused: {reason}; set allowLinkLocal to allow it")
         if not self.file_dir.startswith("/"):
             raise FieldError("fileDir", f"{self.file_dir!r} must be an absolute path")
         for i, prefix in enumerate(self.allowed_url_prefixes):

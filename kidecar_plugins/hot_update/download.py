@@ -1,10 +1,11 @@
-"""Downloading a file next to its destination, and swapping it in atomically.
+"""Downloading a file into a temporary file next to its destination.
 
 The body is streamed into a temporary file in ``fileDir`` (never held in memory), hashed and
-counted on the way, against an overall timeout. Only a complete, verified file is renamed over
-the previous one; the previous one is kept as a hard link until the game has been notified, so
-that a failed notification can put it back. Temporary files are removed on every failure and, in
-case the sidecar was killed, when it starts.
+counted on the way, against an overall timeout. The file holds **the bytes the server sent**:
+the request says ``Accept-Encoding: identity`` and nothing is decoded (a ``.tar.gz`` served with
+``Content-Encoding: gzip`` stays the ``.tar.gz``, as ``curl -o`` stores it), so its sha256 is
+the served file's. Only a ``200`` is a download: a ``206`` is a part of a file, a ``204`` no
+file. The temporary file is removed on every failure; :mod:`.files` swaps a complete one in.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
-import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -26,13 +25,14 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from kidecar_core import redact_url
 from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.files import discard, unwritable
 from kidecar_plugins.hot_update.urls import (
-    BACKUP_SUFFIX,
     TEMP_SUFFIX,
     AddressRefusedError,
+    GuardedResolver,
     UrlPolicy,
-    redact,
 )
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -42,6 +42,8 @@ WRITE_BATCH = 1024 * 1024
 """Chunks are written (and hashed) in a worker thread once this many bytes are buffered."""
 READ_CHUNK = 256 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+"""The file is stored as sent: ask for it unencoded (the session also never decodes)."""
 
 
 @attrs.frozen
@@ -69,37 +71,36 @@ async def download(
     """Download ``url`` into a temporary file in ``directory``; raise :class:`UpdateError`.
 
     Statuses: 403 (a redirect or the resolved address is refused by ``policy``), 413 (larger
-    than ``max_bytes``), 422 (checksum mismatch), 502 (connection failure, timeout, non-2xx
-    answer, too many redirects), 500 (the file cannot be written: disk full, fileDir gone).
-    The temporary file is removed on every failure.
+    than ``max_bytes``), 422 (checksum mismatch), 502 (connection failure, timeout, an answer
+    other than 200, too many redirects), 500 (the file cannot be written: disk full, also when
+    reported at close, fileDir gone). The temporary file is removed on every failure.
     """
     started = time.monotonic()
+    temp, out = open_temporary(directory, name)
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
-    except OSError as e:
-        raise _unwritable(directory, e) from None
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
+        try:
             async with asyncio.timeout(timeout):
-                digest, size = await _fetch(session, url, f, policy, max_bytes, on_bytes)
-            try:
-                await asyncio.to_thread(_sync, f)
-            except OSError as e:
-                raise _WriteError(e) from None
+                digest, size = await _fetch(session, url, out, policy, max_bytes, on_bytes)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                out.close()  # the file is discarded: its last bytes do not matter
+            raise
+        await asyncio.to_thread(close_synced, out)
     except _WriteError as e:
-        _discard(temp)
-        raise _unwritable(directory, e.error) from None
+        discard(temp)
+        raise unwritable(directory, e.error) from None
     except TimeoutError:
-        _discard(temp)
+        discard(temp)
         raise UpdateError(
-            502, "download timed out", f"download of {redact(url)} took longer than {timeout:g}s"
+            502,
+            "download timed out",
+            f"download of {redact_url(url)} took longer than {timeout:g}s",
         ) from None
     except BaseException:
-        _discard(temp)
+        discard(temp)
         raise
     if expected_sha256 is not None and digest != expected_sha256:
-        _discard(temp)
+        discard(temp)
         raise UpdateError(
             422,
             "checksum mismatch",
@@ -109,21 +110,51 @@ async def download(
     return Downloaded(temp, digest, size, time.monotonic() - started)
 
 
+def make_session(*, allow_link_local: bool, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+    """The session for downloads: guarded resolution (:class:`~.urls.GuardedResolver`), the
+    body never decoded (``auto_decompress=False``), no cookies kept, no overall timeout (the
+    caller's ``downloadTimeoutSeconds`` applies)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=GuardedResolver(allow_link_local)),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        headers={**headers, **REQUEST_HEADERS},
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def open_temporary(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
+    """A new temporary file for ``name`` in ``directory`` (500 when it cannot be created)."""
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+    except OSError as e:
+        raise unwritable(directory, e) from None
+    return Path(temp_name), os.fdopen(fd, "wb")
+
+
+def close_synced(f: IO[bytes]) -> None:
+    """Flush, fsync and close ``f``. Any of them may fail with ENOSPC (a network file system
+    reports a full disk at close): :class:`_WriteError`, which becomes ``cannot write file``."""
+    error: OSError | None = None
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        error = e
+    try:
+        f.close()
+    except OSError as e:
+        error = error or e
+    if error is not None:
+        raise _WriteError(error)
+
+
 class _WriteError(Exception):
     """Writing the temporary file failed (kept apart from the network's OSErrors)."""
 
     def __init__(self, error: OSError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def _discard(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
-def _sync(f: IO[bytes]) -> None:
-    f.flush()
-    os.fsync(f.fileno())
 
 
 async def _fetch(
@@ -138,16 +169,18 @@ async def _fetch(
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            async with session.get(current, allow_redirects=False) as response:
+            async with session.get(
+                current, allow_redirects=False, headers=REQUEST_HEADERS
+            ) as response:
                 if response.status in _REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
                         raise _failed(url, f"HTTP {response.status} without a Location")
                     current = current.join(URL(location))
-                    policy.check(current, f"redirect from {redact(url)} to")
+                    policy.check(current, f"redirect from {redact_url(url)} to")
                     continue
-                if not 200 <= response.status <= 299:
-                    raise _failed(url, f"HTTP {response.status}", short=f"HTTP {response.status}")
+                if response.status != 200:
+                    raise _failed(url, _not_a_download(response.status), f"HTTP {response.status}")
                 length = response.content_length
                 if length is not None and length > max_bytes:
                     raise _too_large(url, max_bytes, f"Content-Length is {length}")
@@ -197,102 +230,20 @@ async def _stream(
     return digest.hexdigest(), size
 
 
+def _not_a_download(status: int) -> str:
+    if status == 206:
+        return "HTTP 206 Partial Content: a part of the file, not the file (only 200 is a download)"
+    if 200 <= status <= 299:
+        return f"HTTP {status} is not a download (only 200 is)"
+    return f"HTTP {status}"
+
+
 def _failed(url: URL, detail: str, short: str = "") -> UpdateError:
     reason = f"download failed: {short}" if short else "download failed"
-    return UpdateError(502, reason, f"download of {redact(url)} failed: {detail}")
-
-
-def _unwritable(directory: Path, error: OSError) -> UpdateError:
-    return UpdateError(
-        500, "cannot write file", f"cannot write into {directory}: {error.strerror or error}"
-    )
+    return UpdateError(502, reason, f"download of {redact_url(url)} failed: {detail}")
 
 
 def _too_large(url: URL, max_bytes: int, detail: str) -> UpdateError:
     return UpdateError(
-        413, "file too large", f"{redact(url)} is larger than maxBytes ({max_bytes}): {detail}"
+        413, "file too large", f"{redact_url(url)} is larger than maxBytes ({max_bytes}): {detail}"
     )
-
-
-# -- installing -----------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Installation:
-    """A file swapped in, with what it replaced kept until :meth:`commit` or :meth:`rollback`."""
-
-    target: Path
-    backup: Path | None
-
-    def commit(self) -> None:
-        """The game has the new file: drop the previous one."""
-        if self.backup is not None:
-            self.backup.unlink(missing_ok=True)
-
-    def rollback(self) -> None:
-        """Put the previous file back (or remove the new one when there was none)."""
-        if self.backup is not None:
-            os.replace(self.backup, self.target)
-        else:
-            self.target.unlink(missing_ok=True)
-        fsync_dir(self.target.parent)
-
-
-def install(temp: Path, target: Path) -> Installation:
-    """Atomically replace ``target`` with ``temp`` (already fsynced), keeping a backup link.
-
-    Blocking (file system calls): run it in a thread.
-    """
-    link = target.parent / f".{target.name}{BACKUP_SUFFIX}"
-    link.unlink(missing_ok=True)
-    try:
-        previous = target.lstat()
-    except FileNotFoundError:
-        previous = None
-    backup: Path | None = None
-    if previous is not None:
-        if stat.S_ISDIR(previous.st_mode):
-            raise UpdateError(500, "target is a directory", f"{target} is a directory")
-        try:
-            os.link(target, link, follow_symlinks=False)
-        except OSError:  # a file system without hard links: a copy does the same job
-            shutil.copy2(target, link, follow_symlinks=False)
-        backup = link
-    # The game container may run as another user: the file must stay readable for it.
-    mode = stat.S_IMODE(previous.st_mode) if previous and stat.S_ISREG(previous.st_mode) else 0o644
-    os.chmod(temp, mode)
-    os.replace(temp, target)
-    fsync_dir(target.parent)
-    return Installation(target, backup)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def file_sha256(path: Path) -> str | None:
-    """sha256 of a regular file (``None`` when it does not exist). Blocking."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(WRITE_BATCH):
-                digest.update(chunk)
-    except (FileNotFoundError, IsADirectoryError):
-        return None
-    return digest.hexdigest()
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Remove the temporary and backup files a killed sidecar left behind. Blocking."""
-    removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in directory.iterdir():
-            if entry.name.startswith(".") and entry.name.endswith((TEMP_SUFFIX, BACKUP_SUFFIX)):
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-                    removed.append(entry)
-    return removed

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from kidecar_core import redact_text
+
 RESULT_LABELS = {
     200: "success",
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
+    408: "bad_request",
     409: "busy",
     413: "too_large",
     422: "checksum_mismatch",
@@ -22,12 +25,15 @@ class UpdateError(Exception):
 
     ``status`` is the HTTP status of the answer, ``reason`` the short text of the pod annotation
     (``v2: Update failed: <reason>``), ``message`` the full explanation for the caller and logs.
+    Both are redacted (:func:`kidecar_core.redact_text`): they go to the API answer, the log,
+    the Event and the pod annotation, and may quote a URL (an error text of aiohttp does).
     """
 
     def __init__(self, status: int, reason: str, message: str) -> None:
+        message = redact_text(message)
         super().__init__(message)
         self.status = status
-        self.reason = reason
+        self.reason = redact_text(reason)
         self.message = message
 
     @property

@@ -21,9 +21,11 @@ import aiohttp
 import attrs
 import psutil
 
-from kidecar_core import Backoff
+from kidecar_core import Backoff, redact_url
+from kidecar_plugins.hot_update import process_hint, reload
 from kidecar_plugins.hot_update.config import RequestConfig, SignalConfig
 from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.urls import UrlPolicy
 
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -85,20 +87,21 @@ class Candidate:
     cmdline: str
 
 
-def find_processes(matches: Callable[[str], bool]) -> tuple[list[Candidate], int]:
-    """Processes whose command line satisfies ``matches(cmdline)``; and how many were visible.
+def find_processes(matches: Callable[[str], bool]) -> tuple[list[Candidate], list[str]]:
+    """Processes whose command line satisfies ``matches(cmdline)``; and the command lines of
+    every process visible (PID 1 and the sidecar's own excluded).
 
     Blocking (reads /proc): run it in a thread.
     """
     excluded = own_process_tree()
     found = []
-    visible = 0
+    visible: list[str] = []
     for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
         info = proc.info
         if info["pid"] in excluded or not info["cmdline"]:
             continue
-        visible += 1
         cmdline = command_line(info["cmdline"])
+        visible.append(cmdline)
         if matches(cmdline):
             found.append(Candidate(info["pid"], info["create_time"] or 0.0, cmdline))
     return found, visible
@@ -133,13 +136,16 @@ class SignalNotifier:
     def _targets(self) -> list[Candidate]:
         """Matching processes that handle the signal; 503 when there are none. Blocking."""
         found, visible = find_processes(self._matches)
-        how = "matching the regex" if self.config.process_name_regex else "with the command line"
+        regex = self.config.process_name_regex
+        how = "matching the regex" if regex else "with the command line"
         if not found:
+            near = process_hint.hint(self.config.process_name, regex, visible)
             raise UpdateError(
                 503,
                 "game process not found",
-                f"no process {how} {self.config.process_name!r} ({visible} other processes "
-                f"visible, PID 1 and the sidecar excluded); {SHARE_PROCESS_NAMESPACE_HINT}",
+                f"no process {how} {self.config.process_name!r} ({len(visible)} other processes "
+                f"visible, PID 1 and the sidecar excluded)"
+                + f"; {near or SHARE_PROCESS_NAMESPACE_HINT}",
             )
         signum = self.config.signum
         handling = [c for c in found if catches_signal(c.pid, signum) is not False]
@@ -201,12 +207,23 @@ class SignalNotifier:
 
 
 class RequestNotifier:
-    """``loadPatchType: request``: call the game's reload endpoint until it answers 2xx."""
+    """``loadPatchType: request``: call the game's reload endpoint until it answers 2xx.
 
-    def __init__(self, config: RequestConfig, session: Callable[[], aiohttp.ClientSession]) -> None:
+    Each call follows :mod:`.reload`'s limits (capped answer, redirects on the configured origin
+    only, the address policy).
+    """
+
+    def __init__(
+        self,
+        config: RequestConfig,
+        session: Callable[[], aiohttp.ClientSession],
+        policy: UrlPolicy,
+    ) -> None:
         self.config = config
+        self.endpoint = config.endpoint
         self._session = session
-        self.description = f"{config.method.upper()} {config.url}"
+        self._policy = policy
+        self.description = f"{config.method.upper()} {redact_url(self.endpoint)}"
 
     async def ready(self) -> None:
         return None
@@ -222,10 +239,15 @@ class RequestNotifier:
         while True:
             attempts += 1
             try:
-                status = await self._call(session, info)
-                if 200 <= status <= 299:
-                    return f"{self.description} answered {status}"
-                last = f"answered {status}"
+                answer = await self._call(session, info)
+                if 200 <= answer.status <= 299:
+                    return f"{self.description} answered {answer.status}"
+                quoted = f": {answer.excerpt!r}" if answer.excerpt else ""
+                last = f"answered {answer.status}{quoted}"
+            except reload.ReloadCallError as e:
+                raise UpdateError(
+                    503, "game reload request failed", f"{self.description} failed: {e}"
+                ) from None
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             delay = backoff.next()
@@ -239,14 +261,19 @@ class RequestNotifier:
                 )
             await asyncio.sleep(delay)
 
-    async def _call(self, session: aiohttp.ClientSession, info: UpdateInfo) -> int:
+    async def _call(self, session: aiohttp.ClientSession, info: UpdateInfo) -> reload.ReloadAnswer:
         method = self.config.method.upper()
-        kwargs: dict[str, Any] = {"headers": dict(self.config.headers)}
+        body: dict[str, Any]
         if method == "GET":
-            kwargs["params"] = {"version": info.version, "file": info.file}
+            body = {"params": {"version": info.version, "file": info.file}}
         else:
-            kwargs["json"] = info.as_dict()
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
-        async with session.request(method, self.config.url, timeout=timeout, **kwargs) as r:
-            await r.read()
-            return r.status
+            body = {"json": info.as_dict()}
+        return await reload.call(
+            session,
+            method,
+            self.endpoint,
+            policy=self._policy,
+            timeout=self.config.timeout_seconds,
+            headers=self.config.headers,
+            **body,
+        )

@@ -2,7 +2,10 @@
 
 The ConfigMap (default ``sidecar-result``, in the pod's namespace) holds one key per pod and one
 per owning workload, each a JSON object ``{"version", "url", "sha256", "file", "updatedAt",
-...}`` describing the **last applied** update (a rollback from v3 to v2 records v2):
+...}`` describing the **last applied** update (a rollback from v3 to v2 records v2). The ``url``
+is stored without credentials (no userinfo, no query string: a presigned URL's signature never
+lands in the ConfigMap); ``"urlRedacted": true`` says something was removed, so that a replay
+that must download again knows the URL may no longer work as stored.
 
 * ``pod.<pod name>``: written by that pod's sidecar only; it also records the pod's UID, so a
   pod recreated under the same name (StatefulSet, GameServerSet) is recognised as a new replica;
@@ -105,6 +108,8 @@ class Applied:
     pod: str = ""
     pod_uid: str | None = None
     workload: str | None = None
+    url_redacted: bool = False
+    """Credentials (userinfo, query) were removed from ``url`` before it was recorded."""
 
     def to_json(self) -> str:
         data = {
@@ -116,6 +121,7 @@ class Applied:
             "pod": self.pod,
             "podUID": self.pod_uid,
             "workload": self.workload,
+            "urlRedacted": self.url_redacted or None,
         }
         return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
 
@@ -135,6 +141,7 @@ class Applied:
                 pod=str(data.get("pod", "")),
                 pod_uid=data.get("podUID"),
                 workload=data.get("workload"),
+                url_redacted=data.get("urlRedacted") is True,
             )
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable hot-update record %s: %.200s", key, text)

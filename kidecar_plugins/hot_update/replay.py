@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
+from kidecar_core import redact_url
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.record import choose_replay, read_retrying
 from kidecar_plugins.hot_update.updater import HotUpdater, UpdateRequest
-from kidecar_plugins.hot_update.urls import redact
 
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -38,9 +38,14 @@ async def replay_last_update(updater: HotUpdater) -> None:
         if updater.generation != generation:
             log.info("not replaying %s: a newer update was applied meanwhile", applied.version)
             return
-        log.info("re-applying %s, %s, from %s", applied.version, why, redact(applied.url))
+        log.info("re-applying %s, %s, from %s", applied.version, why, redact_url(applied.url))
         try:
-            req = UpdateRequest.create(applied.version, applied.url, applied.sha256 or None)
+            req = UpdateRequest.create(
+                applied.version,
+                applied.url,
+                applied.sha256 or None,
+                recorded_without_credentials=applied.url_redacted,
+            )
         except UpdateError as e:
             log.error("cannot replay the recorded hot update %s: %s", applied.version, e)
             updater.count(e.label, "replay")

@@ -26,16 +26,26 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from kidecar_core import Event, ObjectRef, PluginContext, Result, Write, __version__
+from kidecar_core import (
+    Event,
+    ObjectRef,
+    PluginContext,
+    Result,
+    Write,
+    __version__,
+    redact_url,
+)
+from kidecar_plugins.hot_update import reload
 from kidecar_plugins.hot_update.config import HotUpdateConfig
-from kidecar_plugins.hot_update.download import (
-    Downloaded,
-    download,
+from kidecar_plugins.hot_update.download import Downloaded, download, make_session
+from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.files import (
+    blocking,
+    discard,
     file_sha256,
     install,
     remove_stale_temporaries,
 )
-from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.notify import (
     Notifier,
     RequestNotifier,
@@ -50,7 +60,7 @@ from kidecar_plugins.hot_update.record import (
     record_writes,
     utc_now,
 )
-from kidecar_plugins.hot_update.urls import GuardedResolver, UrlPolicy, file_name, parse_url, redact
+from kidecar_plugins.hot_update.urls import UrlPolicy, file_name, parse_url
 
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -66,11 +76,29 @@ class UpdateRequest:
     url: URL
     sha256: str | None
     name: str
+    recorded_without_credentials: bool = False
+    """A replay of a record whose URL lost its userinfo/query when it was stored."""
 
     @classmethod
-    def create(cls, version: str, url: str, sha256: str | None) -> UpdateRequest:
+    def create(
+        cls,
+        version: str,
+        url: str,
+        sha256: str | None,
+        *,
+        recorded_without_credentials: bool = False,
+    ) -> UpdateRequest:
         parsed = parse_url(url)
-        return cls(version, parsed, sha256, file_name(parsed))
+        return cls(version, parsed, sha256, file_name(parsed), recorded_without_credentials)
+
+    @property
+    def has_credentials(self) -> bool:
+        """The URL has userinfo or a query string (what records and answers leave out)."""
+        return (
+            self.url.user is not None
+            or self.url.password is not None
+            or bool(self.url.query_string)
+        )
 
 
 class HotUpdater:
@@ -93,6 +121,8 @@ class HotUpdater:
         """Set once the restart replay has run (it runs once per process, not per plugin start)."""
         self.stopping = asyncio.Event()
         """Set by :meth:`stop`: a download in flight is cancelled, new updates are refused."""
+        self.down_reason = "the hot_update plugin is starting"
+        """Why updates are refused while it is not running (said in the 503)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._downloads: aiohttp.ClientSession | None = None
         self._requests: aiohttp.ClientSession | None = None
@@ -102,7 +132,11 @@ class HotUpdater:
             self.notifier = SignalNotifier(config.signal)
         else:
             assert config.request is not None
-            self.notifier = RequestNotifier(config.request, self._request_session)
+            self.notifier = RequestNotifier(
+                config.request,
+                self._request_session,
+                UrlPolicy(allow_link_local=config.allow_link_local),
+            )
         metrics = ctx.metrics
         self.updates = metrics.counter(
             "kidecar_hot_update_updates",
@@ -125,17 +159,16 @@ class HotUpdater:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.stopping.clear()  # a plugin restarted by its restartpolicy takes updates again
-        removed = await asyncio.to_thread(remove_stale_temporaries, self.directory)
+        removed = await blocking(
+            lambda: remove_stale_temporaries(self.directory), "removing stale temporary files"
+        )
         for path in removed:
             log.info("removed %s, left behind by an interrupted update", path)
         agent = {"User-Agent": f"kidecar/{__version__}"}
-        self._downloads = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self.config.allow_link_local)),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
-            headers=agent,
-        )
-        self._requests = aiohttp.ClientSession(headers=agent)
+        allow = self.config.allow_link_local
+        self._downloads = make_session(allow_link_local=allow, headers=agent)
+        self._requests = reload.make_session(allow_link_local=allow, headers=agent)
+        self.stopping.clear()  # a plugin restarted by its restartpolicy takes updates again
         if self.config.persistence.enabled and self.pod is None:
             self.spawn(self.load_pod(), "pod-info")
 
@@ -146,6 +179,11 @@ class HotUpdater:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        self.down_reason = (
+            "the sidecar is stopping (SIGTERM)"
+            if self.ctx.shutting_down
+            else "the hot_update plugin is restarting after a failure (see the sidecar's log)"
+        )
         self.stopping.set()
         # A replay cut short by the stop is not a failed update: cancel it before the sessions
         # it uses go away.
@@ -164,13 +202,16 @@ class HotUpdater:
 
     def _download_session(self) -> aiohttp.ClientSession:
         if self._downloads is None:
-            raise UpdateError(503, "stopping", "the sidecar is stopping")
+            raise self._down_error()
         return self._downloads
 
     def _request_session(self) -> aiohttp.ClientSession:
         if self._requests is None:
-            raise UpdateError(503, "stopping", "the sidecar is stopping")
+            raise self._down_error()
         return self._requests
+
+    def _down_error(self) -> UpdateError:
+        return UpdateError(503, "not running", f"{self.down_reason}; try again later")
 
     # -- status -------------------------------------------------------------------------------
 
@@ -179,7 +220,7 @@ class HotUpdater:
         cur = self.current
         return {
             "version": cur.version if cur else None,
-            "url": cur.url if cur else None,
+            "url": cur.url if cur else None,  # stored redacted
             "sha256": cur.sha256 if cur else None,
             "file": cur.file if cur else None,
             "updatedAt": cur.updated_at if cur else None,
@@ -211,7 +252,7 @@ class HotUpdater:
         """
         self.in_progress = {
             "version": req.version,
-            "url": str(req.url),
+            "url": redact_url(req.url),
             "trigger": trigger,
             "since": utc_now(),
         }
@@ -240,31 +281,33 @@ class HotUpdater:
         got = await self._until_stopped(self._download(req), req)
         target = self.directory / req.name
         try:
-            installed = await asyncio.to_thread(install, got.temp, target)
+            installed = await blocking(lambda: install(got.temp, target), f"installing {target}")
         finally:
-            await asyncio.to_thread(got.temp.unlink, missing_ok=True)
+            discard(got.temp)
         try:
             done = await self.notifier.notify(self._info(req, got.sha256, target))
         except BaseException:
-            await asyncio.to_thread(installed.rollback)
+            await blocking(installed.rollback, f"putting the previous {target} back")
             raise
-        await asyncio.to_thread(installed.commit)
+        await blocking(installed.commit, f"removing the previous {target}")
         return self._record_success(req, got.sha256, target, done, got)
 
     async def _replay_one(self, req: UpdateRequest, deadline: float) -> dict[str, Any]:
         self.policy.check(req.url)
         target = self.directory / req.name
-        on_disk = await asyncio.to_thread(file_sha256, target)
+        on_disk = await blocking(lambda: file_sha256(target), f"reading {target}")
         got: Downloaded | None = None
         if on_disk is not None and on_disk == req.sha256:
             log.info("%s already holds %s (sha256 matches): no download", target, req.version)
         else:
             got = await self._download_with_retries(req, deadline)
             try:
-                installed = await asyncio.to_thread(install, got.temp, target)
+                installed = await blocking(
+                    lambda: install(got.temp, target), f"installing {target}"
+                )
             finally:
-                await asyncio.to_thread(got.temp.unlink, missing_ok=True)
-            await asyncio.to_thread(installed.commit)
+                discard(got.temp)
+            await blocking(installed.commit, f"removing the previous {target}")
         sha = req.sha256 or (got.sha256 if got else "")
         await self.notifier.wait_ready(deadline)
         done = await self.notifier.notify(self._info(req, sha, target), deadline)
@@ -305,11 +348,12 @@ class HotUpdater:
         return task.result()
 
     def _stopping_error(self, req: UpdateRequest, what: str) -> UpdateError:
+        stopping = self.ctx.shutting_down
         return UpdateError(
             503,
-            "sidecar stopping",
-            f"the sidecar is stopping (SIGTERM): the update to {req.version} was {what}; the "
-            "previous file is kept, send it again once the sidecar is back",
+            "sidecar stopping" if stopping else "not running",
+            f"{self.down_reason}: the update to {req.version} was {what}; the previous file is "
+            f"kept, send it again once {'the sidecar' if stopping else 'the plugin'} is back",
         )
 
     async def _download_with_retries(self, req: UpdateRequest, deadline: float) -> Downloaded:
@@ -320,6 +364,13 @@ class HotUpdater:
             except UpdateError as e:
                 last_try = attempt == REPLAY_DOWNLOAD_ATTEMPTS
                 if e.status != 502 or last_try or time.monotonic() + delay > deadline:
+                    if req.recorded_without_credentials:
+                        raise UpdateError(
+                            e.status,
+                            e.reason,
+                            f"{e.message} (the URL was recorded without its credentials, "
+                            "which kidecar never stores: send the update again)",
+                        ) from None
                     raise
                 log.warning("%s; retrying in %gs", e.message, delay)
             await asyncio.sleep(delay)
@@ -327,7 +378,7 @@ class HotUpdater:
         raise AssertionError("unreachable")
 
     def _info(self, req: UpdateRequest, sha256: str, target: Path) -> UpdateInfo:
-        return UpdateInfo(req.version, str(req.url), str(target), sha256)
+        return UpdateInfo(req.version, redact_url(req.url), str(target), sha256)
 
     # -- records --------------------------------------------------------------------------------
 
@@ -337,10 +388,11 @@ class HotUpdater:
         who = self.pod
         applied = Applied(
             version=req.version,
-            url=str(req.url),
+            url=redact_url(req.url),
             sha256=sha256,
             file=str(target),
             updated_at=utc_now(),
+            url_redacted=req.has_credentials or req.recorded_without_credentials,
             pod=self.ctx.identity.name,
             pod_uid=who.uid if who else None,
             workload=str(who.workload) if who and who.workload else None,
@@ -356,7 +408,7 @@ class HotUpdater:
             "message": message,
             "at": applied.updated_at,
         }
-        log.info("hot update %s from %s: %s", req.version, redact(req.url), message)
+        log.info("hot update %s from %s: %s", req.version, redact_url(req.url), message)
         writes: tuple[Write, ...] = ()
         if self.config.persistence.enabled:
             if who is not None:
@@ -365,14 +417,14 @@ class HotUpdater:
                 self.spawn(self._record_later(applied), f"record-{req.version}")
         self._emit(
             f"{req.version}: Update success",
-            Event("HotUpdateSucceeded", f"{req.version} from {redact(req.url)}: {message}"),
+            Event("HotUpdateSucceeded", f"{req.version} from {redact_url(req.url)}: {message}"),
             {"version": req.version, "status": "success", "sha256": sha256},
             writes,
         )
         return {
             "status": "ok",
             "version": req.version,
-            "url": str(req.url),
+            "url": redact_url(req.url),
             "sha256": sha256,
             "file": str(target),
             "bytes": got.size if got else None,
@@ -406,7 +458,7 @@ class HotUpdater:
             f"{req.version}: Update failed: {error.reason}",
             Event(
                 "HotUpdateFailed",
-                f"{req.version} from {redact(req.url)}: {error.message}",
+                f"{req.version} from {redact_url(req.url)}: {error.message}",
                 type="Warning",
             ),
             {"version": req.version, "status": "failed", "code": error.status},

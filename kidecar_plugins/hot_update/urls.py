@@ -6,22 +6,34 @@ its host is not a link-local or cloud-metadata address (403). Every redirect tar
 same checks before it is followed. Host names are checked when they are resolved, by
 :class:`GuardedResolver`, so a name that resolves to a metadata address (or is re-pointed to one
 between the check and the connection) is refused too.
+
+A prefix holds for **every way an origin server may read the path** (:func:`path_readings`):
+as sent, and percent-decoded once, twice and three times, each with ``\\`` read as ``/``,
+``;parameters`` dropped from segments (Tomcat, Jetty) and dot segments resolved. So
+``/good/..%2fevil/x`` is not under ``/good`` (Python's ``http.server`` decodes ``%2F`` before
+resolving ``..`` and serves ``/evil/x``), nor are ``/good/%252e%252e/evil/x`` (decoded twice)
+or ``/good/..;/evil/x``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import socket
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 import attrs
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from kidecar_core import redact_url
 from kidecar_plugins.hot_update.errors import UpdateError
 
 MAX_URL_LENGTH = 4096
+MAX_DECODES = 3
+"""Percent-decoding rounds a path is checked for (a server that decodes more is broken)."""
 TEMP_SUFFIX = ".kidecar-tmp"
 BACKUP_SUFFIX = ".kidecar-prev"
 
@@ -45,10 +57,20 @@ def parse_url(text: str) -> URL:
     except (ValueError, TypeError) as e:
         raise UpdateError(400, "bad url", f"url {text!r} is not a valid URL: {e}") from None
     if url.scheme.lower() not in ("http", "https"):
-        raise UpdateError(400, "bad url", f"url must be http:// or https://, got {redact(url)!r}")
+        raise UpdateError(
+            400, "bad url", f"url must be http:// or https://, got {redact_url(url)!r}"
+        )
     if not url.host:
-        raise UpdateError(400, "bad url", f"url {redact(url)!r} has no host")
+        raise UpdateError(400, "bad url", f"url {redact_url(url)!r} has no host")
+    if any(_control(c) for reading in path_readings(url.raw_path) for c in reading):
+        raise UpdateError(
+            400, "bad url", f"url {redact_url(url)!r} has control characters in its path"
+        )
     return url
+
+
+def _control(c: str) -> bool:
+    return ord(c) < 0x20 or ord(c) == 0x7F
 
 
 def file_name(url: URL) -> str:
@@ -59,31 +81,49 @@ def file_name(url: URL) -> str:
         problem = "does not name a file (its path ends with '/')"
     elif name in (".", "..") or "/" in name or "\\" in name:
         problem = f"names {name!r}, which is not a plain file name"
-    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    elif any(_control(c) for c in name):
         problem = "names a file with control characters"
     elif name.endswith((TEMP_SUFFIX, BACKUP_SUFFIX)):
         problem = f"names {name!r}, which kidecar reserves for its temporary files"
     elif len(name.encode()) > 255:
         problem = "names a file longer than 255 bytes"
     if problem:
-        raise UpdateError(400, "bad url", f"url {redact(url)!r} {problem}")
+        raise UpdateError(400, "bad url", f"url {redact_url(url)!r} {problem}")
     return name
 
 
-def redact(url: URL | str) -> str:
-    """The URL without password and query values, for logs, events and annotations.
+def path_readings(raw_path: str) -> list[str]:
+    """The paths an origin server may read from ``raw_path`` (as sent on the wire).
 
-    Presigned download URLs carry their credentials in the query string.
+    The path as sent and percent-decoded up to :data:`MAX_DECODES` times (until it no longer
+    changes), each normalised: ``\\`` read as ``/``, repeated slashes merged, dot segments
+    resolved; and each of those again with ``;parameters`` dropped from every segment.
     """
-    try:
-        u = url if isinstance(url, URL) else URL(url)
-        if u.password is not None:
-            u = u.with_password("***")
-        if u.query_string:
-            u = u.with_query({k: "***" for k in u.query})
-        return str(u.with_fragment(None))
-    except (ValueError, TypeError):
-        return "<invalid url>"
+    forms = [raw_path]
+    current = raw_path
+    for _ in range(MAX_DECODES):
+        decoded = unquote(current, errors="surrogateescape")
+        if decoded == current:
+            break
+        forms.append(decoded)
+        current = decoded
+    readings: list[str] = []
+    for form in forms:
+        for variant in (form, "/".join(seg.split(";", 1)[0] for seg in form.split("/"))):
+            normal = normalise_path(variant)
+            if normal not in readings:
+                readings.append(normal)
+    return readings
+
+
+def normalise_path(path: str) -> str:
+    """``\\`` as ``/``, slashes merged, dot segments resolved; a trailing slash kept."""
+    path = path.replace("\\", "/")
+    trailing = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
+    normal = "/" + posixpath.normpath("/" + path).lstrip("/")
+    if trailing and not normal.endswith("/"):
+        normal += "/"
+    return normal
 
 
 @attrs.frozen
@@ -91,33 +131,40 @@ class Prefix:
     """One ``allowedUrlPrefixes`` entry, compared component by component.
 
     A plain string prefix would let ``https://cdn.example.com`` allow
-    ``https://cdn.example.com.attacker.net/``.
+    ``https://cdn.example.com.attacker.net/``. The path is compared in every reading
+    (:func:`path_readings`) of both.
     """
 
     scheme: str
     host: str
     port: int | None
-    path: str
+    paths: tuple[str, ...]
+    """The readings of the prefix's own path (:func:`path_readings`)."""
 
     @classmethod
     def parse(cls, text: str) -> Prefix:
         url = URL(text)
-        return cls(url.scheme.lower(), (url.host or "").lower(), url.port, url.raw_path or "/")
+        paths = tuple(path_readings(url.raw_path or "/"))
+        return cls(url.scheme.lower(), (url.host or "").lower(), url.port, paths)
 
-    def allows(self, url: URL) -> bool:
+    def same_origin(self, url: URL) -> bool:
         return (
             url.scheme.lower() == self.scheme
             and (url.host or "").lower() == self.host
             and url.port == self.port
-            and self.path_allows(url.raw_path)
         )
 
-    def path_allows(self, path: str) -> bool:
-        """The path is the prefix's or below it: ``/game`` allows ``/game`` and ``/game/x``,
-        not ``/gamehack/x``; a prefix ending in ``/`` allows what starts with it."""
-        if not path.startswith(self.path):
-            return False
-        return self.path.endswith("/") or len(path) == len(self.path) or path[len(self.path)] == "/"
+    def holds(self, reading: str) -> bool:
+        """Whether a reading of a path (:func:`path_readings`) is under this prefix."""
+        return any(path_allows(reading, prefix) for prefix in self.paths)
+
+
+def path_allows(path: str, prefix: str) -> bool:
+    """The path is the prefix's or below it: ``/game`` allows ``/game`` and ``/game/x``, not
+    ``/gamehack/x``; a prefix ending in ``/`` allows what starts with it."""
+    if not path.startswith(prefix):
+        return False
+    return prefix.endswith("/") or len(path) == len(prefix) or path[len(prefix)] == "/"
 
 
 def refused_address(address: str) -> str | None:
@@ -149,22 +196,32 @@ class UrlPolicy:
     def check(self, url: URL, what: str = "url") -> None:
         if url.scheme.lower() not in ("http", "https"):
             raise UpdateError(
-                403, "url not allowed", f"{what} {redact(url)!r} is not http:// or https://"
+                403, "url not allowed", f"{what} {redact_url(url)!r} is not http:// or https://"
             )
-        if self.prefixes and not any(p.allows(url) for p in self.prefixes):
-            raise UpdateError(
-                403,
-                "url not allowed",
-                f"{what} {redact(url)!r} is not under allowedUrlPrefixes",
-            )
+        if self.prefixes:
+            self._check_prefixes(url, what)
         if not self.allow_link_local and url.host:
             reason = refused_address(url.host)
             if reason:
                 raise UpdateError(
                     403,
                     "url not allowed",
-                    f"{what} {redact(url)!r} refused: {reason}; set allowLinkLocal to allow it",
+                    f"{what} {redact_url(url)!r} refused: {reason}; set allowLinkLocal to allow it",
                 )
+
+    def _check_prefixes(self, url: URL, what: str) -> None:
+        same_origin = [p for p in self.prefixes if p.same_origin(url)]
+        readings = path_readings(url.raw_path or "/")
+        outside = [r for r in readings if not any(p.holds(r) for p in same_origin)]
+        if not same_origin or outside:
+            read_as = ""
+            if same_origin and outside[0] != readings[0]:
+                read_as = f" (a server may read its path as {outside[0]!r})"
+            raise UpdateError(
+                403,
+                "url not allowed",
+                f"{what} {redact_url(url)!r} is not under allowedUrlPrefixes{read_as}",
+            )
 
 
 class AddressRefusedError(OSError):

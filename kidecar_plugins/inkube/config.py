@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from kidecar_core import FieldError, field
+from kidecar_core import FieldError, field, qualified_name_problem
 
 OPS_STATES = ("None", "WaitToBeDeleted", "Allocated", "Maintaining", "Kill")
 """The opsStates OpenKruiseGame knows."""
 
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-
 
 def check_key(key: str, what: str) -> None:
     """Validate a label/annotation key (``[prefix/]name``) the way the API server would."""
+    problem = qualified_name_problem(key)
+    if problem:
+        raise FieldError(what, problem)
     prefix, _, name = key.rpartition("/")
-    if prefix and not _DNS_SUBDOMAIN.match(prefix):
-        raise FieldError(what, f"{key!r}: prefix must be a DNS subdomain (lower case)")
-    if not _LABEL_NAME.match(name):
-        raise FieldError(what, f"{key!r}: name must be 1-63 characters [A-Za-z0-9-_.]")
     is_label = what.startswith("labels") or what == "labelKey"
     if is_label and prefix == "game.kruise.io" and name.startswith("gs-"):
         raise FieldError(

@@ -40,7 +40,6 @@ ENV = {"POD_NAME": WHO.name, "POD_NAMESPACE": WHO.namespace}
 POD, GS = ObjectRef.pod(WHO), ObjectRef.gameserver(WHO)
 
 CONV = "policy labels/annotations to the Pod: branch conv"
-HARDENING = "hot_update request-mode Go keys (request: {address, port}): branch hardening"
 BINARY = (
     "plugins[].binary (run an executable as a plugin, magicsong/kidecar only; dropped by "
     "kruise-game-sidecar) is not implemented in kidecar, and no issue asks for it"
@@ -60,7 +59,7 @@ EXPECT: dict[str, Expect] = {
     "kgs-readme-hot-update.yaml": Expect(("hot_update",)),
     "kgs-probe.yaml": Expect(("http_probe",)),
     "kgs-hot-update.yaml": Expect(("hot_update",)),
-    "kgs-hot-update-request-mode.yaml": Expect(("hot_update",), xfail=HARDENING),
+    "kgs-hot-update-request-mode.yaml": Expect(("hot_update",)),
     "okg-pr191-probe.yaml": Expect(("http_probe",)),
     "okg-pr191-demo.yaml": Expect(("hot_update", "http_probe")),
     "kidecar-config.yaml": Expect(("kubectl-proxy", "http_probe"), xfail=BINARY),

@@ -17,9 +17,9 @@ from kidecar_core._config.loader import (
     PluginCatalog,
     TemplateContext,
     load_config,
-    parse_yaml,
 )
 from kidecar_core._config.schema import positive
+from kidecar_core._config.strict_yaml import parse_yaml
 from kidecar_core._plugins.registry import StorageTypeRegistry
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig
 from kidecar_plugins.inkube.config import InKubeConfig

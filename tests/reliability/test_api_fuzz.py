@@ -7,7 +7,9 @@ for every documented operation (examples, coverage and fuzzing phases) and check
 no 5xx but the documented 502/503 of a failed update, every status, content type, header and
 body as documented, auth enforced. A share of the generated ``POST`` requests get their ``url``
 replaced by a real file on the local server, so that downloads, checksum mismatches and
-successful updates happen too.
+successful updates happen too, and by the hostile inputs of issue 12: a path that escapes
+``allowedUrlPrefixes`` once decoded, a ``206`` answer, a presigned URL whose signature must never
+be shown or stored.
 
 After every request: no temporary file in ``fileDir`` and the file there byte-identical to the
 last version answered with 200 (absent before the first). At the end: the sidecar is alive,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import json
 import secrets
 import zlib
 from collections.abc import Iterator
@@ -35,6 +38,7 @@ from tests.plugins.hot_update.harness import Api, Game, hot_update_config
 from tests.reliability.faultserver import FaultyFileServer, versioned_content
 
 TOKEN = secrets.token_urlsafe(24)
+SECRET = "FuzzSignature" + secrets.token_hex(8)
 FILE = "game.pak"
 TEMPORARY = (".kidecar-tmp", ".kidecar-prev")
 MAX_BYTES = 64 * 1024
@@ -110,7 +114,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         port,
         process_name=game.title,
         auth={"tokenEnv": "HOT_UPDATE_TOKEN"},
-        allowedUrlPrefixes=[files.url("/")],
+        allowedUrlPrefixes=[
+            files.url(p) for p in ("/v/", "/drop/", "/status/", "/big", "/partial/")
+        ],
         maxBytes=MAX_BYTES,
         downloadTimeoutSeconds=5,
     )
@@ -136,20 +142,26 @@ def _real_file_url(case: Any, target: Target) -> None:
     if not places:
         return
     key = zlib.crc32(repr(sorted((k, repr(v)) for p in places for k, v in p.items())).encode())
-    kind = key % 8
-    if kind >= 6:
+    kind = key % 10
+    if kind >= 8:
         return  # as generated: refused by allowedUrlPrefixes, or not a usable URL
     target.rewrites += 1
     sha256 = None
     if kind <= 2:
         url = target.files.url(f"/v/{target.rewrites}/{FILE}")
+        if kind == 2:  # a presigned URL: the signature is used, never shown nor stored
+            url += f"?X-Amz-Signature={SECRET}"
         sha256 = hashlib.sha256(versioned_content(FILE, str(target.rewrites))).hexdigest()
     elif kind == 3:
-        url = target.files.url(f"/drop/{FILE}")  # half the file, then the connection drops
+        url = target.files.url(f"/drop/{FILE}?sig={SECRET}")  # half the file, then it drops
     elif kind == 4:
         url = target.files.url(f"/status/404?{FILE}")
-    else:
+    elif kind == 5:
         url = target.files.url(f"/big?size={MAX_BYTES + 1}&name={FILE}")
+    elif kind == 6:
+        url = target.files.url(f"/v/..%2f..%2fsecret/{FILE}")  # out of the prefix, decoded
+    else:
+        url = target.files.url(f"/partial/{FILE}")  # 206: a part is not a download
     for place in places:
         place["url"] = url
         if sha256 is not None and "sha256" in place and key % 2:
@@ -158,6 +170,7 @@ def _real_file_url(case: Any, target: Target) -> None:
 
 def _track(target: Target, response: Any) -> None:
     target.outcomes[response.status_code] = target.outcomes.get(response.status_code, 0) + 1
+    assert SECRET not in response.text
     if response.status_code != 200:
         return
     body = response.json()
@@ -200,3 +213,40 @@ def test_the_sidecar_survived_the_fuzzing(target: Target) -> None:
     target.game.wait_loaded(target.applied.decode())
     log = target.sidecar.log()
     assert "Traceback" not in log and "Error handling request" not in log, log[-4000:]
+    assert SECRET not in log
+    assert SECRET not in json.dumps(target.sidecar.state())
+    assert any(SECRET in path for path in target.files.requests), "the signature was used"
+
+
+HOSTILE_BODIES = {
+    "JSON nested 20,000 deep": ("application/json", b"[" * 20_000),
+    "JSON object nested in a field": ("application/json", b'{"version": ' + b"[" * 5_000),
+    "JSON key twice": (
+        "application/json", b'{"version": "v1", "url": "http://h/x", "version": "v2"}'
+    ),
+    "form field twice": (
+        "application/x-www-form-urlencoded", b"version=v1&version=v2&url=http://h/x"
+    ),
+    "unknown charset": ("application/json; charset=x-no-such", b'{"version": "v1"}'),
+    "not UTF-8": ("application/json", b'{"version": "v1\xff\xfe"}'),
+    "over 64 KiB": ("application/json", b'{"version": "' + b"1" * 70_000 + b'"}'),
+    "NUL in a form": ("application/x-www-form-urlencoded", b"version=v1\x00&url=http://h/x"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+def test_hostile_bodies_get_documented_answers(name: str, target: Target) -> None:
+    """The attack inputs of issue 12 sent raw, each answer validated against the OpenAPI
+    document by schemathesis (status documented, JSON body of the documented shape)."""
+    content_type, body = HOSTILE_BODIES[name]
+    case = hot_update_schema["/hot-update"]["POST"].Case(media_type="application/json")
+    response = case.call(
+        base_url=target.hot_update_url,
+        data=body,
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status_code in (400, 413), response.text
+    case.validate_response(response)
+    target.check_file_dir()
+    log = target.sidecar.log()
+    assert "Traceback" not in log and "Error handling request" not in log

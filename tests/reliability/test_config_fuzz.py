@@ -11,8 +11,10 @@ with its path, never another exception.
 from __future__ import annotations
 
 import copy
+import math
+import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -23,8 +25,8 @@ from hypothesis import strategies as st
 
 from kidecar_core import ConfigError
 from kidecar_core._config.catalog import load_parsed
-from kidecar_core._config.loader import parse_yaml
 from kidecar_core._config.schema import config_key
+from kidecar_core._config.strict_yaml import parse_yaml
 from kidecar_core._plugins.manager import Plugins
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.http_probe.config import HttpProbeConfig
@@ -193,3 +195,124 @@ def test_a_damaged_valid_config_loads_or_is_a_config_error(
 ) -> None:
     config = damaged(VALID[name], path, action, value)
     check(plugins, {"plugins": [{"name": name, "bootorder": 0, "config": config}]})
+
+
+# -- hostile input: non-finite numbers, and YAML text that attacks the parser ------------------
+
+
+def float_paths(cls: type, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Key paths (``("request", "timeoutSeconds")``, ``("endpoints", 0, "timeout")``) of every
+    float field of ``cls`` and of the attrs classes (or lists of them) nested in it."""
+    attrs.resolve_types(cls)
+    for a in attrs.fields(cls):
+        key = config_key(a)
+        union = typing.get_origin(a.type) in (typing.Union, types.UnionType)
+        members = [t for t in (typing.get_args(a.type) if union else (a.type,))]
+        members = [t for t in members if t is not type(None)]
+        if float in members:
+            yield (*prefix, key)
+        for tp in members:
+            if attrs.has(tp):
+                yield from float_paths(tp, (*prefix, key))
+            elif typing.get_origin(tp) in (tuple, list):
+                (item,) = typing.get_args(tp)[:1] or (None,)
+                if item is not None and attrs.has(item):
+                    yield from float_paths(item, (*prefix, key, 0))
+
+
+def with_value(config: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(config)
+    node: Any = out
+    for step, following in zip(path, (*path[1:], None), strict=True):
+        if following is None:
+            node[step] = value
+        elif isinstance(step, int):
+            while len(node) <= step:
+                node.append({})
+            node = node[step]
+        else:
+            node = node.setdefault(step, [] if isinstance(following, int) else {})
+    return out
+
+
+NON_FINITE = (".nan", ".NaN", ".inf", "-.inf", ".Inf")
+FLOAT_FIELDS = [(name, path) for name in sorted(VALID) for path in float_paths(SCHEMAS[name])]
+
+
+def test_every_float_field_is_found() -> None:
+    found = {(name, ".".join(map(str, path))) for name, path in FLOAT_FIELDS}
+    assert {("hot_update", "downloadTimeoutSeconds"), ("hot_update", "request.timeoutSeconds"),
+            ("http_probe", "probeIntervalSeconds"),
+            ("http_probe", "endpoints.0.timeout")} <= found  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "path"), FLOAT_FIELDS)
+def test_every_float_field_refuses_nan_and_infinity(
+    plugins: Plugins, name: str, path: tuple[Any, ...]
+) -> None:
+    """Checked once in the converter, so no field can forget it (``.nan > 0`` is false, and so
+    is ``.nan <= 0``: a per-field "> 0" check let it through)."""
+    for spelling in NON_FINITE:
+        config = with_value(VALID[name], path, "PLACEHOLDER")
+        text = yaml.safe_dump({"plugins": [{"name": name, "config": config}]})
+        text = text.replace("PLACEHOLDER", spelling)
+        with pytest.raises(ConfigError) as caught:
+            load_parsed(parse_yaml(text), plugins, ENV, lenient=False)
+        where = "plugins[0].config." + ".".join(
+            f"[{p}]" if isinstance(p, int) else str(p) for p in path
+        ).replace(".[", "[")
+        assert any(
+            p.path == where and p.message == f"must be a finite number, got {spelling}"
+            for p in caught.value.problems
+        ), caught.value.problems
+
+
+def finite_everywhere(value: Any) -> bool:
+    """No NaN or infinity in a loaded config object (attrs instances, mappings, lists)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if attrs.has(type(value)):
+        return all(finite_everywhere(getattr(value, a.name)) for a in attrs.fields(type(value)))
+    if isinstance(value, Mapping):
+        return all(finite_everywhere(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(finite_everywhere(v) for v in value)
+    return True
+
+
+HOSTILE_SNIPPETS = [
+    "&a [*a]", "*undefined", "&x {a: 1}", "<<: *x", "[" * 70, "{" * 70, "a: 1\na: 2\n",
+    "!!python/object:os.system ['true']", "!!binary AAAA", "? [1, 2]\n: x", "\x00", "\ufeff",
+    "1e3", ".nan", "-.inf", "0x1F", "0o17", "1_000", "12:30:00", "2001-12-14", "~", "'''",
+    '"\\ud800"', "- - - - -", "a: |\n  x\n b", "%YAML 1.1\n---", "--- !!set {a, b}",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(VALID)),
+    snippets=st.lists(st.sampled_from(HOSTILE_SNIPPETS) | st.text(max_size=8), max_size=4),
+    position=st.integers(min_value=0, max_value=10_000),
+)
+def test_hostile_yaml_text_is_a_config_or_a_config_error(
+    plugins: Plugins, name: str, snippets: list[str], position: int
+) -> None:
+    """Valid config text with hostile YAML spliced in: a config (with no NaN anywhere) or a
+    ConfigError; never another exception, and never slow enough to matter."""
+    text = yaml.safe_dump({"plugins": [{"name": name, "config": VALID[name]}]})
+    at = position % (len(text) + 1)
+    text = text[:at] + "".join(snippets) + text[at:]
+    try:
+        loaded = load_parsed(parse_yaml(text), plugins, ENV, lenient=False)
+    except ConfigError as e:
+        assert e.problems and all(p.message.strip() for p in e.problems)
+        return
+    assert all(finite_everywhere(p.config) for p in loaded.plugins)
+
+
+def test_the_billion_laughs_is_refused_quickly(plugins: Plugins) -> None:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 10) + "]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    with pytest.raises(ConfigError, match="aliases expand this document"):
+        parse_yaml("\n".join(lines) + "\nplugins: []\n")

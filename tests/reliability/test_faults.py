@@ -8,10 +8,13 @@ state converged once the fault is gone, and the sidecar alive (for SIGTERM: a cl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +203,67 @@ def test_disk_full_in_file_dir(
         running.sidecar.stop()
         if running.game is not None:
             running.game.stop()
+
+
+# -- an attack run (issue 12) ---------------------------------------------------------------------
+
+ATTACK_SECRET = "AttackRunSignature0123456789"
+
+
+def test_an_attack_run_leaves_the_sidecar_whole(
+    start_sidecar: StartSidecar, faulty_files: FaultyFileServer
+) -> None:
+    """The black-box attack of issue 12 in one run against one sidecar: each input gets a clear
+    JSON error, the applied file stays, no temporary file is left, no secret shows, no
+    traceback; then a good update goes through and SIGTERM ends the process with 0."""
+    prefixes = [faulty_files.url(p) for p in ("/f/good", "/partial/", "/drop/")]
+    running = start_sidecar(allowedUrlPrefixes=prefixes)
+    game = running.game
+    assert game is not None
+    target = running.file_dir / FILE
+    good = faulty_files.add(f"good/{FILE}", "v1 file")
+    assert running.api.post({"version": "v1", "url": good})[0] == 200
+    faulty_files.add(FILE, "x" * 100)
+    os.mkfifo(running.file_dir / f".{FILE}.zz.kidecar-tmp")  # a stray entry
+    port = running.api.port
+
+    def post(url: str) -> tuple[int, dict[str, Any]]:
+        return running.api.post({"version": "v2", "url": url})
+
+    attacks: list[tuple[str, int, Callable[[], tuple[int, Any]]]] = [
+        ("encoded escape", 403, lambda: post(faulty_files.url(f"/f/good/..%2fevil/{FILE}"))),
+        ("double-encoded", 403, lambda: post(faulty_files.url(f"/f/good/%252e%252e/e/{FILE}"))),
+        ("206", 502, lambda: post(faulty_files.url(f"/partial/{FILE}"))),
+        ("deep JSON", 400, lambda: running.api.post(raw=("application/json", b"[" * 20_000))),
+        ("JSON key twice", 400, lambda: running.api.post(raw=(
+            "application/json", b'{"version": "v1", "version": "v9", "url": "http://h/x"}'))),
+        ("secret", 502,
+         lambda: post(faulty_files.url(f"/drop/{FILE}?X-Amz-Signature={ATTACK_SECRET}"))),
+    ]  # fmt: skip
+    for name, expected, attack in attacks:
+        status, body = attack()
+        assert status == expected, (name, body)
+        assert body["status"] == "error" and body["message"], (name, body)
+        assert target.read_text() == "v1 file", name
+        assert temporaries(running.file_dir) == [f".{FILE}.zz.kidecar-tmp"], name
+    # Silent connections and malformed requests, then the sidecar still serves.
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(100)]
+    for _ in range(30):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /hot-update HTTP/1.1\r\nHost: x\r\nBad\x01: y\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                sock.recv(4096)
+    status, body = running.api.post(
+        {"version": "v3", "url": faulty_files.add(f"good/{FILE}", "v3")}
+    )
+    assert status == 200, body
+    game.wait_loaded("v3")
+    for sock in silent:
+        sock.close()
+    log = running.sidecar.log()
+    assert "Traceback" not in log and ATTACK_SECRET not in log
+    assert ATTACK_SECRET not in json.dumps(running.state())
+    assert running.sidecar.stop() == 0
 
 
 def test_sigterm_during_a_download(faulty_files: FaultyFileServer, tmp_path: Path) -> None:

@@ -30,6 +30,10 @@ class Running:
         self.api = api
         self.file_dir = file_dir
 
+    @property
+    def api_port(self) -> int:
+        return self.api.port
+
     def state(self) -> dict[str, Any]:
         return self.sidecar.state()
 

@@ -10,9 +10,13 @@ Routes (all GET):
   Content-Length (the body is generated, never held in memory: ``pattern_sha256(N)``);
 * ``/status/<code>``: an empty answer with that status;
 * ``/redirect?to=URL[&code=302]``: a redirect; ``/redirect-loop``; ``/redirect-empty`` (no
-  Location).
+  Location);
+* ``/partial/<name>``: ``206 Partial Content`` with the first 7 bytes of ``files[name]`` (what a
+  server answers to a ``Range`` request, or a broken cache);
+* ``/encoded/<name>``: ``files[name]`` (already gzip bytes, a ``.tar.gz``) with
+  ``Content-Encoding: gzip``, whatever the client asked for (a misconfigured CDN).
 
-Every request's path is recorded in ``requests``.
+Every request's path is recorded in ``requests``, its headers in ``headers``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self._released = threading.Event()
         self.slow_started = threading.Event()
         server = self
@@ -62,6 +67,7 @@ class FileServer:
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                server.headers.append(dict(self.headers.items()))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     server.handle(self)
 
@@ -111,6 +117,23 @@ class FileServer:
             if body is None:
                 return self._send(h, 404, b"not found")
             return self._send(h, 200, body)
+        if path.startswith("/partial/"):
+            body = self.files.get(path[len("/partial/") :], b"")
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes 0-6/{len(body)}")
+            h.send_header("Content-Length", "7")
+            h.end_headers()
+            h.wfile.write(body[:7])
+            return None
+        if path.startswith("/encoded/"):
+            body = self.files.get(path[len("/encoded/") :], b"")
+            h.send_response(200)
+            h.send_header("Content-Type", "application/x-tar")
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return None
         if path.startswith("/slow/"):
             body = self.files.get(path[6:], b"")
             h.send_response(200)
@@ -147,7 +170,12 @@ class FileServer:
                 h.wfile.write(b"0\r\n\r\n")
             return None
         if path.startswith("/status/"):
-            return self._send(h, int(path[8:]), b"")
+            code = int(path[8:])
+            if code in (204, 304):  # no body, no Content-Length
+                h.send_response(code)
+                h.end_headers()
+                return None
+            return self._send(h, code, b"")
         if path == "/redirect":
             return self._redirect(h, int(query.get("code", 302)), query["to"])
         if path == "/redirect-loop":

@@ -138,6 +138,7 @@ class Api:
     """A client of the hot-update API on ``127.0.0.1:port``."""
 
     def __init__(self, port: int, token: str | None = None) -> None:
+        self.port = port
         self.base = f"http://127.0.0.1:{port}/hot-update"
         self.token = token
 

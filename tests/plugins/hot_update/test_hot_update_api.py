@@ -82,7 +82,13 @@ CASES: list[Case] = [
         "bad request",
         False,
     ),
-    ("version-4-parts", form(version="v1.2.3.4", url="http://FS/f/x"), 400, "bad request", False),
+    (
+        "version-trailing-dot",
+        form(version="v1.2.3.", url="http://FS/f/x"),
+        400,
+        "bad request",
+        False,
+    ),
     (
         "version-colon",
         form(version="v2: Update success", url="http://FS/f/x"),
@@ -478,7 +484,9 @@ def test_game_not_found_is_503_without_download(
     status, body = r.api.post({"version": "v2", "url": files.add("nf.html", "new\n")})
     assert status == 503, body
     assert body["reason"] == "game process not found"
-    assert "shareProcessNamespace" in body["message"]
+    # Other processes are visible here (the test machine's): the closest are listed, else the
+    # pod would need shareProcessNamespace.
+    assert "closest command lines" in body["message"] or "shareProcessNamespace" in body["message"]
     assert len(files.requests) == before, "nothing is downloaded for a game that is not there"
     assert (r.file_dir / "index.html").read_text() == "old\n"
     assert r.listing() == ["index.html"]

@@ -265,3 +265,43 @@ def test_kidecar_inject_with_the_seed_config(tmp_path: Path) -> None:
     assert spec["shareProcessNamespace"] is True
     game = spec["containers"][0]
     assert {"name": "kidecar-downloads", "mountPath": "/app/downloads"} in game["volumeMounts"]
+
+
+def test_check_config_refuses_header_injection_and_non_finite_numbers(tmp_path: Path) -> None:
+    """What used to pass check-config and then broke every update or flooded the game."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        """\
+plugins:
+  - name: hot_update
+    config:
+      loadPatchType: request
+      fileDir: /tmp/kidecar-test-downloads
+      downloadTimeoutSeconds: .nan
+      request:
+        url: http://127.0.0.1:8080/reload
+        timeoutSeconds: .inf
+        headers: {X-Token: "abc\\r\\nX-Injected: 1"}
+  - name: http_probe
+    config:
+      probeIntervalSeconds: .NaN
+      endpoints: [{url: "http://127.0.0.1:8080/state", timeout: -.inf}]
+"""
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "kidecar_core", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2, out.stdout
+    assert "Traceback" not in out.stderr
+    for problem in (
+        "plugins[0].config.downloadTimeoutSeconds: must be a finite number, got .nan",
+        "plugins[0].config.request.timeoutSeconds: must be a finite number, got .inf",
+        "plugins[0].config.request.headers.X-Token: the value of X-Token contains the control "
+        "character '\\r'",
+        "plugins[1].config.probeIntervalSeconds: must be a finite number, got .NaN",
+        "plugins[1].config.endpoints[0].timeout: must be a finite number, got -.inf",
+    ):
+        assert problem in out.stderr, out.stderr

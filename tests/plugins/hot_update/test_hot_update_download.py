@@ -12,14 +12,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from kidecar_plugins.hot_update.download import (
-    Downloaded,
-    download,
-    file_sha256,
-    install,
-    remove_stale_temporaries,
-)
+from kidecar_plugins.hot_update.download import Downloaded, download
 from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.files import file_sha256, install, remove_stale_temporaries
 from kidecar_plugins.hot_update.urls import GuardedResolver, UrlPolicy
 from tests.plugins.hot_update.fileserver import FileServer
 

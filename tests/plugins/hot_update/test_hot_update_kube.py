@@ -120,6 +120,44 @@ def test_update_is_recorded_in_annotation_configmap_and_event(
     assert configmap(core, kube_namespace)["pod.gss-a-0"]["version"] == "v1"
 
 
+def test_presigned_url_credentials_reach_neither_configmap_nor_events(
+    start_sidecar: StartSidecar,
+    files: FileServer,
+    sa_kubeconfig: Path,
+    kube_namespace: str,
+    make_game_server: GameServerFactory,
+    core: k8s.CoreV1Api,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 #2 against the real API server: a presigned URL applies, a failing one is
+    recorded; the signature is in no ConfigMap, Event or annotation."""
+    secret = "RealApiServerSignature0123456789"
+    make_game_server("gss-s-0", pod_labels={GSS_LABEL: "gss-s"}, service_account="kidecar")
+    r = replica(start_sidecar, sa_kubeconfig, kube_namespace, "gss-s-0", tmp_path)
+    url = files.add("ks/index.html", "signed\n")
+    status, body = r.api.post({"version": "v1", "url": f"{url}?X-Amz-Signature={secret}"})
+    assert status == 200, body
+    status, body = r.api.post({"version": "v2", "url": files.url(f"/f/none?sig={secret}")})
+    assert status == 502, body
+    wait_until(lambda: len(configmap(core, kube_namespace)) == 2, 10, "the ConfigMap record")
+    record = configmap(core, kube_namespace)["pod.gss-s-0"]
+    assert record["url"] == url and record["urlRedacted"] is True
+
+    def messages() -> list[str]:
+        return [
+            str(e.message)
+            for e in core.list_namespaced_event(kube_namespace).items
+            if e.involved_object.name == "gss-s-0"
+        ]
+
+    wait_until(lambda: len(messages()) >= 2, 10, "both Events")
+    raw = core.read_namespaced_config_map(RESULT, kube_namespace).data
+    pod = core.read_namespaced_pod("gss-s-0", kube_namespace)
+    for text in (json.dumps(raw), *messages(), json.dumps(pod.metadata.annotations)):
+        assert secret not in text
+    assert secret not in r.sidecar.log()
+
+
 def test_concurrent_pods_of_one_workload_keep_both_records(
     start_sidecar: StartSidecar,
     files: FileServer,

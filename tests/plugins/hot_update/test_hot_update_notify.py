@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kidecar_plugins.hot_update import process_hint
 from kidecar_plugins.hot_update.config import SignalConfig
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.notify import (
@@ -119,3 +120,51 @@ def test_catches_signal_reads_sigcgt(game: Game, tmp_path: Path) -> None:
     finally:
         starting.stop()
     assert catches_signal(2**22, signal.SIGHUP) is None
+
+
+def test_a_process_name_that_names_only_the_binary_gets_a_hint(tmp_path: Path) -> None:
+    """Go configs name the binary (Go matched a substring); kidecar never does, but the failure
+    lists the closest command lines (secrets masked) and the processNameRegex to use."""
+    title = "/opt/game/bin/gameserver --port 7777 --password=hunter2-secret"
+    game = Game(tmp_path, tmp_path / "f", title=title, detached=True).start()
+    try:
+        with pytest.raises(UpdateError) as e:
+            asyncio.run(SignalNotifier(SignalConfig(process_name="gameserver")).ready())
+        message = e.value.message
+        assert e.value.status == 503
+        assert "closest command lines: '/opt/game/bin/gameserver --port 7777 --password=***'" in (
+            message
+        )
+        assert "hunter2" not in message
+        suggested = process_hint.binary_regex("gameserver")
+        assert f"processNameRegex: true and processName: '{suggested}'" in message
+        assert game.signals() == [], "never a substring match"
+        # Following the hint works, and matches only the game.
+        fixed = SignalNotifier(SignalConfig(process_name=suggested, process_name_regex=True))
+        assert "sent SIGHUP" in asyncio.run(fixed.notify(INFO))
+        wait_until(lambda: game.signals() == ["SIGHUP"], 5, "the SIGHUP")
+    finally:
+        game.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "cmdlines", "expected"),
+    [
+        ("game", ["/usr/bin/game -x", "sleep 1", "/bin/sh -c game", "gamer"],
+         ["/usr/bin/game -x", "/bin/sh -c game", "gamer"]),
+        ("game", ["game", "./game --a"], ["game", "./game --a"]),
+        ("nginx", ["nginx: master process nginx"], ["nginx: master process nginx"]),
+        ("zzz", ["sleep 1", "bash"], []),
+    ],
+)  # fmt: skip
+def test_closest_command_lines(name: str, cmdlines: list[str], expected: list[str]) -> None:
+    assert process_hint.closest(name, cmdlines) == expected
+
+
+def test_shown_command_lines_hide_secrets_and_stay_short() -> None:
+    shown = process_hint.shown(
+        "app --token abc123 --api-key=k1 -password p https://u:pw@h/x?sig=s " + "a" * 300
+    )
+    for secret in ("abc123", "k1", " p ", "pw", "sig=s"):
+        assert secret not in shown, shown
+    assert len(shown) <= process_hint.MAX_CHARS

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from tests.plugins.hot_update.conftest import Running, StartSidecar
-from tests.plugins.hot_update.fileserver import FileServer
+from tests.plugins.hot_update.fileserver import FileServer, wait_until
 from tests.plugins.hot_update.harness import Game
 
 
@@ -53,8 +53,10 @@ def test_restart_downloads_and_reapplies_the_last_version(
     r2.sidecar.wait_for(lambda: replayed(r2), 10, "the replay")
     assert r2.annotation() == "v2: Update success"
     assert (r.file_dir / "index.html").read_text() == "two\n"
+    # The game had loaded "two" before the restart: wait for the replay's own signal (the game
+    # writes its report after handling it).
+    wait_until(lambda: len(r.game.signals()) == signals + 1, 10, "the replay's SIGHUP")
     r.game.wait_loaded("two\n")
-    assert len(r.game.signals()) == signals + 1
     _, status = r2.api.get()
     assert status["version"] == "v2"
     assert status["sha256"] == hashlib.sha256(b"two\n").hexdigest()
