@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kidecar_core import ConfigError
+from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.strict_yaml import (
     MAX_ALIAS_EXPANSION,
     MAX_DEPTH,
@@ -27,7 +28,7 @@ from kidecar_core._config.strict_yaml import (
     parse_yaml_documents,
     read_yaml,
 )
-from kidecar_core.cli import load_parsed, load_plugins
+from kidecar_core._plugins.manager import Plugins
 
 ENV = {**os.environ, "POD_NAME": "gs-0", "POD_NAMESPACE": "default"}
 
@@ -152,7 +153,7 @@ def test_yaml_1_2_floats_are_numbers_and_keep_their_text() -> None:
 
 
 def test_numbers_written_with_an_exponent_load_in_every_field_kind(tmp_path: Path) -> None:
-    plugins = load_plugins(ENV, [])
+    plugins = Plugins.load(ENV)
     raw = parse_yaml(
         """\
 plugins:
@@ -185,7 +186,7 @@ plugins:
 
 
 def test_an_integer_field_refuses_a_fraction() -> None:
-    plugins = load_plugins(ENV, [])
+    plugins = Plugins.load(ENV)
     raw = parse_yaml(
         "plugins:\n  - name: hot_update\n    config:\n      signal: {processName: g}\n"
         "      fileDir: /tmp/x\n      maxBytes: 1.5e3\n"
@@ -195,7 +196,7 @@ def test_an_integer_field_refuses_a_fraction() -> None:
 
 
 def test_non_finite_values_are_refused_in_free_form_values_too() -> None:
-    plugins = load_plugins(ENV, [])
+    plugins = Plugins.load(ENV)
     raw = parse_yaml(
         """\
 plugins:

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from kidecar_core import ConfigError
+from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.strict_yaml import parse_yaml
-from kidecar_core.cli import load_parsed, load_plugins
+from kidecar_core._plugins.manager import Plugins
 from kidecar_core.testing import free_port
 from kidecar_plugins.hot_update.reload import MAX_ANSWER_BYTES
 from tests.plugins.hot_update.conftest import StartSidecar
@@ -213,7 +214,7 @@ def test_bad_request_configs_are_config_errors(
         ]
     }  # fmt: skip
     with pytest.raises(ConfigError) as caught:
-        load_parsed(config, load_plugins({}, []), {}, lenient=False)
+        load_parsed(config, Plugins.load({}), {}, lenient=False)
     assert problem in str(caught.value), caught.value
 
 
@@ -242,7 +243,7 @@ def test_a_go_request_config_loads_and_calls_address_and_port(
     file_dir = tmp_path / "downloads"
     text = GO_REQUEST_CONFIG.format(file_dir=file_dir, port=port)
     plugin_config = parse_yaml(text)["plugins"][0]["config"]
-    loaded = load_parsed(parse_yaml(text), load_plugins({}, []), {}, lenient=False)
+    loaded = load_parsed(parse_yaml(text), Plugins.load({}), {}, lenient=False)
     assert str(loaded.plugins[0].config.request.endpoint) == f"http://127.0.0.1:{port}/"
     game = Game(tmp_path, file_dir / "index.html", http_port=port).start()
     try:
