@@ -91,15 +91,9 @@ class Runtime:
         )
         self.stopping = asyncio.Event()
         shared = Shared(
-            identity,
-            store,
-            self.metrics,
-            self.events,
-            self.clock,
-            local_mode,
-            self._emit,
-            stopping=self.stopping,
+            identity, store, self.metrics, self.events, self.clock, local_mode, self._emit
         )
+        shared.stopping = self.stopping  # plugins tell SIGTERM from their own restart
         self._shared = shared
         self.view = View(shared)
         self.pipeline = Pipeline(
