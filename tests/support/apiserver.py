@@ -57,6 +57,28 @@ TOKEN_EXPIRATION_SECONDS = 7 * 24 * 3600
 CERT_VALIDITY = datetime.timedelta(days=30)
 LOG_TAIL_LINES = 40
 
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# Audit policy of `TestCluster(audit=True)`: one event per write request (at ResponseComplete),
+# none for reads and watches. GameServer and Pod writes carry the request and the resulting
+# object (who set which opsState, and when); other writes only who/what/when. The API server's
+# own bookkeeping (its leases and the like) is left out.
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "users": ["system:apiserver"]},
+        {"level": "None", "resources": [{"group": "coordination.k8s.io"}]},
+        {
+            "level": "RequestResponse",
+            "verbs": list(WRITE_VERBS),
+            "resources": [{"group": "game.kruise.io"}, {"group": "", "resources": ["pods"]}],
+        },
+        {"level": "Metadata", "verbs": list(WRITE_VERBS)},
+        {"level": "None"},
+    ],
+}
+
 
 class ClusterUnavailableError(RuntimeError):
     """The test cluster could not be obtained; the message says why and how to fix it."""
@@ -186,6 +208,27 @@ def _issue(
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
+
+
+def write_serving_cert(directory: Path, names: Iterable[str] = ("localhost",)) -> Path:
+    """Write a self-signed serving certificate for `names` (DNS names and IP addresses; plus
+    127.0.0.1) as `directory/tls.crt` and its key as `directory/tls.key`, the file names
+    controller-runtime's webhook server reads; return `directory`. For servers nothing calls
+    but that refuse to start without a certificate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kidecar-test-serving")])
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    cert = _issue(name, key, name, key, server_names=sans, usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "tls.key").write_bytes(_pem(key))
+    (directory / "tls.key").chmod(0o600)
+    return directory
 
 
 @dataclass(frozen=True)
@@ -361,6 +404,10 @@ class _Process:
             self.popen.wait()
 
 
+ServerProcess = _Process
+"""Public name of the lifeline-guarded server process, for other test servers (OKG's manager)."""
+
+
 class TestCluster:
     """etcd + kube-apiserver on loopback; see the module docstring.
 
@@ -370,10 +417,15 @@ class TestCluster:
 
     __test__ = False  # not a pytest test class despite its name
 
-    def __init__(self, workdir: Path, binaries: Binaries) -> None:
-        """Prepare files and ports; `start()` is the usual entry point."""
+    def __init__(self, workdir: Path, binaries: Binaries, *, audit: bool = False) -> None:
+        """Prepare files and ports; `start()` is the usual entry point.
+
+        `audit`: write an audit log of every write request (see `AUDIT_POLICY`) to
+        `workdir/audit.log`; read it with `tests.support.audit.AuditLog(cluster.audit_log)`.
+        """
         self.workdir = workdir
         self.binaries = binaries
+        self.audit_log: Path | None = workdir / "audit.log" if audit else None
         self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self.etcd_url = f"http://127.0.0.1:{free_port()}"
@@ -394,16 +446,22 @@ class TestCluster:
 
     @classmethod
     def start(
-        cls, workdir: Path | str, *, binaries: Binaries | None = None, ready_timeout: float = 60.0
+        cls,
+        workdir: Path | str,
+        *,
+        binaries: Binaries | None = None,
+        ready_timeout: float = 60.0,
+        audit: bool = False,
     ) -> TestCluster:
         """Locate (or build) the binaries, start etcd and kube-apiserver, wait until ready.
 
-        Raises `ClusterUnavailableError` with the reason and the fix. Everything started is
-        stopped again by `stop()`, or at interpreter exit at the latest.
+        `audit=True` turns the API server's audit log on (see `__init__`). Raises
+        `ClusterUnavailableError` with the reason and the fix. Everything started is stopped
+        again by `stop()`, or at interpreter exit at the latest.
         """
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        cluster = cls(workdir, binaries or locate_binaries(workdir))
+        cluster = cls(workdir, binaries or locate_binaries(workdir), audit=audit)
         atexit.register(cluster.stop)
         try:
             cluster._start_etcd(ready_timeout)
@@ -467,6 +525,21 @@ class TestCluster:
             # The `kubernetes` Service cannot point at a loopback address; without this the
             # server logs a failed Endpoints update every few seconds.
             "--endpoint-reconciler-type=none",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_log is None:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # One line per request, written before the response is sent: a test that has its
+            # answer can read the line at once.
+            "--audit-log-mode=blocking",
         ]
 
     def start_apiserver(self, ready_timeout: float = 60.0) -> None:
@@ -596,10 +669,12 @@ class TestCluster:
                 applied.append(result.to_dict())
         return applied
 
-    def install_crds(self, timeout: float = 30.0) -> None:
-        """Apply the test GameServer/GameServerSet CRDs and wait until they are Established
-        and their resources answer a list request (i.e. servable, not just registered)."""
-        crds = [crd for path in sorted(CRD_DIR.glob("*.yaml")) for crd in self.apply_yaml(path)]
+    def install_crds(self, paths: Iterable[Path] | None = None, timeout: float = 30.0) -> None:
+        """Apply CRD files (default: the test GameServer/GameServerSet CRDs, `crds/*.yaml`)
+        and wait until they are Established and their resources answer a list request (i.e.
+        servable, not just registered)."""
+        files = sorted(CRD_DIR.glob("*.yaml")) if paths is None else list(paths)
+        crds = [crd for path in files for crd in self.apply_yaml(path)]
         deadline = time.monotonic() + timeout
         with self.admin_api_client() as api:
             extensions = k8s.ApiextensionsV1Api(api)
