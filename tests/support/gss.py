@@ -89,6 +89,14 @@ class GameServerSets:
             ).items
         return sorted(p.metadata.name for p in items if p.metadata.deletion_timestamp is None)
 
+    def pod_labels(self, name: str, key: str) -> dict[str, str | None]:
+        """Label `key` of each Pod of GameServerSet `name` (None when absent), by Pod name."""
+        with self.cluster.admin_api_client() as api:
+            items = k8s.CoreV1Api(api).list_namespaced_pod(
+                self.namespace, label_selector=f"{OWNER_GSS_LABEL}={name}"
+            ).items
+        return {p.metadata.name: (p.metadata.labels or {}).get(key) for p in items}
+
     def wait_ready(self, name: str, names: list[str], timeout: float = 60.0) -> None:
         """Wait until exactly the Pods and GameServers `names` exist and every GameServer's
         `status.currentState` is Ready (OKG saw its Pod Running and Ready)."""
