@@ -1,12 +1,13 @@
 # One entry point for developers and CI.  Every target creates the virtualenv when needed.
 #   make demo    set up, then watch kidecar work locally (no cluster needed)
-#   make test    set up, build/cache the test kube-apiserver, lint, type-check and run the tests
+#   make test    set up, build/cache the test kube-apiserver and OKG managers, lint, type-check and
+#                run the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev demo test lint typecheck pytest apiserver imagecheck bench clean
+.PHONY: dev demo test lint typecheck pytest apiserver okg imagecheck bench clean
 
 # The runtime alone (enough for the demo) ...
 $(BIN)/kidecar: pyproject.toml
@@ -31,6 +32,12 @@ apiserver: dev
 	@if [ "$$KIDECAR_SKIP_KUBE" = 1 ]; then echo "KIDECAR_SKIP_KUBE=1: not building kube-apiserver"; \
 	else bash hack/test-apiserver.sh; fi
 
+# The okg e2e tier's OpenKruiseGame managers (release + pinned master; hack/test-okg.sh). A
+# failed build does not stop `make`: the okg tests then fail, each with the script's reason.
+okg: dev
+	@if [ "$$KIDECAR_SKIP_KUBE" = 1 ]; then echo "KIDECAR_SKIP_KUBE=1: not building OKG's manager"; \
+	else bash hack/test-okg.sh || echo "hack/test-okg.sh failed: the okg tier will fail and say why"; fi
+
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,7 +47,7 @@ typecheck: dev
 	$(BIN)/mypy
 	$(BIN)/mypy contrib/kidecar-tcp-probe/kidecar_tcp_probe contrib/overrides
 
-pytest: dev apiserver
+pytest: dev apiserver okg
 	$(BIN)/python -m pytest tests contrib
 
 # The Dockerfile's install steps without a container engine: hadolint, wheel, fresh venv.

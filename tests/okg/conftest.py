@@ -126,7 +126,7 @@ def okg_sets(okg_env: OkgEnv, request: pytest.FixtureRequest) -> Iterator[GameSe
     controller nor garbage collector, so its objects are deleted one kind at a time)."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
     namespace = okg_env.cluster.create_namespace(f"t-{slug}-{secrets.token_hex(3)}")
-    sets = GameServerSets(okg_env.cluster, namespace)
+    sets = GameServerSets(okg_env.cluster, namespace, okg_env.audit)
     yield sets
     sets.delete_all()
     okg_env.cluster.delete_namespace(namespace)

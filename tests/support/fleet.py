@@ -56,9 +56,7 @@ def sidecar_config(url: str) -> dict[str, Any]:
 class Fleet:
     """The sidecars of one namespace's Pods; `start(pods)`, `stop()`, or use with `with`."""
 
-    def __init__(
-        self, workdir: Path, kubeconfig: Path, namespace: str, games: GameStates
-    ) -> None:
+    def __init__(self, workdir: Path, kubeconfig: Path, namespace: str, games: GameStates) -> None:
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.namespace = namespace

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.apiserver import GAME_GROUP, GAME_VERSION, TestCluster
+from tests.support.audit import AuditLog
 from tests.support.kruise_standin import STATEFULSETS
 
 OWNER_GSS_LABEL = "game.kruise.io/owner-gss"
@@ -25,9 +26,12 @@ GAME_IMAGE = "registry.invalid/kidecar-test/game:1"
 class GameServerSets:
     """GameServerSets of `namespace` (see the module docstring)."""
 
-    def __init__(self, cluster: TestCluster, namespace: str) -> None:
+    def __init__(self, cluster: TestCluster, namespace: str, audit: AuditLog | None = None) -> None:
+        """`audit`: the cluster's audit log, for `settle()` and for failure messages (the
+        GameServer writes of the namespace: who set which opsState)."""
         self.cluster = cluster
         self.namespace = namespace
+        self.audit = audit
 
     def _custom(self, call: Callable[[k8s.CustomObjectsApi], Any]) -> Any:
         with self.cluster.admin_api_client() as api:
@@ -76,7 +80,9 @@ class GameServerSets:
         return {n: str(gs["spec"].get("opsState")) for n, gs in self.gameservers(name).items()}
 
     def set_ops_state(self, gameserver: str, value: str) -> None:
-        """Set a GameServer's `spec.opsState` as a human would (a merge patch)."""
+        """Set a GameServer's `spec.opsState` as a human would (a merge patch), once the
+        namespace has settled (see `settle()`)."""
+        self.settle()
         self._custom(lambda c: c.patch_namespaced_custom_object(
             GAME_GROUP, GAME_VERSION, self.namespace, "gameservers", gameserver,
             {"spec": {"opsState": value}}))  # fmt: skip
@@ -84,17 +90,21 @@ class GameServerSets:
     def pods(self, name: str) -> list[str]:
         """Names of the Pods of GameServerSet `name` that are not being deleted, sorted."""
         with self.cluster.admin_api_client() as api:
-            items = k8s.CoreV1Api(api).list_namespaced_pod(
-                self.namespace, label_selector=f"{OWNER_GSS_LABEL}={name}"
-            ).items
+            items = (
+                k8s.CoreV1Api(api)
+                .list_namespaced_pod(self.namespace, label_selector=f"{OWNER_GSS_LABEL}={name}")
+                .items
+            )
         return sorted(p.metadata.name for p in items if p.metadata.deletion_timestamp is None)
 
     def pod_labels(self, name: str, key: str) -> dict[str, str | None]:
         """Label `key` of each Pod of GameServerSet `name` (None when absent), by Pod name."""
         with self.cluster.admin_api_client() as api:
-            items = k8s.CoreV1Api(api).list_namespaced_pod(
-                self.namespace, label_selector=f"{OWNER_GSS_LABEL}={name}"
-            ).items
+            items = (
+                k8s.CoreV1Api(api)
+                .list_namespaced_pod(self.namespace, label_selector=f"{OWNER_GSS_LABEL}={name}")
+                .items
+            )
         return {p.metadata.name: (p.metadata.labels or {}).get(key) for p in items}
 
     def wait_ready(self, name: str, names: list[str], timeout: float = 60.0) -> None:
@@ -137,7 +147,34 @@ class GameServerSets:
                     f"    GameServer {gs_name}: opsState={gs['spec'].get('opsState')} "
                     f"currentState={status.get('currentState')}"
                 )
-        return "\n".join(lines)
+        return "\n".join(lines + self._gameserver_writes())
+
+    def _gameserver_writes(self, last: int = 30) -> list[str]:
+        if self.audit is None:
+            return []
+        writes = [
+            e for e in self.audit.writes(namespace=self.namespace)
+            if e.resource == "gameservers"
+        ][-last:]  # fmt: skip
+        return [f"  last {len(writes)} GameServer writes (audit log):"] + [
+            f"    {e.time:%H:%M:%S.%f} {e.user} {e.verb} {e.name} "
+            f"opsState={((e.obj or {}).get('spec') or {}).get('opsState')}"
+            for e in writes
+        ]
+
+    def settle(self, quiet: float = 0.5, timeout: float = 30.0) -> None:
+        """Wait until nobody has written in the namespace for `quiet` seconds (by the audit
+        log; without one, return at once). A human acting on a GameServer that OKG is still
+        setting up can lose the write: OKG v1.0.0 writes back a stale spec (issue 11)."""
+        if self.audit is None:
+            return
+        audit = self.audit
+
+        def quiet_now() -> bool:
+            writes = audit.writes(namespace=self.namespace)
+            return not writes or time.time() - writes[-1].time.timestamp() >= quiet
+
+        self.wait_for(quiet_now, timeout, f"{quiet} s without writes in {self.namespace}")
 
     def delete_all(self) -> None:
         """Delete every GameServerSet, Advanced StatefulSet, GameServer and Pod of the
@@ -160,4 +197,3 @@ class GameServerSets:
             k8s.CoreV1Api(api).delete_collection_namespaced_pod(
                 self.namespace, grace_period_seconds=0
             )
-

@@ -61,7 +61,9 @@ PROVIDER_CONFIG = "".join(
                  "hwcloud")
 )  # fmt: skip
 # controller-runtime logs this once per controller when its workers start (cache synced).
-WORKERS_STARTED = re.compile(r'Starting workers.*"controller": ?"(gameserver(?:set)?)(?:-controller)?"')
+WORKERS_STARTED = re.compile(
+    r'Starting workers.*"controller": ?"(gameserver(?:set)?)(?:-controller)?"'
+)
 CONTROLLERS = ("gameserverset", "gameserver")
 
 
@@ -256,4 +258,3 @@ class OkgManager:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
