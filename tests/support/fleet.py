@@ -1,6 +1,6 @@
 """Real kidecar sidecars for the Pods of a GameServerSet (the okg tier).
 
-Each Pod gets one `kidecar run --kubeconfig` process (`tests.support.sidecar.Sidecar`) with the
+Each Pod gets one `kidecar run --kubeconfig` process (`kidecar_core.testing.Sidecar`) with the
 identity of deploy/base/rbac.yaml's `kidecar` ServiceAccount, `POD_NAME`/`POD_NAMESPACE` of its
 Pod, and an http_probe of its game's state endpoint (`tests.support.gamestate.GameStates`). The
 game's answer is written the way issue 11 measured it: the GameServer's `spec.opsState` through
@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kidecar_core.testing import Sidecar
 from tests.support.gamestate import GameStates
-from tests.support.sidecar import Sidecar
 
 STATE_ANNOTATION = "game.example.com/state"
 OPS_STATE = {"idle": "None", "allocated": "Allocated", "draining": "WaitToBeDeleted"}
