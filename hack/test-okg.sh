@@ -54,7 +54,7 @@ fetch_source() {
   info="$(go mod download -json "$MODULE@$version" 2>/dev/null || true)"
   dir="$(json_field Dir <<<"$info")"
   if [ -n "$dir" ] && [ -d "$dir" ]; then
-    cp -R "$dir/." "$dest/" && chmod -R u+w "$dest"
+    cp -R "$dir/." "$dest/" && chmod -R u+w "$dest" || return 1
     log "$MODULE@$version: module files from the Go module proxy ($dir)"
     return 0
   fi
@@ -75,18 +75,18 @@ fetch_source() {
 }
 
 # Build OKG's manager at $1 into $CACHE/bin/okg-$1/manager (module files kept in src/).
+# Every step says `|| return 1`: it runs on the left of `||`, where `set -e` does not apply.
 build_okg() {
   local version="$1"
   local bin_dir="$CACHE/bin/okg-$version" src="$CACHE/src/okg-$version"
   command -v go >/dev/null || { log "go is not installed; it is needed to build OKG's manager"; return 1; }
-  rm -rf "$src.tmp" && mkdir -p "$src.tmp" "$bin_dir"
-  fetch_source "$version" "$src.tmp"
+  rm -rf "$src.tmp" && mkdir -p "$src.tmp" "$bin_dir" || return 1
+  fetch_source "$version" "$src.tmp" || return 1
   log "building OKG's manager $version in $src (first run only; a few minutes)"
   local started=$SECONDS
   (cd "$src.tmp" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-    go build -trimpath -ldflags '-s -w' -o "$bin_dir/manager.tmp" .)
-  rm -rf "$src" && mv "$src.tmp" "$src"
-  mv "$bin_dir/manager.tmp" "$bin_dir/manager"
+    go build -trimpath -ldflags '-s -w' -o "$bin_dir/manager.tmp" .) || return 1
+  rm -rf "$src" && mv "$src.tmp" "$src" && mv "$bin_dir/manager.tmp" "$bin_dir/manager" || return 1
   log "built $bin_dir/manager in $((SECONDS - started)) s"
 }
 

@@ -87,8 +87,9 @@ def test_30_rapid_state_changes_per_server_each_right_within_2s_then_scale_in_dr
         initial="None",
         observed_until=time.time(),
     )
-    print(f"OKG {okg_env.target.name} ({okg_env.target.version}): {result.summary()}")
-    assert result.longer_than(REPAIR_SECONDS) == [], result.summary()
+    report = result.summary(REPAIR_SECONDS)
+    print(f"OKG {okg_env.target.name} ({okg_env.target.version}): {report}")
+    assert result.longer_than(REPAIR_SECONDS) == [], report
 
     final = {pod: "Allocated" for pod in ALL} | {"gs-1": "WaitToBeDeleted"}
     assert okg_sets.ops_states(GSS) == final

@@ -63,16 +63,19 @@ class Convergence:
         """The wrong intervals that lasted more than `seconds`."""
         return [i for i in self.intervals if i.length(self.observed_until) > seconds]
 
-    def summary(self) -> str:
-        """A few lines for a report or an assertion message."""
+    def summary(self, limit: float = 2.0) -> str:
+        """A few lines for a report or an assertion message; the wrong intervals longer than
+        `limit` seconds are counted and the first ten listed."""
         open_ = [i for i in self.intervals if i.end is None]
+        too_long = sorted(self.longer_than(limit), key=lambda i: i.start)
         lines = [
             f"{self.changes} changes, {sum(self.reverts.values())} reverts "
-            f"({dict(self.reverts)}), {len(open_)} still wrong at the end",
+            f"({dict(self.reverts)}), {len(too_long)} wrong for over {limit:g} s, "
+            f"{len(open_)} still wrong at the end",
             f"longest wrong interval {self.worst():.3f} s; after a change "
             f"{self.worst('change'):.3f} s; after a revert {self.worst('revert'):.3f} s",
         ]
-        for i in sorted(self.longer_than(2.0), key=lambda i: i.start)[:10]:
+        for i in too_long[:10]:
             lines.append(
                 f"  {i.name}: {i.shown} instead of {i.expected} for "
                 f"{i.length(self.observed_until):.3f} s ({i.cause})"

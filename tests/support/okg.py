@@ -122,11 +122,12 @@ def locate_okg(workdir: Path) -> OkgBuilds:
     targets = {}
     for name in TARGETS:
         suffix = name.upper()
-        if f"OKG_MANAGER_{suffix}" in values:
+        manager = Path(values.get(f"OKG_MANAGER_{suffix}", ""))
+        if manager.is_file() and os.access(manager, os.X_OK):
             targets[name] = OkgTarget(
                 name=name,
                 version=values[f"OKG_VERSION_{suffix}"],
-                manager=Path(values[f"OKG_MANAGER_{suffix}"]),
+                manager=manager,
                 crds=Path(values[f"OKG_CRDS_{suffix}"]),
                 role=Path(values[f"OKG_ROLE_{suffix}"]),
             )
