@@ -537,8 +537,8 @@ class TestCluster:
             f"--audit-policy-file={policy}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
-            # One line per request, written before the response is sent: a test that has its
-            # answer can read the line at once.
+            # Each request's line is written as the request completes, not batched: it is in
+            # the file moments after the client has its answer.
             "--audit-log-mode=blocking",
         ]
 
