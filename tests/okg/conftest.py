@@ -58,6 +58,10 @@ def _unavailable(reason: str) -> None:
     pytest.fail(f"{reason}\nSet KIDECAR_SKIP_KUBE=1 to skip instead.", pytrace=False)
 
 
+def _master_optional() -> bool:
+    return os.environ.get("KIDECAR_OKG_REQUIRE_MASTER") != "1"
+
+
 @pytest.fixture(scope="session")
 def okg_builds(tmp_path_factory: pytest.TempPathFactory) -> OkgBuilds:
     """What hack/test-okg.sh built (or found in the cache)."""
@@ -96,6 +100,15 @@ def okg_env(
     """API server (audit on) + OKG's manager + the Kruise stand-in, for one OKG target."""
     name: str = request.param
     workdir = tmp_path_factory.mktemp(f"okg-{name}")
+    if name == "master" and name not in okg_builds.targets and _master_optional():
+        # The Go module proxy serves OKG's releases but refuses master pseudo-versions (403); a
+        # machine without a source checkout (KIDECAR_OKG_SOURCE_GIT) cannot build master. That is
+        # outside the project's control, so it is a skip whose reason the summary shows (-ra),
+        # never a silent one; KIDECAR_OKG_REQUIRE_MASTER=1 makes it a failure.
+        last = " | ".join(okg_builds.log.strip().splitlines()[-2:])
+        pytest.skip(
+            f"OKG master not built (the Go module proxy refuses its pseudo-versions): {last}"
+        )
     try:
         target = okg_builds.target(name)
         cluster = TestCluster.start(workdir / "cluster", audit=True)
