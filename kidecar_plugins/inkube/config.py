@@ -7,7 +7,13 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import FieldError, field, qualified_name_problem
+from kidecar_core import (
+    FieldError,
+    annotations_size_problem,
+    field,
+    label_value_problem,
+    qualified_name_problem,
+)
 
 OPS_STATES = ("None", "WaitToBeDeleted", "Allocated", "Maintaining", "Kill")
 """The opsStates OpenKruiseGame knows."""
@@ -74,10 +80,25 @@ class MarkerPolicy:
                 "gameServerOpsState",
                 f"must be one of {', '.join(OPS_STATES)}; got {self.game_server_ops_state!r}",
             )
-        for k in self.labels:
-            check_key(k, f"labels.{k}")
-        for k in self.annotations:
-            check_key(k, f"annotations.{k}")
+        check_metadata(self.labels, self.annotations)
+
+
+def check_metadata(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> None:
+    """Validate static labels and annotations, keys *and* values, the way the API server would
+    at the first write (Kubernetes' label and annotation rules), so ``check-config`` catches them.
+
+    :raises FieldError: naming the first key whose key or value the API server would refuse.
+    """
+    for k, v in labels.items():
+        check_key(k, f"labels.{k}")
+        problem = label_value_problem(v)
+        if problem:
+            raise FieldError(f"labels.{k}", problem)
+    for k in annotations:
+        check_key(k, f"annotations.{k}")
+    problem = annotations_size_problem(annotations)
+    if problem:
+        raise FieldError("annotations", problem)
 
 
 @attrs.frozen

@@ -1,0 +1,64 @@
+"""Static policy labels and annotations are checked like the API server checks them (issue 13
+item 9): ``check-config`` refuses what the first write would be refused for, keys and values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIG = """\
+plugins:
+  - name: http_probe
+    config:
+      endpoints:
+        - url: http://127.0.0.1:8080/state
+          storageConfig:
+            type: InKube
+            inKube:
+              markerPolices:
+                - state: idle
+{policy}
+"""
+
+
+def check_config(tmp_path: Path, policy: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(policy=policy))
+    return subprocess.run(
+        [sys.executable, "-m", "kidecar_core", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "path", "reason"),
+    [
+        ("labels: {room: open for players}", "labels.room", "alphanumeric"),
+        (f"labels: {{room: {'a' * 70}}}", "labels.room", "no more than 63"),
+        ("labels: {room: '-open'}", "labels.room", "start and end"),
+        ("labels: {'bad key!': x}", "labels.bad key!", "name must be"),
+        (f"annotations: {{note: {'x' * 300_000}}}", "annotations", "262144 bytes"),
+    ],
+)
+def test_check_config_refuses_static_metadata_the_api_server_would(
+    tmp_path: Path, policy: str, path: str, reason: str
+) -> None:
+    proc = check_config(tmp_path, "                  " + policy)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if f".{path}:" in x or f".{path} " in x)
+    assert reason in line
+
+
+def test_valid_static_metadata_passes(tmp_path: Path) -> None:
+    policy = (
+        "                  labels: {room-idle: 'true', empty: ''}\n"
+        "                  annotations: {controller.kubernetes.io/pod-deletion-cost: '-10'}"
+    )
+    proc = check_config(tmp_path, policy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
