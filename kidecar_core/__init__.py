@@ -38,6 +38,7 @@ from kidecar_core._probe.loop import (
 )
 from kidecar_core._probe.thresholds import PROBE_FAILED, ProbeThresholds
 from kidecar_core._probe.timing import MIN_PROBE_PERIOD, ProbeSchedule, ProbeTiming
+from kidecar_core._runtime.auth import AuthFailure, BearerAuth, TokenSource, loopback_only
 from kidecar_core._runtime.logs import LogBudget
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core._store.validation import (
@@ -66,7 +67,9 @@ __all__ = [
     "LOOP_CLOCK",
     "MIN_PROBE_PERIOD",
     "PROBE_FAILED",
+    "AuthFailure",
     "Backoff",
+    "BearerAuth",
     "Clock",
     "ConfigError",
     "ContainerPort",
@@ -104,6 +107,7 @@ __all__ = [
     "StateKey",
     "StorageConfig",
     "StorageTypeRegistry",
+    "TokenSource",
     "TransientPersistError",
     "Write",
     "__version__",
@@ -116,6 +120,7 @@ __all__ = [
     "http_headers",
     "is_dns1123_subdomain",
     "label_value_problem",
+    "loopback_only",
     "non_empty",
     "non_negative",
     "positive",

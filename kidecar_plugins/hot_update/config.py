@@ -17,6 +17,7 @@ import attrs
 from yarl import URL
 
 from kidecar_core import (
+    BearerAuth,
     FieldError,
     StorageConfig,
     field,
@@ -33,7 +34,6 @@ DEFAULT_CONFIGMAP = "sidecar-result"
 DEFAULT_MAX_BYTES = 1024**3
 
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?$")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 
@@ -197,30 +197,11 @@ class RequestConfig:
 
 
 @attrs.frozen
-class AuthConfig:
+class AuthConfig(BearerAuth):
     """Who may call ``POST /hot-update``: a bearer token (``Authorization: Bearer <token>``).
 
     Without a token the endpoint listens on 127.0.0.1 only (reachable from inside the pod).
     """
-
-    token_file: str | None = field(
-        key="tokenFile",
-        default=None,
-        doc="File holding the token (e.g. a mounted Secret); re-read when it changes.",
-    )
-    token_env: str | None = field(
-        key="tokenEnv", default=None, doc="Environment variable of the sidecar holding the token."
-    )
-
-    def __attrs_post_init__(self) -> None:
-        if self.token_file is not None and self.token_env is not None:
-            raise FieldError("tokenFile", "set tokenFile or tokenEnv, not both")
-        if self.token_env is not None and not _ENV_NAME.match(self.token_env):
-            raise FieldError("tokenEnv", f"{self.token_env!r} is not an environment variable name")
-
-    @property
-    def configured(self) -> bool:
-        return self.token_file is not None or self.token_env is not None
 
 
 @attrs.frozen

@@ -9,7 +9,6 @@ version is kept in the result ConfigMap, from which it is re-applied after a res
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Awaitable
@@ -24,6 +23,7 @@ from kidecar_core import (
     SharedVolume,
     StateKey,
     hookimpl,
+    loopback_only,
 )
 from kidecar_plugins.hot_update.api import HotUpdateApi
 from kidecar_plugins.hot_update.auth import TokenSource
@@ -38,17 +38,6 @@ LISTEN = StateKey[str]("listen")
 UPDATER = StateKey[HotUpdater]("updater")
 DOWNLOAD_VOLUME = "kidecar-downloads"
 log = logging.getLogger("kidecar.plugin.hot_update")
-
-
-def loopback_only(listen: str) -> bool:
-    """Whether ``HOST:PORT`` names a loopback host (``127.0.0.1``, ``[::1]``, ``localhost``)."""
-    host = listen.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return bool(host) and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def effective_listen(listen: str, authenticated: bool) -> str:
