@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import yaml
 from kidecar_core import (
     Clock,
     Event,
+    FieldNotIn,
     ManualClock,
     Metrics,
     ObjectRef,
@@ -54,6 +55,7 @@ from kidecar_core import (
 )
 from kidecar_core._config.catalog import load_file, load_parsed
 from kidecar_core._config.loader import LoadedConfig
+from kidecar_core._persist.applier import guard_blocks
 from kidecar_core._plugins.manager import Plugins
 
 __all__ = ["FakeContext", "ManualClock", "Sidecar", "free_port", "load_config"]
@@ -91,8 +93,9 @@ class FakeContext:
 
     ``results`` are the emitted results, ``events`` the recorded Events, ``tasks`` the spawned
     tasks and ``failures`` the exceptions they raised (a real runtime would restart the plugin).
-    ``objects`` answers ``get_object``.  Call :meth:`close` at the end of the test: it cancels
-    the tasks still running.
+    ``objects`` answers ``get_object``; ``ours`` holds the values kidecar is to have written
+    itself (``("spec", "opsState") → "Maintaining"``), for ``blocking_guard``.  Call
+    :meth:`close` at the end of the test: it cancels the tasks still running.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class FakeContext:
         self.log = logging.getLogger(f"kidecar.plugin.{name}")
         self.metrics = Metrics()
         self.objects: dict[ObjectRef, dict[str, Any]] = {}
+        self.ours: dict[tuple[str, ...], Any] = {}
         self.results: list[Result] = []
         self.events: list[Event] = []
         self.tasks: list[asyncio.Task[Any]] = []
@@ -135,6 +139,11 @@ class FakeContext:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         return self.objects.get(ref)
+
+    def blocking_guard(
+        self, ref: ObjectRef, guards: Iterable[FieldNotIn], live: Mapping[str, Any]
+    ) -> FieldNotIn | None:
+        return next((g for g in guards if guard_blocks(g, live, self.ours)), None)
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

@@ -121,6 +121,16 @@ def holds(live: Any, path: Path, value: JSON) -> bool:
     return current is not _MISSING and current == value and type(current) is type(value)
 
 
+def guard_blocks(guard: FieldNotIn, live: Any, ours: Mapping[Path, JSON]) -> bool:
+    """Whether ``guard`` holds a write back: the live value at its pointer is one of its values,
+    and (with ``unless_ours``) not a value kidecar wrote there itself (``ours``)."""
+    path = pointer_path(guard.pointer)
+    current = lookup(live, path)
+    if current is _MISSING or current not in guard.values:
+        return False
+    return not (guard.unless_ours and ours.get(path, _MISSING) == current)
+
+
 class Applier:
     """Owns the desired state of every object kidecar writes, and the workers that write it."""
 
@@ -321,11 +331,16 @@ class Applier:
         return out, guarded
 
     def _guard_blocks(self, state: ObjectState, live: Any, guard: FieldNotIn) -> bool:
-        path = pointer_path(guard.pointer)
-        current = lookup(live, path)
-        if current is _MISSING or current not in guard.values:
-            return False
-        return not (guard.unless_ours and state.ours.get(path, _MISSING) == current)
+        return guard_blocks(guard, live, state.ours)
+
+    def blocking_guard(
+        self, ref: ObjectRef, guards: Iterable[FieldNotIn], live: Mapping[str, Any]
+    ) -> FieldNotIn | None:
+        """The first of ``guards`` that holds a write to ``ref`` back against ``live``, judged as
+        the worker judges it (knowing which values kidecar wrote itself); ``None`` if none."""
+        state = self.objects.get(ref)
+        ours = state.ours if state is not None else {}
+        return next((g for g in guards if guard_blocks(g, live, ours)), None)
 
     async def _patch(self, state: ObjectState, live: Mapping[str, Any]) -> None:
         leaves, guarded = self._effective(state, live)

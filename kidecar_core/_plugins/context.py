@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from kidecar_core._base.clock import Clock
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.result import Result
+from kidecar_core._persist.write import FieldNotIn
 from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity
 
@@ -54,6 +55,20 @@ class RuntimeView(Protocol):
         """Read an object from the store (``None`` when missing).
 
         Raises :class:`kidecar_core.PersistError` subclasses (transient or permanent).
+        """
+        ...
+
+    def blocking_guard(
+        self, ref: ObjectRef, guards: Iterable[FieldNotIn], live: Mapping[str, JSON]
+    ) -> FieldNotIn | None:
+        """The first of ``guards`` that would hold a write to ``ref`` back, judged against the
+        object ``live`` exactly as the core's writer judges it before each write: the live value
+        at the guard's pointer is one of its values and (with ``unless_ours``) was not written by
+        kidecar itself.  ``None`` when the write would go through.
+
+        For APIs that refuse a write up front (409) instead of queueing one that would wait,
+        e.g. ``game_api`` while a human's ``Maintaining`` holds ``spec.opsState``.  The writer
+        checks the guards again against the object it reads before writing.
         """
         ...
 

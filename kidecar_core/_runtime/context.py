@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -13,12 +13,15 @@ import attrs
 from kidecar_core._base.clock import Clock
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.result import Result
+from kidecar_core._persist.write import FieldNotIn
 from kidecar_core._plugins.context import PluginContext, plugin_config_path, plugin_path
 from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.events import EventRecorder
 from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore, PodIdentity
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+BlockingGuard = Callable[[ObjectRef, Iterable[FieldNotIn], Mapping[str, JSON]], FieldNotIn | None]
+"""The applier's :meth:`~kidecar_core._persist.applier.Applier.blocking_guard`."""
 
 
 @attrs.define(eq=False)
@@ -32,6 +35,7 @@ class Shared:
     clock: Clock
     local_mode: bool
     emit: Callable[[Result], None]
+    blocking_guard: BlockingGuard
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     """Set when the sidecar stops (SIGTERM/SIGINT)."""
     seen: set[object] = attrs.field(factory=set)
@@ -65,6 +69,11 @@ class View:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
         return await self._shared.store.get(ref)
+
+    def blocking_guard(
+        self, ref: ObjectRef, guards: Iterable[FieldNotIn], live: Mapping[str, JSON]
+    ) -> FieldNotIn | None:
+        return self._shared.blocking_guard(ref, guards, live)
 
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:

@@ -91,9 +91,16 @@ class Runtime:
         )
         self.stopping = asyncio.Event()
         shared = Shared(
-            identity, store, self.metrics, self.events, self.clock, local_mode, self._emit
+            identity,
+            store,
+            self.metrics,
+            self.events,
+            self.clock,
+            local_mode,
+            self._emit,
+            self.applier.blocking_guard,
+            self.stopping,  # plugins tell SIGTERM from their own restart
         )
-        shared.stopping = self.stopping  # plugins tell SIGTERM from their own restart
         self._shared = shared
         self.view = View(shared)
         self.pipeline = Pipeline(

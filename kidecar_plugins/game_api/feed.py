@@ -1,0 +1,175 @@
+"""The GameServer as last seen, and its changes for ``GET /v1/gameserver/watch``.
+
+:func:`follow` polls the object; it stands in for the core's watch of the Pod and the
+GameServer that branch ``conv`` adds (SPEC §6): when that lands, :func:`follow` is replaced by
+the core's watch and nothing else here changes.  Until then the poll runs only while a game
+watches, so a game that never watches costs the API server nothing; reads between watches are
+served from a copy at most :attr:`ObjectFeed.max_age` old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+from kidecar_core import KidecarError, ObjectRef, RuntimeView
+
+log = logging.getLogger("kidecar.plugin.game_api")
+
+POLL_PERIOD = 0.5
+"""Seconds between two reads of the GameServer while a game watches."""
+
+_UNSET: Any = object()
+
+
+async def follow(
+    ctx: RuntimeView,
+    ref: ObjectRef,
+    period: float = POLL_PERIOD,
+    until: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[dict[str, Any] | None]:
+    """Yield the object ``ref`` at once and then whenever it changed (``None`` while it does
+    not exist), reading it every ``period`` seconds until ``until()`` is true.
+
+    A failed read (API server unreachable, ...) is logged once per kind of error and retried at
+    the same period; the first read after it yields the object if it changed meanwhile, so no
+    change is lost across an API server restart (intermediate values of a field that changed
+    twice between two reads are, as with a watch that re-lists).
+    """
+    last: Any = _UNSET
+    while not until():
+        try:
+            obj = await ctx.get_object(ref)
+        except KidecarError as e:
+            if ctx.first_time(("game_api.follow", type(e).__name__)):
+                log.warning("cannot read %s, retrying every %gs: %s", ref, period, e)
+        else:
+            if obj != last:
+                last = obj
+                yield obj
+        await asyncio.sleep(period)
+
+
+class ObjectFeed:
+    """The latest copy of one object (the GameServer, the Pod) and a change counter that watchers
+    wait on."""
+
+    def __init__(
+        self,
+        ctx: RuntimeView,
+        ref: ObjectRef,
+        *,
+        spawn: Callable[[Any, str], asyncio.Task[Any]],
+        max_age: float = 1.0,
+        period: float = POLL_PERIOD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ctx = ctx
+        self.ref = ref
+        self.spawn = spawn
+        self.max_age = max_age
+        self.period = period
+        self.clock = clock
+        self.latest: dict[str, Any] | None = None
+        self.seen_at = -float("inf")
+        self.version = 0
+        self.closed = True
+        self.watchers = 0
+        self._changed = asyncio.Condition()
+        self._follower: asyncio.Task[None] | None = None
+        self._reading: asyncio.Future[dict[str, Any] | None] | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def current(self) -> dict[str, Any] | None:
+        """The object (``None``: it does not exist), from the copy when it is fresh (a watch
+        is running, or it was read less than ``max_age`` ago), else read now.  Concurrent calls
+        share one read.  Raises the store's :class:`~kidecar_core.KidecarError` when it cannot
+        be read and no fresh copy exists."""
+        if self._following() or self.clock() - self.seen_at < self.max_age:
+            return self.latest
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+            # Retrieved here so that a read whose callers all went away is not reported as an
+            # exception nobody retrieved.
+            self._reading.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> dict[str, Any] | None:
+        try:
+            obj = await self.ctx.get_object(self.ref)
+            await self._update(obj)
+            return obj
+        finally:
+            self._reading = None
+
+    async def _update(self, obj: dict[str, Any] | None, force: bool = False) -> None:
+        self.seen_at = self.clock()
+        if obj == self.latest and not force:
+            return
+        self.latest = obj
+        async with self._changed:
+            self.version += 1
+            self._changed.notify_all()
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _following(self) -> bool:
+        return self._follower is not None and not self._follower.done()
+
+    async def _follow(self) -> None:
+        def done() -> bool:
+            return self.watchers == 0 or self.closed
+
+        first = True
+        async for obj in follow(self.ctx, self.ref, self.period, until=done):
+            # The first read wakes the watchers waiting for a fresh object, changed or not.
+            await self._update(obj, force=first)
+            first = False
+
+    async def changes(self, idle: float = 5.0) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """The GameServer now, then after each change, until :meth:`close`.  Every ``idle``
+        seconds without a change it yields ``None``, so that the caller can check its client is
+        still there.  The first object is read fresh (not an older copy)."""
+        self.watchers += 1
+        try:
+            seen = -1
+            if not self._following() and not self.closed:
+                seen = self.version  # wait for the follower's first, fresh read
+                self._follower = self.spawn(self._follow(), "watch")
+            while not self.closed:
+                if self.version != seen:
+                    seen = self.version
+                    if self.latest is not None:  # a deleted GameServer has nothing to show
+                        yield self.latest
+                    continue
+                if not await self._wait_change(seen, idle):
+                    yield None
+        finally:
+            self.watchers -= 1
+
+    async def _wait_change(self, seen: int, timeout: float) -> bool:
+        """Wait until the object changes after version ``seen`` or the feed closes (True), or
+        ``timeout`` seconds pass (False)."""
+        async with self._changed:
+            if self.version != seen or self.closed:
+                return True
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    def open(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        """End every watch (their streams finish cleanly) and stop following."""
+        self.closed = True
+        async with self._changed:
+            self._changed.notify_all()
+        if self._follower is not None:
+            self._follower.cancel()

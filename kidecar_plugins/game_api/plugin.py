@@ -1,0 +1,126 @@
+"""The ``game_api`` plugin: the game talks to its GameServer through the sidecar.
+
+Agones gives every game server a local SDK server (read and watch its GameServer, set its state,
+labels and annotations, writes batched within 500 ms); OpenKruiseGame has none.  This plugin
+serves one on loopback (``listen``; a token is required to listen anywhere else):
+
+* ``GET /v1/gameserver`` and ``GET /v1/gameserver/watch`` (newline-delimited JSON);
+* ``PATCH /v1/gameserver``: ``opsState``, ``updatePriority``, ``deletionPriority``,
+  ``networkDisabled``;
+* ``PUT``/``DELETE /v1/metadata/labels/{key}`` and ``/v1/metadata/annotations/{key}``.
+
+Writes are coalesced per object (:mod:`.batch`) and emitted as results whose writes take the
+core's path (:mod:`.writes`).  See ``openapi.yaml`` for every answer and
+:mod:`kidecar_plugins.game_api.client` for a small Python client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from kidecar_core import (
+    ContainerPort,
+    ObjectRef,
+    PluginContext,
+    PodRequirements,
+    Result,
+    RouteRegistry,
+    TokenSource,
+    Write,
+    hookimpl,
+    loopback_only,
+)
+from kidecar_plugins.game_api.api import GameApi
+from kidecar_plugins.game_api.batch import Batcher
+from kidecar_plugins.game_api.config import GameApiConfig
+from kidecar_plugins.game_api.feed import ObjectFeed
+from kidecar_plugins.game_api.writes import Writer
+
+NAME = "game_api"
+log = logging.getLogger("kidecar.plugin.game_api")
+
+
+@hookimpl
+def kidecar_config_schema(name: str) -> type | None:
+    return GameApiConfig if name == NAME else None
+
+
+@hookimpl
+def kidecar_pod_requirements(name: str, config: GameApiConfig) -> PodRequirements | None:
+    """The API's port, when it listens beyond loopback (then a token is configured)."""
+    if name != NAME or loopback_only(config.listen):
+        return None
+    return PodRequirements(
+        ports=(ContainerPort("game-api", int(config.listen.rpartition(":")[2])),)
+    )
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def call_later(delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
+def build(ctx: PluginContext) -> GameApi:
+    """The plugin's parts: token, feeds of the GameServer (and the Pod), batcher, writer."""
+    config: GameApiConfig = ctx.config
+    tokens = TokenSource(config.auth)
+    tokens.load()  # ConfigError with the path of the token setting
+
+    def emit(writes: list[Write]) -> None:
+        result = Result(NAME, "write", source=ctx.config_path(""), kind="write", writes=(*writes,))
+        ctx.emit(result)
+
+    gameserver = ObjectFeed(ctx, ObjectRef.gameserver(ctx.identity), spawn=ctx.spawn)
+    metadata = gameserver
+    if config.metadata_target == "pod":
+        metadata = ObjectFeed(ctx, ObjectRef.pod(ctx.identity), spawn=ctx.spawn)
+    batcher = Batcher(emit, config.write_interval_seconds, loop_time, call_later)
+    writer = Writer(ctx, config, batcher, gameserver, metadata)
+    return GameApi(ctx, tokens, gameserver, writer)
+
+
+@hookimpl
+def kidecar_configure(ctx: PluginContext) -> None:
+    ctx.state["api"] = build(ctx)
+
+
+@hookimpl
+def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
+    api: GameApi = ctx.state["api"]
+    listen = ctx.config.listen
+    for method, path, operation, handler in (
+        ("GET", "/v1/gameserver", "get", api.get_gameserver),
+        ("PATCH", "/v1/gameserver", "patch", api.patch_gameserver),
+        ("GET", "/v1/gameserver/watch", "watch", api.watch),
+        ("PUT", "/v1/metadata/labels/{key:.+}", "put_label", api.put_label),
+        ("DELETE", "/v1/metadata/labels/{key:.+}", "delete_label", api.delete_label),
+        ("PUT", "/v1/metadata/annotations/{key:.+}", "put_annotation", api.put_annotation),
+        ("DELETE", "/v1/metadata/annotations/{key:.+}", "delete_annotation", api.delete_annotation),
+    ):
+        routes.add(method, path, api.route(operation, handler), listen=listen)
+
+
+@hookimpl
+def kidecar_start(ctx: PluginContext) -> None:
+    api: GameApi = ctx.state["api"]
+    api.writer.batcher.open()
+    api.feed.open()
+    api.writer.metadata_feed.open()
+
+
+@hookimpl
+def kidecar_stop(ctx: PluginContext) -> Awaitable[None]:
+    api: GameApi = ctx.state["api"]
+    api.writer.batcher.close()  # what was acknowledged (202) goes to the writer now
+    return stop_feeds(api)
+
+
+async def stop_feeds(api: GameApi) -> None:
+    """End the watches (their streams finish cleanly) and the following of objects."""
+    await api.feed.close()
+    await api.writer.metadata_feed.close()

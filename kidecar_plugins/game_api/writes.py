@@ -1,0 +1,184 @@
+"""What the game asks to write, turned into the core's :class:`~kidecar_core.Write` s.
+
+Each field becomes one single-leaf write to its object (the GameServer's ``spec``; the labels
+and annotations of the ``metadataTarget``), handed to the :class:`~.batch.Batcher` and from
+there, as a :class:`~kidecar_core.Result`, to the core's writer like every other result: desired
+state, one merge patch per object, re-asserted when someone else changes it, retried while the
+API server is away.  ``spec.opsState`` carries the guard of ``protectedOpsStates``; the game is
+told 409 up front when that guard holds, judged by the core's own rule
+(:meth:`~kidecar_core.RuntimeView.blocking_guard`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kidecar_core import Event, FieldNotIn, KidecarError, ObjectRef, PluginContext, Write
+from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
+from kidecar_plugins.game_api.config import GameApiConfig
+from kidecar_plugins.game_api.errors import ApiError
+from kidecar_plugins.game_api.feed import ObjectFeed
+from kidecar_plugins.game_api.gameserver import OPS_STATES
+from kidecar_plugins.game_api.names import (
+    ANNOTATIONS_MAX_BYTES,
+    annotation_key_problems,
+    annotations_size,
+    label_value_problems,
+    okg_owned_label,
+    qualified_name_problems,
+)
+
+log = logging.getLogger("kidecar.plugin.game_api")
+
+
+def field_manager(obj: Mapping[str, Any], path: tuple[str, ...]) -> str | None:
+    """The manager (``managedFields[].manager``) that last wrote ``path`` of ``obj``, if the API
+    server tracked it (server-side field management; not in local mode)."""
+    best: tuple[str, str] | None = None
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        node: Any = entry.get("fieldsV1") or {}
+        for part in path:
+            node = node.get(f"f:{part}") if isinstance(node, dict) else None
+        if node is None or not isinstance(entry.get("manager"), str):
+            continue
+        when = str(entry.get("time") or "")
+        if best is None or when >= best[0]:
+            best = (when, entry["manager"])
+    return best[1] if best else None
+
+
+class Writer:
+    """Checks and queues the game's writes for one configured plugin."""
+
+    def __init__(
+        self,
+        ctx: PluginContext,
+        config: GameApiConfig,
+        batcher: Batcher,
+        gameserver: ObjectFeed,
+        metadata: ObjectFeed,
+    ) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.batcher = batcher
+        self.gameserver = gameserver
+        self.metadata_feed = metadata
+        protected = tuple(config.protected_ops_states)
+        self.guards = (FieldNotIn("/spec/opsState", protected),) if protected else ()
+
+    # -- GameServer spec --------------------------------------------------------------------
+
+    async def spec(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue ``fields`` (checked by :func:`~.gameserver.parse_spec_patch`) for the
+        GameServer's ``spec``; 409 while a guard holds ``opsState``; 503 when not queueable."""
+        ref = self.gameserver.ref
+        if "opsState" in fields:
+            await self._check_guard(fields["opsState"])
+            if fields["opsState"] not in OPS_STATES and self.ctx.first_time(
+                ("game_api.opsState", fields["opsState"])
+            ):
+                log.warning(
+                    "the game sets opsState %r, which OKG does not know (it knows %s); OKG keeps "
+                    "it as a custom state",
+                    fields["opsState"],
+                    ", ".join(OPS_STATES),
+                )
+        writes = [self._spec_write(ref, name, value) for name, value in fields.items()]
+        self._submit(writes)
+        return {"target": str(ref), "changes": dict(fields)}
+
+    def _spec_write(self, ref: ObjectRef, name: str, value: Any) -> Write:
+        source = f"{self.ctx.path} (game_api: PATCH /v1/gameserver {name})"
+        if name != "opsState":
+            return Write(ref, {"spec": {name: value}}, source)
+        event = Event(
+            "OpsStateChanged",
+            f"the game set GameServer spec.opsState to {value} (through kidecar's game_api)",
+        )
+        return Write(ref, {"spec": {name: value}}, source, guards=self.guards, event=event)
+
+    async def _check_guard(self, wanted: str) -> None:
+        if not self.guards:
+            return
+        try:
+            live = await self.gameserver.current()
+        except KidecarError:
+            return  # not known now: queued; the writer checks the guard before it writes
+        if live is None:
+            return
+        current = (live.get("spec") or {}).get("opsState")
+        if (
+            current == wanted
+            or self.ctx.blocking_guard(self.gameserver.ref, self.guards, live) is None
+        ):
+            return
+        who = field_manager(live, ("spec", "opsState"))
+        raise ApiError(
+            409,
+            f"spec.opsState is {current!r}, set by {who or 'someone else'} (not by kidecar): the "
+            f"game cannot change it while it is one of {', '.join(self.guards[0].values)} "
+            f"(protectedOpsStates of {self.ctx.config_path('protectedOpsStates')}); nothing "
+            "was queued",
+        )
+
+    # -- labels and annotations -------------------------------------------------------------
+
+    def check_key(self, kind: str, key: str) -> None:
+        """403 for a key outside ``metadataPrefixes`` (or an OKG-owned label), 400 for a key the
+        API server would refuse."""
+        prefixes = self.config.metadata_prefixes
+        if not key.startswith(prefixes):
+            raise ApiError(
+                403,
+                f"{kind[:-1]} key {key[:300]!r} is not under metadataPrefixes "
+                f"({', '.join(prefixes) or 'none configured'})",
+            )
+        if kind == "labels" and okg_owned_label(key):
+            raise ApiError(403, f"{key!r}: OpenKruiseGame owns game.kruise.io/gs-* labels")
+        check = qualified_name_problems if kind == "labels" else annotation_key_problems
+        problems = check(key)
+        if problems:
+            raise ApiError(400, f"invalid {kind[:-1]} key {key[:300]!r}: {'; '.join(problems)}")
+
+    async def metadata(self, kind: str, key: str, value: str | None) -> dict[str, Any]:
+        """Queue setting (``value``) or deleting (``None``) label/annotation ``key`` on the
+        ``metadataTarget``; the key and value checked as the API server checks them."""
+        self.check_key(kind, key)
+        if value is not None and kind == "labels":
+            problems = label_value_problems(value)
+            if problems:
+                raise ApiError(400, f"invalid label value {value[:100]!r}: {'; '.join(problems)}")
+        elif value is not None:
+            await self._check_annotations_size(key, value)
+        ref = self.metadata_feed.ref
+        source = f"{self.ctx.path} (game_api: {'PUT' if value is not None else 'DELETE'} {kind})"
+        self._submit([Write(ref, {"metadata": {kind: {key: value}}}, source)])
+        return {"target": str(ref), "changes": {kind: {key: value}}}
+
+    async def _check_annotations_size(self, key: str, value: str) -> None:
+        try:
+            live = await self.metadata_feed.current()
+        except KidecarError:
+            live = None  # not known now: the API server has the last word (422, logged)
+        ref = self.metadata_feed.ref
+        annotations = dict(((live or {}).get("metadata") or {}).get("annotations") or {})
+        for leaf, pending in self.batcher.pending(ref, ("metadata", "annotations")).items():
+            annotations[leaf[-1]] = pending
+        annotations[key] = value
+        size = annotations_size({k: v for k, v in annotations.items() if v is not None})
+        if size > ANNOTATIONS_MAX_BYTES:
+            raise ApiError(
+                400,
+                f"annotations of {ref} would be {size} bytes: may not be more than "
+                f"{ANNOTATIONS_MAX_BYTES} bytes (the API server's total size limit)",
+            )
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def _submit(self, writes: list[Write]) -> None:
+        try:
+            self.batcher.submit(writes)
+        except BatcherClosed as e:
+            raise ApiError(503, f"the write cannot be queued: {e}", retry_after=1) from None
