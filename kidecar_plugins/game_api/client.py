@@ -100,7 +100,7 @@ class GameApiClient:
 
     def gameserver(self) -> GameServer:
         """The GameServer now (as last seen by the sidecar, at most a second old)."""
-        return GameServer.from_json(self._call("GET", "/v1/gameserver"))
+        return GameServer.from_json(self._call("GET", "/v1/gameserver", None))
 
     def watch(self) -> Iterator[GameServer]:
         """The GameServer now, then again after each change, until the sidecar stops (the
