@@ -88,9 +88,11 @@ class GameApiConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise FieldError("listen", f"{self.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:5001")
+        _host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise FieldError(
+                "listen", f"{self.listen!r}: expected HOST:PORT or :PORT, e.g. 127.0.0.1:5001"
+            )
         if not loopback_only(self.listen) and not self.auth.configured:
             raise FieldError(
                 "listen",

@@ -1,0 +1,357 @@
+"""game_api's pure rules: label/annotation names, GameServer fields, coalescing, config."""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kidecar_core import ObjectRef, Write
+from kidecar_core.cli import load, load_plugins
+from kidecar_core.errors import ConfigError
+from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
+from kidecar_plugins.game_api.config import GameApiConfig
+from kidecar_plugins.game_api.errors import ApiError
+from kidecar_plugins.game_api.gameserver import check_priority, parse_spec_patch, view
+from kidecar_plugins.game_api.names import (
+    annotation_key_problems,
+    annotations_size,
+    label_value_problems,
+    qualified_name_problems,
+)
+from kidecar_plugins.game_api.writes import field_manager
+
+GS = ObjectRef("game.kruise.io", "v1alpha1", "gameservers", "default", "gs-0")
+POD = ObjectRef("", "v1", "pods", "default", "gs-0")
+
+
+# -- names, as apimachinery validates them --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a", "game.kidecar.io/room", "example.com/A_b.c-9", "x/" + "a" * 63, "a" * 253 + "/b"],
+)
+def test_qualified_names(key: str) -> None:
+    assert qualified_name_problems(key) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("", "name part must be non-empty"),
+        ("a/", "name part must be non-empty"),
+        ("/a", "prefix part must be non-empty"),
+        ("a/b/c", "optional DNS subdomain prefix"),
+        ("Example.com/a", "prefix part a lowercase RFC 1123 subdomain"),
+        ("x/" + "a" * 64, "no more than 63 characters"),
+        ("a" * 254 + "/b", "prefix part must be no more than 253"),
+        ("x/-a", "must start and end with an alphanumeric"),
+        ("x/a b", "must consist of alphanumeric"),
+        ("x/ab\n", "must consist of alphanumeric"),  # no trailing newline slips through
+    ],
+)
+def test_bad_qualified_names_say_why(key: str, why: str) -> None:
+    problems = qualified_name_problems(key)
+    assert any(why in p for p in problems), problems
+
+
+def test_label_values() -> None:
+    assert label_value_problems("") == []
+    assert label_value_problems("room-42") == []
+    assert label_value_problems("a" * 63) == []
+    assert label_value_problems("a" * 64)
+    assert label_value_problems("room 42")
+    assert label_value_problems("room\n")
+    assert label_value_problems("-room")
+
+
+def test_annotation_keys_compare_in_lower_case_and_size_counts_bytes() -> None:
+    assert annotation_key_problems("Game.Kidecar.IO/Note") == []
+    assert annotation_key_problems("game.kidecar.io/a b")
+    assert annotations_size({"k": "é"}) == 3
+
+
+# -- the GameServer fields ------------------------------------------------------------------
+
+
+def test_patch_fields_are_checked_against_okgs_crd() -> None:
+    assert parse_spec_patch({"opsState": "Allocated", "deletionPriority": 5}) == {
+        "opsState": "Allocated",
+        "deletionPriority": 5,
+    }
+    assert parse_spec_patch({"updatePriority": "-12", "networkDisabled": True}) == {
+        "updatePriority": "-12",
+        "networkDisabled": True,
+    }
+    assert parse_spec_patch({"opsState": "Draining"}) == {"opsState": "Draining"}  # custom
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ([], "must be a JSON object"),
+        ({}, "nothing to change"),
+        ({"opsstate": "None"}, "did you mean 'opsState'"),
+        ({"status": {}}, "unknown field 'status'"),
+        ({"opsState": ""}, "must not be empty"),
+        ({"opsState": 1}, "must be a string"),
+        ({"opsState": None}, "must be a string, got null"),
+        ({"deletionPriority": True}, "must be an integer"),
+        ({"deletionPriority": 1.5}, "must be an integer"),
+        ({"deletionPriority": 2**31}, "32-bit"),
+        ({"deletionPriority": "high"}, "OKG reads a non-numeric string as 0"),
+        ({"deletionPriority": "50%"}, "not a 32-bit integer"),
+        ({"networkDisabled": "true"}, "must be true or false"),
+    ],
+)
+def test_bad_patches_are_400_with_the_reason(body: Any, why: str) -> None:
+    with pytest.raises(ApiError) as e:
+        parse_spec_patch(body)
+    assert e.value.status == 400
+    assert why in e.value.message
+
+
+def _int32_string_schema() -> re.Pattern[str]:
+    doc = yaml.safe_load(
+        (importlib.resources.files("kidecar_plugins.game_api") / "openapi.yaml").read_text()
+    )
+    return re.compile(doc["components"]["schemas"]["Int32String"]["pattern"])
+
+
+INT32_STRING = _int32_string_schema()
+
+
+@given(
+    st.one_of(
+        st.integers(-(2**33), 2**33).map(str),
+        st.integers(-(2**33), 2**33).map(lambda n: f"+{n}" if n >= 0 else str(n)),
+        st.from_regex(r"[+-]?0{0,3}[0-9]{1,11}", fullmatch=True),
+        st.text(max_size=12),
+    )
+)
+def test_the_documented_priority_string_pattern_is_exactly_what_is_accepted(text: str) -> None:
+    try:
+        check_priority("p", text)
+        accepted = True
+    except ApiError:
+        accepted = False
+    assert accepted == bool(INT32_STRING.search(text)) or text.endswith("\n"), text
+
+
+def test_view_is_flat_and_complete() -> None:
+    obj = {
+        "metadata": {
+            "name": "gs-0",
+            "namespace": "ns",
+            "resourceVersion": "7",
+            "labels": {"a": "b"},
+        },
+        "spec": {"opsState": "None", "deletionPriority": 3},
+        "status": {"currentState": "Ready"},
+    }
+    assert view(obj) == {
+        "name": "gs-0",
+        "namespace": "ns",
+        "resourceVersion": "7",
+        "opsState": "None",
+        "updatePriority": None,
+        "deletionPriority": 3,
+        "networkDisabled": None,
+        "labels": {"a": "b"},
+        "annotations": {},
+        "status": {"currentState": "Ready"},
+    }
+
+
+def test_the_manager_of_a_field_is_the_latest_writer() -> None:
+    def entry(manager: str, time: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"manager": manager, "time": time, "fieldsV1": fields}
+
+    obj = {
+        "metadata": {
+            "managedFields": [
+                entry("okg", "2025-01-01T00:00:00Z", {"f:spec": {"f:opsState": {}}}),
+                entry("kubectl-edit", "2025-01-02T00:00:00Z", {"f:spec": {"f:opsState": {}}}),
+                entry("kidecar", "2025-01-03T00:00:00Z", {"f:spec": {"f:deletionPriority": {}}}),
+            ]
+        }
+    }
+    assert field_manager(obj, ("spec", "opsState")) == "kubectl-edit"
+    assert field_manager(obj, ("spec", "networkDisabled")) is None
+    assert field_manager({}, ("spec", "opsState")) is None
+
+
+# -- coalescing -----------------------------------------------------------------------------
+
+
+class Clock:
+    """A controllable clock and scheduler for the batcher."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[list[Any]] = []  # [due, callback, cancelled]
+
+    def later(self, delay: float, callback: Any) -> Any:
+        timer = [self.now + delay, callback, False]
+        self.timers.append(timer)
+        clock = self
+
+        class Handle:
+            def cancel(self) -> None:
+                timer[2] = True
+                clock.timers.remove(timer)
+
+        return Handle()
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        while True:
+            due = [t for t in self.timers if t[0] <= target]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t[0])
+            self.timers.remove(timer)
+            self.now = timer[0]
+            timer[1]()
+        self.now = target
+
+
+def ops(value: str) -> Write:
+    return Write(GS, {"spec": {"opsState": value}}, "test")
+
+
+def label(key: str, value: str | None, target: ObjectRef = GS) -> Write:
+    return Write(target, {"metadata": {"labels": {key: value}}}, "test")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def batches(clock: Clock) -> tuple[Batcher, list[tuple[float, list[Write]]]]:
+    sent: list[tuple[float, list[Write]]] = []
+    batcher = Batcher(lambda w: sent.append((clock.now, w)), 0.5, lambda: clock.now, clock.later)
+    batcher.open()
+    return batcher, sent
+
+
+def test_a_single_write_goes_out_at_once(batches: Any, clock: Clock) -> None:
+    batcher, sent = batches
+    batcher.submit([ops("Allocated")])
+    assert sent == [(0.0, [ops("Allocated")])]
+
+
+def test_writes_within_the_interval_wait_for_its_end_newest_value_wins(
+    batches: Any, clock: Clock
+) -> None:
+    batcher, sent = batches
+    batcher.submit([ops("Allocated")])
+    clock.advance(0.1)
+    batcher.submit([ops("None"), label("game.kidecar.io/a", "1")])
+    clock.advance(0.1)
+    batcher.submit([ops("WaitToBeDeleted")])
+    assert len(sent) == 1
+    clock.advance(0.29)
+    assert len(sent) == 1
+    clock.advance(0.01)
+    assert sent[1] == (0.5, [label("game.kidecar.io/a", "1"), ops("WaitToBeDeleted")])
+
+
+def test_a_hundred_writes_in_one_second_make_at_most_three_batches(
+    batches: Any, clock: Clock
+) -> None:
+    batcher, sent = batches
+    for i in range(100):
+        batcher.submit([ops(f"s{i}")])
+        clock.advance(0.01)
+    clock.advance(5)
+    assert len(sent) <= 3
+    assert sent[-1][1] == [ops("s99")]
+    assert all(b[0] - a[0] >= 0.5 for a, b in itertools.pairwise(sent))
+
+
+def test_objects_have_their_own_intervals(batches: Any, clock: Clock) -> None:
+    batcher, sent = batches
+    batcher.submit([ops("Allocated")])
+    batcher.submit([label("game.kidecar.io/a", "1", POD)])
+    assert [w[0].target for _, w in sent] == [GS, POD]
+
+
+def test_pending_shows_what_waits(batches: Any, clock: Clock) -> None:
+    batcher, _ = batches
+    batcher.submit([label("game.kidecar.io/a", "1")])
+    batcher.submit([label("game.kidecar.io/a", "2"), label("game.kidecar.io/b", None)])
+    assert batcher.pending(GS, ("metadata", "labels")) == {
+        ("metadata", "labels", "game.kidecar.io/a"): "2",
+        ("metadata", "labels", "game.kidecar.io/b"): None,
+    }
+    assert batcher.pending(POD, ("metadata",)) == {}
+
+
+def test_close_sends_what_waits_and_refuses_more(batches: Any, clock: Clock) -> None:
+    batcher, sent = batches
+    batcher.submit([ops("Allocated")])
+    batcher.submit([ops("None")])
+    batcher.close()
+    assert [w for _, w in sent] == [[ops("Allocated")], [ops("None")]]
+    assert clock.timers == []
+    with pytest.raises(BatcherClosed):
+        batcher.submit([ops("Kill")])
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def plugin_config(tmp_path: Path, config: dict[str, Any]) -> GameApiConfig:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"plugins": [{"name": "game_api", "config": config}]}))
+    loaded = load(str(path), load_plugins({}, []), {}, lenient=False)
+    result: GameApiConfig = loaded.plugins[0].config
+    return result
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = plugin_config(tmp_path, {})
+    assert config.listen == "127.0.0.1:5001"
+    assert config.metadata_prefixes == ("game.kidecar.io/",)
+    assert config.metadata_target == "gameserver"
+    assert config.protected_ops_states == ("Maintaining", "Kill")
+    assert config.write_interval_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"listen": ":5001"}, "listen: ':5001' is reachable from outside the pod"),
+        ({"listen": "0.0.0.0:5001"}, "set auth.tokenFile or auth.tokenEnv"),
+        ({"listen": "127.0.0.1"}, "listen: '127.0.0.1': expected HOST:PORT"),
+        ({"metadataPrefixes": [""]}, "metadataPrefixes[0]: '': must not be empty"),
+        ({"metadataPrefixes": ["Game.IO/"]}, "metadataPrefixes[0]: 'Game.IO/': the part before"),
+        ({"metadataPrefixes": ["a/b/"]}, "at most one '/'"),
+        ({"metadataTarget": "node"}, "metadataTarget: must be one of"),
+        ({"writeIntervalSeconds": 0}, "writeIntervalSeconds: must be > 0"),
+        ({"protectedOpsStates": [""]}, "protectedOpsStates[0]: must not be empty"),
+        ({"auth": {"tokenFile": "/x", "tokenEnv": "T"}}, "set tokenFile or tokenEnv, not both"),
+    ],
+)
+def test_config_mistakes_are_reported_with_their_path(
+    tmp_path: Path, config: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        plugin_config(tmp_path, config)
+    assert any(problem in str(p) for p in e.value.problems), e.value.problems
+
+
+def test_a_token_allows_listening_beyond_loopback(tmp_path: Path) -> None:
+    config = plugin_config(tmp_path, {"listen": ":5001", "auth": {"tokenEnv": "GAME_API_TOKEN"}})
+    assert config.listen == ":5001"
