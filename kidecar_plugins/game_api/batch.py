@@ -124,19 +124,6 @@ class Batcher:
         self.batches += 1
         self.emit(writes)
 
-    def pending(self, target: ObjectRef, under: Leaf) -> dict[Leaf, Any]:
-        """The leaves waiting to be written to ``target`` below path ``under`` and their values
-        (``None``: the key is to be deleted)."""
-        pending = self.objects.get(target)
-        if pending is None:
-            return {}
-        return {
-            leaf: value
-            for write in {id(w): w for w in pending.writes.values()}.values()
-            for leaf, value in leaves(write)
-            if leaf[: len(under)] == under and pending.writes.get(leaf) is write
-        }
-
     def close(self) -> None:
         """Stop taking writes and emit everything still waiting now: a write the game was told
         is queued (202) is never dropped, the window notwithstanding."""

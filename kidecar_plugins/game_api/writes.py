@@ -65,6 +65,8 @@ class Writer:
         self.batcher = batcher
         self.gameserver = gameserver
         self.metadata_feed = metadata
+        self.annotations: dict[str, str | None] = {}
+        """The annotations the game set (``None``: removed), the values the writer converges on."""
         protected = tuple(config.protected_ops_states)
         self.guards = (FieldNotIn("/spec/opsState", protected),) if protected else ()
 
@@ -155,6 +157,8 @@ class Writer:
         ref = self.metadata_feed.ref
         source = f"{self.ctx.path} (game_api: {'PUT' if value is not None else 'DELETE'} {kind})"
         self._submit([Write(ref, {"metadata": {kind: {key: value}}}, source)])
+        if kind == "annotations":
+            self.annotations[key] = value
         return {"target": str(ref), "changes": {kind: {key: value}}}
 
     async def _check_annotations_size(self, key: str, value: str) -> None:
@@ -164,8 +168,8 @@ class Writer:
             live = None  # not known now: the API server has the last word (422, logged)
         ref = self.metadata_feed.ref
         annotations = dict(((live or {}).get("metadata") or {}).get("annotations") or {})
-        for leaf, pending in self.batcher.pending(ref, ("metadata", "annotations")).items():
-            annotations[leaf[-1]] = pending
+        # What the game set before may not be in the copy yet; the writer makes it so.
+        annotations.update(self.annotations)
         annotations[key] = value
         size = annotations_size({k: v for k, v in annotations.items() if v is not None})
         if size > ANNOTATIONS_MAX_BYTES:

@@ -287,17 +287,6 @@ def test_objects_have_their_own_intervals(batches: Any, clock: Clock) -> None:
     assert [w[0].target for _, w in sent] == [GS, POD]
 
 
-def test_pending_shows_what_waits(batches: Any, clock: Clock) -> None:
-    batcher, _ = batches
-    batcher.submit([label("game.kidecar.io/a", "1")])
-    batcher.submit([label("game.kidecar.io/a", "2"), label("game.kidecar.io/b", None)])
-    assert batcher.pending(GS, ("metadata", "labels")) == {
-        ("metadata", "labels", "game.kidecar.io/a"): "2",
-        ("metadata", "labels", "game.kidecar.io/b"): None,
-    }
-    assert batcher.pending(POD, ("metadata",)) == {}
-
-
 def test_close_sends_what_waits_and_refuses_more(batches: Any, clock: Clock) -> None:
     batcher, sent = batches
     batcher.submit([ops("Allocated")])
