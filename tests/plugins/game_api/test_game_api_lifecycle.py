@@ -1,0 +1,135 @@
+"""game_api across its own stop and start, in-process: the real runtime (local store) configures
+the plugin and its routes are served by a real aiohttp server on 127.0.0.1, so that the moment
+between the plugin's stop and the process's end (or a restart) can be reached on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from kidecar_core._plugins.context import PluginContext
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
+from kidecar_core._store.local import LocalStore
+from kidecar_core._store.objects import ObjectRef, PodIdentity
+from kidecar_core.cli import load_parsed, load_plugins
+
+
+class Harness:
+    """The runtime, the plugin's context and an HTTP client of its routes."""
+
+    def __init__(self, runtime: Runtime, plugins: Plugins, client: TestClient[Any, Any]) -> None:
+        self.runtime = runtime
+        self.plugins = plugins
+        self.client = client
+        ctx = runtime.supervised[0].ctx
+        assert ctx is not None
+        self.ctx: PluginContext = ctx
+
+    async def start(self) -> None:
+        for awaitable in self.plugins.start(self.ctx):
+            await awaitable
+
+    async def stop(self) -> None:
+        for awaitable in self.plugins.stop(self.ctx):
+            await awaitable
+
+
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    env = {"POD_NAME": "gs-0", "POD_NAMESPACE": "default"}
+    config = {"plugins": [{"name": "game_api", "config": {"listen": "127.0.0.1:5001"}}]}
+    plugins = load_plugins(env, [])
+    loaded = load_parsed(config, plugins, env, lenient=False)
+    plugins.activate(loaded.plugins)
+    identity = PodIdentity("gs-0", "default")
+    store = LocalStore(tmp_path / "state.json", identity)
+    runtime = Runtime(loaded, plugins, store, identity, RuntimeOptions(), local_mode=True)
+    app = web.Application()
+    for route in runtime.configure().routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    # The runtime's result pipeline (on_result -> persist -> writer), as `kidecar run` runs it.
+    pipeline = asyncio.create_task(runtime._pipeline_loop())
+    async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
+        h = Harness(runtime, plugins, client)
+        await h.start()
+        try:
+            yield h
+        finally:
+            await h.stop()
+            pipeline.cancel()
+            await runtime.applier.close()
+            await store.close()
+
+
+def run(tmp_path: Path, scenario: Any) -> None:
+    async def main() -> None:
+        agen = harness(tmp_path)
+        h = await anext(agen)
+        try:
+            await scenario(h)
+        finally:
+            await agen.aclose()
+
+    asyncio.run(main())
+
+
+def test_after_stop_writes_are_503_and_watches_end_cleanly(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        watch = await h.client.get("/v1/gameserver/watch")
+        assert watch.status == 200
+        assert watch.headers["Content-Type"] == "application/x-ndjson"
+        first = json.loads(await watch.content.readline())
+        assert (first["name"], first["opsState"]) == ("gs-0", "None")
+        patch = await h.client.patch("/v1/gameserver", json={"opsState": "Allocated"})
+        assert patch.status == 202
+        await h.stop()
+        rest = await asyncio.wait_for(watch.content.read(), 10)  # the stream ends, not breaks
+        assert all(json.loads(line)["name"] == "gs-0" for line in rest.splitlines())
+        for method, path, body in (
+            ("PATCH", "/v1/gameserver", {"opsState": "None"}),
+            ("PUT", "/v1/metadata/labels/game.kidecar.io/a", {"value": "1"}),
+            ("DELETE", "/v1/metadata/labels/game.kidecar.io/a", None),
+        ):
+            answer = await h.client.request(method, path, json=body)
+            assert answer.status == 503, (method, path)
+            assert answer.headers["Retry-After"] == "1"
+            assert "cannot be queued" in (await answer.json())["message"]
+        refused = await h.client.get("/v1/gameserver/watch")
+        assert refused.status == 503
+        # What was acknowledged before the stop went to the writer.
+        await asyncio.wait_for(h.runtime._results.join(), 10)
+        assert await h.runtime.applier.flush(10)
+        gs = await h.runtime.store.get(ObjectRef.gameserver(h.ctx.identity))
+        assert gs is not None and gs["spec"]["opsState"] == "Allocated"
+        await h.start()  # a restarted plugin takes writes again
+        again = await h.client.patch("/v1/gameserver", json={"opsState": "None"})
+        assert again.status == 202
+
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("path", ["/v1/gameserver", "/v1/gameserver/watch"])
+def test_reads_of_a_missing_gameserver(tmp_path: Path, path: str) -> None:
+    async def scenario(h: Harness) -> None:
+        state = json.loads((tmp_path / "state.json").read_text())
+        state["gameserver"] = None  # the local store's way of saying "not created yet"
+        (tmp_path / "state.json").write_text(json.dumps(state))
+        if path.endswith("watch"):
+            watch = await h.client.get(path)
+            assert watch.status == 200
+            with pytest.raises(TimeoutError):  # nothing to show until it exists
+                await asyncio.wait_for(watch.content.readline(), 1.5)
+            watch.close()
+        else:
+            answer = await h.client.get(path)
+            assert answer.status == 404
+            assert "does not exist (yet)" in (await answer.json())["message"]
+
+    run(tmp_path, scenario)
