@@ -9,7 +9,9 @@ GameServer CRD (``game.kruise.io/v1alpha1``, ``spec``):
 * ``updatePriority``, ``deletionPriority``: ``x-kubernetes-int-or-string``. OKG reads them as
   Go ``intstr.IntOrString`` and compares their ``IntValue()``: a 32-bit integer, or a string
   holding one. A string like ``"high"`` passes the API server and silently counts as 0 in OKG,
-  so it is refused here; so is an integer outside the int32 range, which OKG cannot decode;
+  so it is refused here; so is an integer outside the int32 range, which OKG cannot decode.
+  ``10.0`` (an integer to JSON Schema and to the API server) is written as ``10``, which OKG
+  can decode;
 * ``networkDisabled``: a boolean.
 """
 
@@ -57,6 +59,8 @@ def _unknown_field(key: str) -> ApiError:
 
 def check_priority(name: str, value: Any) -> int | str:
     """An ``updatePriority``/``deletionPriority`` value OKG reads as written; 400 otherwise."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 10.0 is an integer to JSON Schema and the API server; OKG needs 10
     if isinstance(value, int) and not isinstance(value, bool):
         if INT32_MIN <= value <= INT32_MAX:
             return value

@@ -39,6 +39,11 @@ from kidecar_plugins.game_api.feed import ObjectFeed
 from kidecar_plugins.game_api.writes import Writer
 
 NAME = "game_api"
+LABELS = "/v1/metadata/labels/"
+ANNOTATIONS = "/v1/metadata/annotations/"
+KEY = r"{key:[\s\S]+}"
+"""The rest of the path, slashes and any other character included: the key is checked by the
+handler (a 404 for a key with a newline would not say what is wrong)."""
 log = logging.getLogger("kidecar.plugin.game_api")
 
 
@@ -97,10 +102,10 @@ def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
         ("GET", "/v1/gameserver", "get", api.get_gameserver),
         ("PATCH", "/v1/gameserver", "patch", api.patch_gameserver),
         ("GET", "/v1/gameserver/watch", "watch", api.watch),
-        ("PUT", "/v1/metadata/labels/{key:.+}", "put_label", api.put_label),
-        ("DELETE", "/v1/metadata/labels/{key:.+}", "delete_label", api.delete_label),
-        ("PUT", "/v1/metadata/annotations/{key:.+}", "put_annotation", api.put_annotation),
-        ("DELETE", "/v1/metadata/annotations/{key:.+}", "delete_annotation", api.delete_annotation),
+        ("PUT", LABELS + KEY, "put_label", api.put_label),
+        ("DELETE", LABELS + KEY, "delete_label", api.delete_label),
+        ("PUT", ANNOTATIONS + KEY, "put_annotation", api.put_annotation),
+        ("DELETE", ANNOTATIONS + KEY, "delete_annotation", api.delete_annotation),
     ):
         routes.add(method, path, api.route(operation, handler), listen=listen)
 

@@ -1,7 +1,8 @@
 """The OpenAPI documents shipped in the package: valid, complete, and their examples true.
 
 ``kidecar_core/_runtime/openapi.yaml`` describes the admin server, ``kidecar_plugins/hot_update/
-openapi.yaml`` the hot-update API. They are what ``test_api_fuzz.py`` fuzzes the sidecar with,
+openapi.yaml`` the hot-update API and ``kidecar_plugins/game_api/openapi.yaml`` the game API.
+They are what ``test_api_fuzz.py`` fuzzes the sidecar with,
 so they must be valid OpenAPI 3.1 (the official meta-schema), name exactly the routes the
 sidecar registers, document every status the plugin answers with, and every example in them
 must validate against its schema.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import importlib.resources
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +32,14 @@ from kidecar_core._runtime.runtime import Runtime, RuntimeOptions
 from kidecar_core._runtime.servers import make_admin_app
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import PodIdentity
+from kidecar_plugins.game_api.errors import REASONS as GAME_API_REASONS
 from kidecar_plugins.hot_update.errors import RESULT_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {
     "admin": ("kidecar_core._runtime", "openapi.yaml"),
     "hot_update": ("kidecar_plugins.hot_update", "openapi.yaml"),
+    "game_api": ("kidecar_plugins.game_api", "openapi.yaml"),
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOC_URI = "urn:kidecar:openapi"
@@ -103,6 +107,7 @@ def examples(doc: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
             for media, body in node.get("content", {}).items():
                 schema_at = f"{where}{pointer('content', media, 'schema')}"
                 for name, example in body.get("examples", {}).items():
+                    example, _ = follow(doc, example, "")  # through components/examples
                     yield f"{what} {media} {name}", schema_at, example["value"]
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
         for i, value in enumerate(schema.get("examples", [])):
@@ -137,8 +142,9 @@ def test_a_wrong_example_would_be_caught() -> None:
     )
 
 
-def registered_routes(tmp_path: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    """(admin routes, hot-update routes) as (METHOD, path), from a real configured runtime."""
+def registered_routes(tmp_path: Path) -> dict[str, set[tuple[str, str]]]:
+    """The routes as (METHOD, path) per server (``admin`` or the plugin serving them), from a
+    real configured runtime; aiohttp's ``{key:.+}`` is written ``{key}`` as in OpenAPI."""
     env = {"POD_NAME": "gs-0", "POD_NAMESPACE": "default"}
     config = {
         "plugins": [
@@ -151,6 +157,7 @@ def registered_routes(tmp_path: Path) -> tuple[set[tuple[str, str]], set[tuple[s
                 },
             },
             {"name": "http_probe", "config": {"endpoints": [{"url": "http://127.0.0.1:1/"}]}},
+            {"name": "game_api", "config": {}},
         ]
     }
     plugins = Plugins.load(env)
@@ -160,14 +167,19 @@ def registered_routes(tmp_path: Path) -> tuple[set[tuple[str, str]], set[tuple[s
     store = LocalStore(tmp_path / "state.json", identity)
     runtime = Runtime(loaded, plugins, store, identity, RuntimeOptions(), local_mode=True)
     registry = runtime.configure()
-    admin = {
-        (r.method, r.resource.canonical)
-        for r in make_admin_app(runtime.readiness, runtime.metrics).router.routes()
+    routes = {
+        "admin": {
+            (r.method, r.resource.canonical)
+            for r in make_admin_app(runtime.readiness, runtime.metrics).router.routes()
+        }
     }
-    admin |= {(r.method, r.path) for r in registry.routes if r.listen is None}
-    plugin = {(r.method, r.path) for r in registry.routes if r.listen is not None}
+    for r in registry.routes:
+        server = "admin" if r.listen is None else r.plugin
+        routes.setdefault(server, set()).add(
+            (r.method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.path))
+        )
     asyncio.run(store.close())
-    return admin, plugin
+    return routes
 
 
 def documented(which: str) -> set[tuple[str, str]]:
@@ -175,9 +187,10 @@ def documented(which: str) -> set[tuple[str, str]]:
 
 
 def test_every_registered_route_is_documented_and_vice_versa(tmp_path: Path) -> None:
-    admin, plugin = registered_routes(tmp_path)
-    assert admin == documented("admin")
-    assert plugin == documented("hot_update")
+    routes = registered_routes(tmp_path)
+    assert set(routes) == set(DOCS)
+    for which, registered in routes.items():
+        assert registered == documented(which), which
 
 
 def test_every_status_the_hot_update_api_answers_is_documented() -> None:
@@ -186,6 +199,14 @@ def test_every_status_the_hot_update_api_answers_is_documented() -> None:
     assert {int(s) for s in post} == set(RESULT_LABELS)
     codes = doc["components"]["schemas"]["UpdateFailed"]["properties"]["code"]["enum"]
     assert set(codes) == set(RESULT_LABELS) - {200}
+
+
+def test_every_status_the_game_api_answers_is_documented() -> None:
+    doc = load_doc("game_api")
+    codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+    assert set(codes) == set(GAME_API_REASONS)
+    answered = {int(s) for _, _, op in operations(doc) for s in op["responses"]} - {200, 202}
+    assert answered == set(GAME_API_REASONS)
 
 
 def test_the_documents_are_package_data() -> None:

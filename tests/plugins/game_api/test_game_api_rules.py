@@ -92,6 +92,7 @@ def test_patch_fields_are_checked_against_okgs_crd() -> None:
         "networkDisabled": True,
     }
     assert parse_spec_patch({"opsState": "Draining"}) == {"opsState": "Draining"}  # custom
+    assert parse_spec_patch({"deletionPriority": 10.0}) == {"deletionPriority": 10}
 
 
 @pytest.mark.parametrize(
