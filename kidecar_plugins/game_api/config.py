@@ -71,7 +71,8 @@ class GameApiConfig:
         key="metadataTarget",
         default="gameserver",
         doc="Where `PUT`/`DELETE /v1/metadata/...` write: the GameServer's labels and "
-        "annotations, or the Pod's (for label selectors and `pod-deletion-cost`).",
+        "annotations, or the Pod's (for label selectors, or "
+        "`controller.kubernetes.io/pod-deletion-cost` with that key in `metadataPrefixes`).",
     )
     protected_ops_states: tuple[str, ...] = field(
         key="protectedOpsStates",
