@@ -19,8 +19,11 @@ from kidecar_core import KidecarError, ObjectRef, RuntimeView
 
 log = logging.getLogger("kidecar.plugin.game_api")
 
-POLL_PERIOD = 0.5
-"""Seconds between two reads of the GameServer while a game watches."""
+POLL_PERIOD = 1.0
+"""Seconds between two reads of the GameServer while a game watches (one GET per second per
+watching sidecar against the API server, until the core's watch replaces the poll)."""
+WATCH_IDLE = 5.0
+"""Seconds without a change after which a watch checks that its client is still connected."""
 
 _UNSET: Any = object()
 
@@ -73,6 +76,7 @@ class ObjectFeed:
         self.max_age = max_age
         self.period = period
         self.clock = clock
+        self.idle = WATCH_IDLE
         self.latest: dict[str, Any] | None = None
         self.seen_at = -float("inf")
         self.version = 0
@@ -130,8 +134,8 @@ class ObjectFeed:
             await self._update(obj, force=first)
             first = False
 
-    async def changes(self, idle: float = 5.0) -> AsyncGenerator[dict[str, Any] | None, None]:
-        """The GameServer now, then after each change, until :meth:`close`.  Every ``idle``
+    async def changes(self) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """The object now, then after each change, until :meth:`close`.  After :attr:`idle`
         seconds without a change it yields ``None``, so that the caller can check its client is
         still there.  The first object is read fresh (not an older copy)."""
         self.watchers += 1
@@ -146,7 +150,7 @@ class ObjectFeed:
                     if self.latest is not None:  # a deleted GameServer has nothing to show
                         yield self.latest
                     continue
-                if not await self._wait_change(seen, idle):
+                if not await self._wait_change(seen, self.idle):
                     yield None
         finally:
             self.watchers -= 1

@@ -20,6 +20,7 @@ from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import ObjectRef, PodIdentity
 from kidecar_core.cli import load_parsed, load_plugins
+from kidecar_plugins.game_api.api import GameApi
 
 
 class Harness:
@@ -131,5 +132,22 @@ def test_reads_of_a_missing_gameserver(tmp_path: Path, path: str) -> None:
             answer = await h.client.get(path)
             assert answer.status == 404
             assert "does not exist (yet)" in (await answer.json())["message"]
+
+    run(tmp_path, scenario)
+
+
+def test_a_watch_whose_game_went_away_is_let_go(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        api: GameApi = h.ctx.state["api"]
+        api.feed.idle = 0.2  # check for a gone client every 0.2 s instead of 5 s
+        watch = await h.client.get("/v1/gameserver/watch")
+        await watch.content.readline()
+        assert api.feed.watchers == 1
+        follower = api.feed._follower
+        assert follower is not None
+        watch.close()  # the game disconnects while nothing changes
+        # The follower (the poll of the GameServer) ends once no watch is left.
+        await asyncio.wait_for(follower, 10)
+        assert api.feed.watchers == 0
 
     run(tmp_path, scenario)
