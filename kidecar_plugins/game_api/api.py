@@ -36,22 +36,23 @@ def _reject_constant(name: str) -> Any:
 
 async def read_json(request: web.Request) -> Any:
     """The request's JSON body; 415 for another media type, 413 when too large, 400 when it is
-    not JSON (``NaN`` and ``Infinity`` included: the API server refuses them too)."""
+    not JSON (UTF-8, RFC 8259; ``NaN`` and ``Infinity`` are refused as the API server refuses
+    them)."""
     if request.content_type not in JSON_TYPES:
         raise ApiError(
             415,
             f"send a JSON body with Content-Type: application/json (got {request.content_type!r})",
         )
     try:
-        text = await request.text()
+        data = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "the request body is too large (64 KiB at most)") from None
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as e:
         raise ApiError(400, f"the body is not UTF-8: {e}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as e:
-        raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"the body is not valid JSON: {str(e)[:200]}") from None
 
 
 class GameApi:
