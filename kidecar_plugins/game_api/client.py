@@ -83,6 +83,15 @@ class GameApiError(Exception):
         self.message = message
 
 
+def _api_error(status: int, reason: str, raw: bytes) -> GameApiError:
+    """The error of an answer: the API's JSON (``reason``, ``message``) or the raw text."""
+    try:
+        data = json.loads(raw)
+        return GameApiError(status, str(data["reason"]), str(data["message"]))
+    except (ValueError, KeyError, TypeError):
+        return GameApiError(status, reason, raw.decode(errors="replace"))
+
+
 class GameApiClient:
     """Calls the game API at ``url`` (default ``$KIDECAR_GAME_API`` or :data:`DEFAULT_URL`),
     with ``token`` as bearer token when the plugin requires one (default
@@ -177,11 +186,7 @@ class GameApiClient:
         except urllib.error.HTTPError as e:
             with e:
                 raw = e.read()
-            try:
-                data = json.loads(raw)
-                raise GameApiError(e.code, data["reason"], data["message"]) from None
-            except (ValueError, KeyError, TypeError):
-                raise GameApiError(e.code, str(e.reason), raw.decode(errors="replace")) from None
+            raise _api_error(e.code, str(e.reason), raw) from None
 
     def _call(self, method: str, path: str, body: Any) -> dict[str, Any]:
         with self._open(self._request(method, path, body), self.timeout) as response:

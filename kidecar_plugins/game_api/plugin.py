@@ -17,7 +17,6 @@ core's path (:mod:`.writes`).  See ``openapi.yaml`` for every answer and
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 from kidecar_core import (
@@ -44,7 +43,6 @@ ANNOTATIONS = "/v1/metadata/annotations/"
 KEY = r"{key:[\s\S]+}"
 """The rest of the path, slashes and any other character included: the key is checked by the
 handler (a 404 for a key with a newline would not say what is wrong)."""
-log = logging.getLogger("kidecar.plugin.game_api")
 
 
 @hookimpl
