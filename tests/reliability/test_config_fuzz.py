@@ -1,8 +1,9 @@
 """Hypothesis fuzzing of the real plugins' configuration, through the path ``kidecar run`` takes.
 
 ``tests/core/test_config.py`` fuzzes the loader with a stand-in schema. Here the schemas are the
-real ones (``hot_update``, ``http_probe``, the ``InKube``/``HTTPMetric`` storage types), loaded
-from the installed entry points by :func:`kidecar_core._config.catalog.load_parsed`, and the
+real ones (``hot_update``, ``http_probe``, ``game_api``, the ``InKube``/``HTTPMetric`` storage
+types), loaded from the installed entry points by
+:func:`kidecar_core._config.catalog.load_parsed`, and the
 input is YAML text: generated trees spelled with the real keys, and valid configs with random
 damage. Any of them must give a loaded config or a :class:`ConfigError` that names every problem
 with its path, never another exception.
@@ -28,13 +29,18 @@ from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.schema import config_key
 from kidecar_core._config.strict_yaml import parse_yaml
 from kidecar_core._plugins.manager import Plugins
+from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.http_probe.config import HttpProbeConfig
 from kidecar_plugins.httpmetric.plugin import HTTPMetricConfig
 from kidecar_plugins.inkube.config import InKubeConfig
 
 ENV = {"POD_NAME": "gs-0", "POD_NAMESPACE": "default"}
-SCHEMAS = {"hot_update": HotUpdateConfig, "http_probe": HttpProbeConfig}
+SCHEMAS = {
+    "hot_update": HotUpdateConfig,
+    "http_probe": HttpProbeConfig,
+    "game_api": GameApiConfig,
+}
 
 
 def config_keys(cls: type) -> Iterator[str]:
@@ -109,6 +115,14 @@ VALID: dict[str, dict[str, Any]] = {
                 },
             }
         ],
+    },
+    "game_api": {
+        "listen": "127.0.0.1:5001",
+        "auth": {"tokenEnv": "GAME_API_TOKEN"},
+        "metadataPrefixes": ["game.example.com/", "controller.kubernetes.io/pod-deletion-cost"],
+        "metadataTarget": "pod",
+        "protectedOpsStates": ["Maintaining"],
+        "writeIntervalSeconds": 0.5,
     },
 }
 
