@@ -14,22 +14,15 @@ path of every other result (persist hooks, the core's writer, its guards and ret
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
-from kidecar_core import ObjectRef, Write
+from kidecar_core import Clock, ObjectRef, Write
 
 Leaf = tuple[str, ...]
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-Later = Callable[[float, Callable[[], None]], Cancellable]
-"""``later(delay_seconds, callback)``: run ``callback`` after the delay (``loop.call_later``)."""
 
 
 class BatcherClosed(Exception):
@@ -54,28 +47,18 @@ class Pending:
     """The writes of one object waiting for its interval to end, newest per leaf."""
 
     writes: dict[Leaf, Write] = attrs.field(factory=dict)
-    timer: Cancellable | None = None
+    timer: asyncio.Task[None] | None = None
     last_sent: float | None = None
 
 
 class Batcher:
-    """Pending writes per object, handed to ``emit`` at most once per ``interval`` seconds.
+    """Pending writes per object, handed to ``emit`` at most once per ``interval`` seconds of
+    ``clock`` (the runtime's; tests drive a :class:`~kidecar_core.ManualClock`)."""
 
-    ``now`` is the clock (``loop.time``) and ``later`` the scheduler (``loop.call_later``); tests
-    pass controllable ones.
-    """
-
-    def __init__(
-        self,
-        emit: Callable[[list[Write]], None],
-        interval: float,
-        now: Callable[[], float],
-        later: Later,
-    ) -> None:
+    def __init__(self, emit: Callable[[list[Write]], None], interval: float, clock: Clock) -> None:
         self.emit = emit
         self.interval = interval
-        self.now = now
-        self.later = later
+        self.clock = clock
         self.objects: dict[ObjectRef, Pending] = {}
         self.closed = True
         self.batches = 0
@@ -103,14 +86,17 @@ class Batcher:
         pending = self.objects[target]
         if pending.timer is not None:
             return  # the end of the interval will carry it
-        now = self.now()
+        now = self.clock.now()
         wait = 0.0 if pending.last_sent is None else pending.last_sent + self.interval - now
         if wait <= 0:
             self._send(target)
         else:
-            pending.timer = self.later(wait, lambda: self._due(target))
+            pending.timer = asyncio.get_running_loop().create_task(
+                self._due(target, wait), name=f"kidecar:game_api:batch:{target}"
+            )
 
-    def _due(self, target: ObjectRef) -> None:
+    async def _due(self, target: ObjectRef, wait: float) -> None:
+        await self.clock.sleep(wait)
         pending = self.objects[target]
         pending.timer = None
         if pending.writes:
@@ -120,7 +106,7 @@ class Batcher:
         pending = self.objects[target]
         writes = list({id(w): w for w in pending.writes.values()}.values())
         pending.writes.clear()
-        pending.last_sent = self.now()
+        pending.last_sent = self.clock.now()
         self.batches += 1
         self.emit(writes)
 

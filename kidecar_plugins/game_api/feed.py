@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -53,7 +52,7 @@ async def follow(
             if obj != last:
                 last = obj
                 yield obj
-        await asyncio.sleep(period)
+        await ctx.clock.sleep(period)
 
 
 class ObjectFeed:
@@ -68,14 +67,12 @@ class ObjectFeed:
         spawn: Callable[[Any, str], asyncio.Task[Any]],
         max_age: float = 1.0,
         period: float = POLL_PERIOD,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ctx = ctx
         self.ref = ref
         self.spawn = spawn
         self.max_age = max_age
         self.period = period
-        self.clock = clock
         self.idle = WATCH_IDLE
         self.latest: dict[str, Any] | None = None
         self.seen_at = -float("inf")
@@ -93,7 +90,7 @@ class ObjectFeed:
         is running, or it was read less than ``max_age`` ago), else read now.  Concurrent calls
         share one read.  Raises the store's :class:`~kidecar_core.KidecarError` when it cannot
         be read and no fresh copy exists."""
-        if self._following() or self.clock() - self.seen_at < self.max_age:
+        if self._following() or self.ctx.clock.now() - self.seen_at < self.max_age:
             return self.latest
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._read())
@@ -111,7 +108,7 @@ class ObjectFeed:
             self._reading = None
 
     async def _update(self, obj: dict[str, Any] | None, force: bool = False) -> None:
-        self.seen_at = self.clock()
+        self.seen_at = self.ctx.clock.now()
         if obj == self.latest and not force:
             return
         self.latest = obj

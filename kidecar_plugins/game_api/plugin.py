@@ -16,8 +16,7 @@ core's path (:mod:`.writes`).  See ``openapi.yaml`` for every answer and
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from kidecar_core import (
     ContainerPort,
@@ -60,12 +59,9 @@ def kidecar_pod_requirements(name: str, config: GameApiConfig) -> PodRequirement
     )
 
 
-def loop_time() -> float:
-    return asyncio.get_running_loop().time()
-
-
-def call_later(delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-    return asyncio.get_running_loop().call_later(delay, callback)
+def ops_origin(ctx: PluginContext) -> str:
+    """The source of the game's opsState asks, as ``opsStatePrecedence`` logs name it."""
+    return f"{ctx.path} (game_api: PATCH /v1/gameserver opsState)"
 
 
 def build(ctx: PluginContext) -> GameApi:
@@ -75,14 +71,20 @@ def build(ctx: PluginContext) -> GameApi:
     tokens.load()  # ConfigError with the path of the token setting
 
     def emit(writes: list[Write]) -> None:
-        result = Result(NAME, "write", source=ctx.config_path(""), kind="write", writes=(*writes,))
-        ctx.emit(result)
+        # The game's opsState is one ask among the sources of opsStatePrecedence, and a result
+        # from an origin that had asked withdraws its ask unless it asks again: so the opsState
+        # writes are results of their own origin, and the other writes never touch that ask.
+        ops = [w for w in writes if "opsState" in (w.patch.get("spec") or {})]
+        rest = [w for w in writes if w not in ops]
+        for source, group in ((ops_origin(ctx), ops), (ctx.config_path(""), rest)):
+            if group:
+                ctx.emit(Result(NAME, "write", source=source, kind="write", writes=(*group,)))
 
     gameserver = ObjectFeed(ctx, ObjectRef.gameserver(ctx.identity), spawn=ctx.spawn)
     metadata = gameserver
     if config.metadata_target == "pod":
         metadata = ObjectFeed(ctx, ObjectRef.pod(ctx.identity), spawn=ctx.spawn)
-    batcher = Batcher(emit, config.write_interval_seconds, loop_time, call_later)
+    batcher = Batcher(emit, config.write_interval_seconds, ctx.clock)
     writer = Writer(ctx, config, batcher, gameserver, metadata)
     return GameApi(ctx, tokens, gameserver, writer)
 

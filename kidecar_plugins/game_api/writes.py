@@ -6,7 +6,8 @@ there, as a :class:`~kidecar_core.Result`, to the core's writer like every other
 state, one merge patch per object, re-asserted when someone else changes it, retried while the
 API server is away.  ``spec.opsState`` carries the guard of ``protectedOpsStates``; the game is
 told 409 up front when that guard holds, judged by the core's own rule
-(:meth:`~kidecar_core.RuntimeView.blocking_guard`).
+(:meth:`~kidecar_core.RuntimeView.blocking_guard`).  The game's opsState is also one source of
+``opsStatePrecedence`` among the probes (see ``plugin.emit``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import http.client
 import json
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,12 @@ from tests.support.sidecar import Sidecar, free_port
 __all__ = ["GameApiClient", "GameApiError", "GameServer", "Raw", "Watch", "game_api_config"]
 
 
-def game_api_config(port: int, **config: Any) -> dict[str, Any]:
-    """A sidecar config with only ``game_api``, listening on 127.0.0.1:``port``."""
-    return {"plugins": [{"name": "game_api", "config": {"listen": f"127.0.0.1:{port}", **config}}]}
+def game_api_config(
+    port: int, others: Sequence[Mapping[str, Any]] = (), **config: Any
+) -> dict[str, Any]:
+    """A sidecar config with ``game_api`` listening on 127.0.0.1:``port``, after ``others``."""
+    game_api = {"name": "game_api", "config": {"listen": f"127.0.0.1:{port}", **config}}
+    return {"plugins": [*(dict(p) for p in others), game_api]}
 
 
 def start(
@@ -29,14 +32,15 @@ def start(
     pod_name: str = "gs-0",
     namespace: str = "default",
     token: str | None = None,
+    others: Sequence[Mapping[str, Any]] = (),
     **config: Any,
 ) -> tuple[Sidecar, GameApiClient]:
-    """Start a sidecar running game_api (local mode unless ``kubeconfig``); wait until it is
-    ready and the API answers."""
+    """Start a sidecar running game_api (and the plugins ``others``; local mode unless
+    ``kubeconfig``); wait until it is ready."""
     port = free_port()
     sidecar = Sidecar(
         workdir,
-        game_api_config(port, **config),
+        game_api_config(port, others, **config),
         kubeconfig=kubeconfig,
         env=env,
         pod_name=pod_name,

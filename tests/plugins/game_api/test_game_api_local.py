@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.game_api.harness import GameApiClient, GameApiError, Raw, Watch, start
+from tests.plugins.http_probe.game import GameHTTP
 from tests.support.sidecar import Sidecar
 
 Start = Callable[..., tuple[Sidecar, GameApiClient]]
@@ -33,6 +34,13 @@ def game_api(tmp_path: Path) -> Iterator[Start]:
     for sidecar in started:
         if sidecar.proc is not None and sidecar.proc.returncode is None:
             sidecar.stop()
+
+
+@pytest.fixture
+def game() -> Iterator[GameHTTP]:
+    """The game's state endpoint, for http_probe."""
+    with GameHTTP() as server:
+        yield server
 
 
 def gameserver(sidecar: Sidecar) -> dict[str, Any]:
@@ -222,6 +230,40 @@ def test_protected_ops_states_can_be_emptied(game_api: Start) -> None:
     sidecar.wait_for(lambda: api.gameserver().ops_state == "Maintaining", 10, "Maintaining")
     api.set_ops_state("None")
     sidecar.wait_for(lambda: gameserver(sidecar)["spec"]["opsState"] == "None", 10, "None")
+
+
+def test_the_games_opsstate_is_one_source_of_the_precedence(
+    game_api: Start, game: GameHTTP
+) -> None:
+    """The game's opsState asks rank with the probes' (opsStatePrecedence): a probe saying
+    WaitToBeDeleted cannot make the server deletable while the game says Allocated, and the
+    game's other writes (labels) do not withdraw its ask."""
+    game.set("/state", "WaitToBeDeleted")
+    policies = [{"state": s, "gameServerOpsState": s} for s in ("WaitToBeDeleted", "None")]
+    storage = {"type": "InKube", "inKube": {"markerPolicies": policies}}
+    endpoint = {"url": game.url("/state"), "timeout": 1, "storageConfig": storage}
+    probe = {"name": "http_probe", "config": {"probeIntervalSeconds": 0.1, "endpoints": [endpoint]}}
+    sidecar, api = game_api(others=[probe])
+    sidecar.wait_for(lambda: ops(sidecar) == "WaitToBeDeleted", 10, "the probe's ask")
+    api.set_ops_state("Allocated")
+    sidecar.wait_for(lambda: ops(sidecar) == "Allocated", 10, "the game's ask wins")
+    api.set_label("game.kidecar.io/players", "12")
+    sidecar.wait_for(lambda: gameserver(sidecar)["metadata"]["labels"], 10, "the label")
+    assert ops(sidecar) == "Allocated"
+    game.set("/state", "None")  # the probe's new ask ranks last: still Allocated
+    sidecar.wait_for(lambda: probes_seen(sidecar, "None"), 10, "the probe's None")
+    assert ops(sidecar) == "Allocated"
+    api.set_ops_state("WaitToBeDeleted")  # the game is done, the probe says idle: drained
+    sidecar.wait_for(lambda: ops(sidecar) == "WaitToBeDeleted", 10, "WaitToBeDeleted > None")
+    assert "sources disagree on the opsState" in sidecar.log()
+
+
+def ops(sidecar: Sidecar) -> str:
+    return str(gameserver(sidecar)["spec"]["opsState"])
+
+
+def probes_seen(sidecar: Sidecar, state: str) -> bool:
+    return f"-> '{state}'" in sidecar.log()
 
 
 def test_a_hundred_patches_in_one_second_make_at_most_three_writes(game_api: Start) -> None:

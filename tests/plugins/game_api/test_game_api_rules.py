@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import itertools
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kidecar_core import ObjectRef, Write
+from kidecar_core import ManualClock, ObjectRef, Write
 from kidecar_core.cli import load, load_plugins
 from kidecar_core.errors import ConfigError
 from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
@@ -193,38 +195,6 @@ def test_the_manager_of_a_field_is_the_latest_writer() -> None:
 # -- coalescing -----------------------------------------------------------------------------
 
 
-class Clock:
-    """A controllable clock and scheduler for the batcher."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.timers: list[list[Any]] = []  # [due, callback, cancelled]
-
-    def later(self, delay: float, callback: Any) -> Any:
-        timer = [self.now + delay, callback, False]
-        self.timers.append(timer)
-        clock = self
-
-        class Handle:
-            def cancel(self) -> None:
-                timer[2] = True
-                clock.timers.remove(timer)
-
-        return Handle()
-
-    def advance(self, seconds: float) -> None:
-        target = self.now + seconds
-        while True:
-            due = [t for t in self.timers if t[0] <= target]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t[0])
-            self.timers.remove(timer)
-            self.now = timer[0]
-            timer[1]()
-        self.now = target
-
-
 def ops(value: str) -> Write:
     return Write(GS, {"spec": {"opsState": value}}, "test")
 
@@ -233,70 +203,82 @@ def label(key: str, value: str | None, target: ObjectRef = GS) -> Write:
     return Write(target, {"metadata": {"labels": {key: value}}}, "test")
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+Sent = list[tuple[float, list[Write]]]
 
 
-@pytest.fixture
-def batches(clock: Clock) -> tuple[Batcher, list[tuple[float, list[Write]]]]:
-    sent: list[tuple[float, list[Write]]] = []
-    batcher = Batcher(lambda w: sent.append((clock.now, w)), 0.5, lambda: clock.now, clock.later)
-    batcher.open()
-    return batcher, sent
+def batching(scenario: Callable[[Batcher, ManualClock, Sent], Awaitable[None]]) -> None:
+    """Run ``scenario`` with a batcher (interval 0.5 s) on a manual clock; ``sent`` collects
+    ``(time, writes)`` of each batch."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        sent: Sent = []
+        batcher = Batcher(lambda w: sent.append((clock.now(), w)), 0.5, clock)
+        batcher.open()
+        await scenario(batcher, clock, sent)
+        batcher.close()
+
+    asyncio.run(main())
 
 
-def test_a_single_write_goes_out_at_once(batches: Any, clock: Clock) -> None:
-    batcher, sent = batches
-    batcher.submit([ops("Allocated")])
-    assert sent == [(0.0, [ops("Allocated")])]
+def test_a_single_write_goes_out_at_once() -> None:
+    async def scenario(batcher: Batcher, clock: ManualClock, sent: Sent) -> None:
+        batcher.submit([ops("Allocated")])
+        assert sent == [(0.0, [ops("Allocated")])]
+
+    batching(scenario)
 
 
-def test_writes_within_the_interval_wait_for_its_end_newest_value_wins(
-    batches: Any, clock: Clock
-) -> None:
-    batcher, sent = batches
-    batcher.submit([ops("Allocated")])
-    clock.advance(0.1)
-    batcher.submit([ops("None"), label("game.kidecar.io/a", "1")])
-    clock.advance(0.1)
-    batcher.submit([ops("WaitToBeDeleted")])
-    assert len(sent) == 1
-    clock.advance(0.29)
-    assert len(sent) == 1
-    clock.advance(0.01)
-    assert sent[1] == (0.5, [label("game.kidecar.io/a", "1"), ops("WaitToBeDeleted")])
+def test_writes_within_the_interval_wait_for_its_end_newest_value_wins() -> None:
+    async def scenario(batcher: Batcher, clock: ManualClock, sent: Sent) -> None:
+        batcher.submit([ops("Allocated")])
+        await clock.advance(0.1)
+        batcher.submit([ops("None"), label("game.kidecar.io/a", "1")])
+        await clock.advance(0.1)
+        batcher.submit([ops("WaitToBeDeleted")])
+        assert len(sent) == 1
+        await clock.advance(0.29)
+        assert len(sent) == 1
+        await clock.advance(0.01)
+        assert sent[1] == (0.5, [label("game.kidecar.io/a", "1"), ops("WaitToBeDeleted")])
+
+    batching(scenario)
 
 
-def test_a_hundred_writes_in_one_second_make_at_most_three_batches(
-    batches: Any, clock: Clock
-) -> None:
-    batcher, sent = batches
-    for i in range(100):
-        batcher.submit([ops(f"s{i}")])
-        clock.advance(0.01)
-    clock.advance(5)
-    assert len(sent) <= 3
-    assert sent[-1][1] == [ops("s99")]
-    assert all(b[0] - a[0] >= 0.5 for a, b in itertools.pairwise(sent))
+def test_a_hundred_writes_in_one_second_make_at_most_three_batches() -> None:
+    async def scenario(batcher: Batcher, clock: ManualClock, sent: Sent) -> None:
+        for i in range(100):
+            batcher.submit([ops(f"s{i}")])
+            await clock.advance(0.01)
+        await clock.advance(5)
+        assert len(sent) == 3  # at 0, 0.5 and 1.0 s
+        assert sent[-1][1] == [ops("s99")]
+        assert all(b[0] - a[0] >= 0.5 for a, b in itertools.pairwise(sent))
+
+    batching(scenario)
 
 
-def test_objects_have_their_own_intervals(batches: Any, clock: Clock) -> None:
-    batcher, sent = batches
-    batcher.submit([ops("Allocated")])
-    batcher.submit([label("game.kidecar.io/a", "1", POD)])
-    assert [w[0].target for _, w in sent] == [GS, POD]
+def test_objects_have_their_own_intervals() -> None:
+    async def scenario(batcher: Batcher, clock: ManualClock, sent: Sent) -> None:
+        batcher.submit([ops("Allocated")])
+        batcher.submit([label("game.kidecar.io/a", "1", POD)])
+        assert [w[0].target for _, w in sent] == [GS, POD]
+
+    batching(scenario)
 
 
-def test_close_sends_what_waits_and_refuses_more(batches: Any, clock: Clock) -> None:
-    batcher, sent = batches
-    batcher.submit([ops("Allocated")])
-    batcher.submit([ops("None")])
-    batcher.close()
-    assert [w for _, w in sent] == [[ops("Allocated")], [ops("None")]]
-    assert clock.timers == []
-    with pytest.raises(BatcherClosed):
-        batcher.submit([ops("Kill")])
+def test_close_sends_what_waits_and_refuses_more() -> None:
+    async def scenario(batcher: Batcher, clock: ManualClock, sent: Sent) -> None:
+        batcher.submit([ops("Allocated")])
+        batcher.submit([ops("None")])
+        batcher.close()
+        assert [w for _, w in sent] == [[ops("Allocated")], [ops("None")]]
+        await clock.advance(1)
+        assert clock.sleepers == 0 and len(sent) == 2
+        with pytest.raises(BatcherClosed):
+            batcher.submit([ops("Kill")])
+
+    batching(scenario)
 
 
 # -- config ---------------------------------------------------------------------------------
