@@ -30,8 +30,8 @@ from bench.common import (
     wait_until,
 )
 from bench.kube import BenchCluster, OpsStateWatch
+from kidecar_core.testing import free_port
 from kidecar_plugins.game_api.client import GameApiClient
-from tests.support.sidecar import free_port
 
 LATENCY_TARGET = 0.05
 WRITES_TARGET = 3

@@ -25,6 +25,7 @@ from kidecar_core import (
     PodRequirements,
     Result,
     RouteRegistry,
+    StateKey,
     TokenSource,
     Write,
     hookimpl,
@@ -37,6 +38,8 @@ from kidecar_plugins.game_api.feed import ObjectFeed
 from kidecar_plugins.game_api.writes import Writer
 
 NAME = "game_api"
+API = StateKey[GameApi]("game_api")
+"""The plugin's parts, built in ``kidecar_configure``."""
 LABELS = "/v1/metadata/labels/"
 ANNOTATIONS = "/v1/metadata/annotations/"
 KEY = r"{key:[\s\S]+}"
@@ -91,12 +94,12 @@ def build(ctx: PluginContext) -> GameApi:
 
 @hookimpl
 def kidecar_configure(ctx: PluginContext) -> None:
-    ctx.state["api"] = build(ctx)
+    ctx.state[API] = build(ctx)
 
 
 @hookimpl
 def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
-    api: GameApi = ctx.state["api"]
+    api = ctx.state[API]
     listen = ctx.config.listen
     for method, path, operation, handler in (
         ("GET", "/v1/gameserver", "get", api.get_gameserver),
@@ -112,7 +115,7 @@ def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
 
 @hookimpl
 def kidecar_start(ctx: PluginContext) -> None:
-    api: GameApi = ctx.state["api"]
+    api = ctx.state[API]
     api.writer.batcher.open()
     api.feed.open()
     api.writer.metadata_feed.open()
@@ -120,7 +123,7 @@ def kidecar_start(ctx: PluginContext) -> None:
 
 @hookimpl
 def kidecar_stop(ctx: PluginContext) -> Awaitable[None]:
-    api: GameApi = ctx.state["api"]
+    api = ctx.state[API]
     api.writer.batcher.close()  # what was acknowledged (202) goes to the writer now
     return stop_feeds(api)
 

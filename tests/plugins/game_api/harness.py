@@ -10,8 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kidecar_core.testing import Sidecar, free_port
 from kidecar_plugins.game_api.client import GameApiClient, GameApiError, GameServer
-from tests.support.sidecar import Sidecar, free_port
 
 __all__ = ["GameApiClient", "GameApiError", "GameServer", "Raw", "Watch", "game_api_config"]
 

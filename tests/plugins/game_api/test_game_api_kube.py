@@ -12,10 +12,10 @@ from typing import Any, cast
 import pytest
 from kubernetes import client as k8s
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.game_api.harness import GameApiClient, GameApiError, Watch, start
 from tests.support.apiserver import GAME_GROUP, GAME_VERSION, GameServerFactory, TestCluster
 from tests.support.faultproxy import FaultProxy
-from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.kube
 

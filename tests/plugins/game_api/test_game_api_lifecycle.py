@@ -14,13 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from kidecar_core._plugins.context import PluginContext
+from kidecar_core import ObjectRef, PluginContext, PodIdentity
+from kidecar_core._config.catalog import load_parsed
 from kidecar_core._plugins.manager import Plugins
-from kidecar_core._runtime.supervisor import Runtime, RuntimeOptions
+from kidecar_core._runtime.runtime import Runtime, RuntimeOptions
 from kidecar_core._store.local import LocalStore
-from kidecar_core._store.objects import ObjectRef, PodIdentity
-from kidecar_core.cli import load_parsed, load_plugins
-from kidecar_plugins.game_api.api import GameApi
+from kidecar_plugins.game_api.plugin import API
 
 
 class Harness:
@@ -30,7 +29,7 @@ class Harness:
         self.runtime = runtime
         self.plugins = plugins
         self.client = client
-        ctx = runtime.supervised[0].ctx
+        ctx = runtime.supervisor.supervised[0].ctx
         assert ctx is not None
         self.ctx: PluginContext = ctx
 
@@ -46,7 +45,7 @@ class Harness:
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     env = {"POD_NAME": "gs-0", "POD_NAMESPACE": "default"}
     config = {"plugins": [{"name": "game_api", "config": {"listen": "127.0.0.1:5001"}}]}
-    plugins = load_plugins(env, [])
+    plugins = Plugins.load(env)
     loaded = load_parsed(config, plugins, env, lenient=False)
     plugins.activate(loaded.plugins)
     identity = PodIdentity("gs-0", "default")
@@ -56,7 +55,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     for route in runtime.configure().routes:
         app.router.add_route(route.method, route.path, route.handler)
     # The runtime's result pipeline (on_result -> persist -> writer), as `kidecar run` runs it.
-    pipeline = asyncio.create_task(runtime._pipeline_loop())
+    runtime.pipeline.start()
     async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
         h = Harness(runtime, plugins, client)
         await h.start()
@@ -64,7 +63,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             yield h
         finally:
             await h.stop()
-            pipeline.cancel()
+            await runtime.pipeline.stop()
             await runtime.applier.close()
             await store.close()
 
@@ -105,7 +104,7 @@ def test_after_stop_writes_are_503_and_watches_end_cleanly(tmp_path: Path) -> No
         refused = await h.client.get("/v1/gameserver/watch")
         assert refused.status == 503
         # What was acknowledged before the stop went to the writer.
-        await asyncio.wait_for(h.runtime._results.join(), 10)
+        assert await h.runtime.pipeline.join(10)
         assert await h.runtime.applier.flush(10)
         gs = await h.runtime.store.get(ObjectRef.gameserver(h.ctx.identity))
         assert gs is not None and gs["spec"]["opsState"] == "Allocated"
@@ -138,7 +137,7 @@ def test_reads_of_a_missing_gameserver(tmp_path: Path, path: str) -> None:
 
 def test_a_watch_whose_game_went_away_is_let_go(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
-        api: GameApi = h.ctx.state["api"]
+        api = h.ctx.state[API]
         api.feed.idle = 0.2  # check for a gone client every 0.2 s instead of 5 s
         watch = await h.client.get("/v1/gameserver/watch")
         await watch.content.readline()

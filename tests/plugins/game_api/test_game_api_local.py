@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.game_api.harness import GameApiClient, GameApiError, Raw, Watch, start
 from tests.plugins.http_probe.game import GameHTTP
-from tests.support.sidecar import Sidecar
 
 Start = Callable[..., tuple[Sidecar, GameApiClient]]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.game_api.harness import GameApiClient, start
-from tests.support.sidecar import Sidecar
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 DEFAULT = "http://127.0.0.1:5001"

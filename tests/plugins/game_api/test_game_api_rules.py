@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kidecar_core import ManualClock, ObjectRef, Write
-from kidecar_core.cli import load, load_plugins
 from kidecar_core.errors import ConfigError
+from kidecar_core.testing import load_config
 from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
 from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.game_api.errors import ApiError
@@ -287,7 +287,7 @@ def test_close_sends_what_waits_and_refuses_more() -> None:
 def plugin_config(tmp_path: Path, config: dict[str, Any]) -> GameApiConfig:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"plugins": [{"name": "game_api", "config": config}]}))
-    loaded = load(str(path), load_plugins({}, []), {}, lenient=False)
+    loaded = load_config(path)
     result: GameApiConfig = loaded.plugins[0].config
     return result
 
