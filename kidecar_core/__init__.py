@@ -42,6 +42,7 @@ from kidecar_core._runtime.auth import AuthFailure, BearerAuth, TokenSource, loo
 from kidecar_core._runtime.logs import LogBudget
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core._store.validation import (
+    annotation_key_problem,
     annotations_size_problem,
     is_dns1123_subdomain,
     label_value_problem,
@@ -111,6 +112,7 @@ __all__ = [
     "TransientPersistError",
     "Write",
     "__version__",
+    "annotation_key_problem",
     "annotations_size_problem",
     "every",
     "field",

@@ -90,17 +90,7 @@ class Runtime:
             on_event=self.events.record,
         )
         self.stopping = asyncio.Event()
-        shared = Shared(
-            identity,
-            store,
-            self.metrics,
-            self.events,
-            self.clock,
-            local_mode,
-            self._emit,
-            self.applier.blocking_guard,
-            self.stopping,  # plugins tell SIGTERM from their own restart
-        )
+        shared = self._make_shared(identity, store, local_mode)
         self._shared = shared
         self.view = View(shared)
         self.pipeline = Pipeline(
@@ -128,6 +118,20 @@ class Runtime:
         self.servers = Servers()
         self.budget = Budget(self.clock, options.shutdown_timeout)
         self._shutdown_started = False
+
+    def _make_shared(self, identity: PodIdentity, store: ObjectStore, local_mode: bool) -> Shared:
+        """What every view of this runtime shares (its plugins' contexts included)."""
+        return Shared(
+            identity,
+            store,
+            self.metrics,
+            self.events,
+            self.clock,
+            local_mode,
+            self._emit,
+            self.applier.blocking_guard,
+            self.stopping,  # plugins tell SIGTERM from their own restart
+        )
 
     def _emit(self, result: Result) -> None:
         self.pipeline.emit(result)

@@ -24,23 +24,22 @@ LABEL_VALUE_MAX = 63
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 """Bytes of all annotation keys and values of one object together."""
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# Matched with fullmatch: Python's `$` also matches before a final newline, Go's does not.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 
 def is_dns1123_label(name: str) -> bool:
     """A DNS label (RFC 1123): ``a-z``, ``0-9``, ``-``, 1-63 characters (volume names...)."""
-    return len(name) <= DNS1123_LABEL_MAX and _DNS1123_LABEL.match(name) is not None
+    return len(name) <= DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(name) is not None
 
 
 def is_dns1123_subdomain(name: str) -> bool:
     """A DNS subdomain (RFC 1123): dot-separated DNS labels, up to 253 characters (the names of
     most objects, ConfigMaps included, and the prefix of a label or annotation key)."""
-    return len(name) <= DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.match(name) is not None
+    return len(name) <= DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
 
 
 def qualified_name_problem(key: str) -> str | None:
@@ -56,7 +55,7 @@ def qualified_name_problem(key: str) -> str | None:
         return f"{key!r}: the prefix before '/' must not be empty"
     if prefix and not is_dns1123_subdomain(prefix):
         return f"{key!r}: prefix must be a DNS subdomain (lower case a-z, 0-9, '-', '.')"
-    if len(name) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME.match(name):
+    if len(name) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME.fullmatch(name):
         return (
             f"{key!r}: name must be 1-63 characters [A-Za-z0-9-_.], starting and ending with "
             "an alphanumeric character"
@@ -73,7 +72,7 @@ def label_value_problem(value: Any) -> str | None:
         return f"label values must be strings, got {type(value).__name__}"
     if len(value) > LABEL_VALUE_MAX:
         return f"{_short(value)}: must be no more than 63 characters (is {len(value)})"
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         return (
             f"{_short(value)}: a label value must be empty or consist of alphanumeric characters, "
             "'-', '_' or '.', and must start and end with an alphanumeric character"
@@ -81,9 +80,18 @@ def label_value_problem(value: Any) -> str | None:
     return None
 
 
+def annotation_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid annotation key; ``None`` if it is.  The rule of label keys,
+    except that case does not matter (the API server checks the key in lower case)."""
+    if not isinstance(key, str):
+        return "a key must be a non-empty string"
+    return qualified_name_problem(key.lower())
+
+
 def annotations_size_problem(annotations: Mapping[str, Any]) -> str | None:
-    """Why these annotations are too large together; ``None`` if they fit in 256 KiB."""
-    total = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+    """Why these annotations are too large together; ``None`` if they fit in 256 KiB (keys and
+    values counted in UTF-8 bytes, as the API server counts them)."""
+    total = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
     if total > TOTAL_ANNOTATION_SIZE_LIMIT:
         return (
             f"annotations total {total} bytes, more than the {TOTAL_ANNOTATION_SIZE_LIMIT} "
@@ -111,7 +119,7 @@ def metadata_problems(metadata: Any) -> list[str]:
         problems.append("metadata.annotations: must be a mapping of strings")
         annotations = {}
     for key, value in annotations.items():
-        why = qualified_name_problem(key)
+        why = annotation_key_problem(key)
         if why is None and not isinstance(value, str):
             why = f"annotation values must be strings, got {type(value).__name__}"
         if why:

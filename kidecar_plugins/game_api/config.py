@@ -6,8 +6,14 @@ from typing import Literal
 
 import attrs
 
-from kidecar_core import BearerAuth, FieldError, field, loopback_only, positive
-from kidecar_plugins.game_api.names import subdomain_problems
+from kidecar_core import (
+    BearerAuth,
+    FieldError,
+    field,
+    is_dns1123_subdomain,
+    loopback_only,
+    positive,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:5001"
 DEFAULT_PREFIXES = ("game.kidecar.io/",)
@@ -32,8 +38,9 @@ def prefix_problem(prefix: str) -> str | None:
         return None
     if "/" in name:
         return "a key has at most one '/'"
-    problems = subdomain_problems(domain)
-    return f"the part before '/' {problems[0]}" if problems else None
+    if not is_dns1123_subdomain(domain):
+        return "the part before '/' must be a DNS subdomain (lower case a-z, 0-9, '-', '.')"
+    return None
 
 
 @attrs.frozen

@@ -16,22 +16,28 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kidecar_core import Event, FieldNotIn, KidecarError, ObjectRef, PluginContext, Write
+from kidecar_core import (
+    Event,
+    FieldNotIn,
+    KidecarError,
+    ObjectRef,
+    PluginContext,
+    Write,
+    annotation_key_problem,
+    annotations_size_problem,
+    label_value_problem,
+    qualified_name_problem,
+)
 from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
 from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.game_api.errors import ApiError
 from kidecar_plugins.game_api.feed import ObjectFeed
 from kidecar_plugins.game_api.gameserver import OPS_STATES
-from kidecar_plugins.game_api.names import (
-    ANNOTATIONS_MAX_BYTES,
-    annotation_key_problems,
-    annotations_size,
-    label_value_problems,
-    okg_owned_label,
-    qualified_name_problems,
-)
 
 log = logging.getLogger("kidecar.plugin.game_api")
+
+OKG_LABELS = "game.kruise.io/gs-"
+"""Pod labels OpenKruiseGame overwrites from the GameServer's spec: never the game's."""
 
 
 def field_manager(obj: Mapping[str, Any], path: tuple[str, ...]) -> str | None:
@@ -138,21 +144,21 @@ class Writer:
                 f"{kind[:-1]} key {key[:300]!r} is not under metadataPrefixes "
                 f"({', '.join(prefixes) or 'none configured'})",
             )
-        if kind == "labels" and okg_owned_label(key):
-            raise ApiError(403, f"{key!r}: OpenKruiseGame owns game.kruise.io/gs-* labels")
-        check = qualified_name_problems if kind == "labels" else annotation_key_problems
-        problems = check(key)
-        if problems:
-            raise ApiError(400, f"invalid {kind[:-1]} key {key[:300]!r}: {'; '.join(problems)}")
+        if kind == "labels" and key.startswith(OKG_LABELS):
+            raise ApiError(403, f"{key!r}: OpenKruiseGame owns {OKG_LABELS}* labels")
+        check = qualified_name_problem if kind == "labels" else annotation_key_problem
+        problem = check(key)
+        if problem is not None:
+            raise ApiError(400, f"invalid {kind[:-1]} key: {problem}")
 
     async def metadata(self, kind: str, key: str, value: str | None) -> dict[str, Any]:
         """Queue setting (``value``) or deleting (``None``) label/annotation ``key`` on the
         ``metadataTarget``; the key and value checked as the API server checks them."""
         self.check_key(kind, key)
         if value is not None and kind == "labels":
-            problems = label_value_problems(value)
-            if problems:
-                raise ApiError(400, f"invalid label value {value[:100]!r}: {'; '.join(problems)}")
+            problem = label_value_problem(value)
+            if problem is not None:
+                raise ApiError(400, f"invalid label value: {problem}")
         elif value is not None:
             await self._check_annotations_size(key, value)
         ref = self.metadata_feed.ref
@@ -172,13 +178,9 @@ class Writer:
         # What the game set before may not be in the copy yet; the writer makes it so.
         annotations.update(self.annotations)
         annotations[key] = value
-        size = annotations_size({k: v for k, v in annotations.items() if v is not None})
-        if size > ANNOTATIONS_MAX_BYTES:
-            raise ApiError(
-                400,
-                f"annotations of {ref} would be {size} bytes: may not be more than "
-                f"{ANNOTATIONS_MAX_BYTES} bytes (the API server's total size limit)",
-            )
+        problem = annotations_size_problem({k: v for k, v in annotations.items() if v is not None})
+        if problem is not None:
+            raise ApiError(400, f"{ref}: with {key!r}, the {problem}")
 
     # -- queueing ---------------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ INVALID: dict[str, dict[str, Any]] = {
     "label key with an upper-case prefix": {"labels": {"Example.com/state": "idle"}},
     "label key name of 64 characters": {"labels": {"x" * 64: "idle"}},
     "annotation key with an empty prefix": {"annotations": {"/state": "x"}},
+    "label value ending in a newline": {"labels": {"example.com/state": "idle\n"}},
+    "label key ending in a newline": {"labels": {"example.com/state\n": "idle"}},
+    "annotations over 256 KiB in UTF-8 bytes": {"annotations": {"example.com/big": "é" * 131_072}},
     "annotations over 256 KiB": {"annotations": {"example.com/big": "x" * (200 * 1024),
                                                  "example.com/big2": "y" * (60 * 1024)}},
 }  # fmt: skip
@@ -45,6 +48,7 @@ VALID: dict[str, dict[str, Any]] = {
     "label value with dots and underscores": {"labels": {"example.com/v": "v1.2_3-rc"}},
     "annotation with spaces and newlines": {"annotations": {"example.com/n": "a b\nc"}},
     "annotation of 200 KB": {"annotations": {"example.com/big": "x" * (200 * 1000)}},
+    "annotation key with an upper-case prefix": {"annotations": {"Example.COM/state": "x"}},
 }
 
 

@@ -176,7 +176,7 @@ def test_annotations_total_size_is_checked_as_the_api_server_does(game_api: Star
     with pytest.raises(GameApiError) as e:
         api.set_annotation("game.kidecar.io/blob-4", "x" * 60_000)
     assert e.value.status == 400
-    assert "may not be more than 262144 bytes" in e.value.message
+    assert "more than the 262144 bytes the API server accepts" in e.value.message
     api.set_annotation("game.kidecar.io/blob-0", "small")  # replacing one makes room again
     api.set_annotation("game.kidecar.io/blob-4", "x" * 60_000)
 

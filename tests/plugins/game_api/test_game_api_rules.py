@@ -22,63 +22,10 @@ from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
 from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.game_api.errors import ApiError
 from kidecar_plugins.game_api.gameserver import check_priority, parse_spec_patch, view
-from kidecar_plugins.game_api.names import (
-    annotation_key_problems,
-    annotations_size,
-    label_value_problems,
-    qualified_name_problems,
-)
 from kidecar_plugins.game_api.writes import field_manager
 
 GS = ObjectRef("game.kruise.io", "v1alpha1", "gameservers", "default", "gs-0")
 POD = ObjectRef("", "v1", "pods", "default", "gs-0")
-
-
-# -- names, as apimachinery validates them --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "key",
-    ["a", "game.kidecar.io/room", "example.com/A_b.c-9", "x/" + "a" * 63, "a" * 253 + "/b"],
-)
-def test_qualified_names(key: str) -> None:
-    assert qualified_name_problems(key) == []
-
-
-@pytest.mark.parametrize(
-    ("key", "why"),
-    [
-        ("", "name part must be non-empty"),
-        ("a/", "name part must be non-empty"),
-        ("/a", "prefix part must be non-empty"),
-        ("a/b/c", "optional DNS subdomain prefix"),
-        ("Example.com/a", "prefix part a lowercase RFC 1123 subdomain"),
-        ("x/" + "a" * 64, "no more than 63 characters"),
-        ("a" * 254 + "/b", "prefix part must be no more than 253"),
-        ("x/-a", "must start and end with an alphanumeric"),
-        ("x/a b", "must consist of alphanumeric"),
-        ("x/ab\n", "must consist of alphanumeric"),  # no trailing newline slips through
-    ],
-)
-def test_bad_qualified_names_say_why(key: str, why: str) -> None:
-    problems = qualified_name_problems(key)
-    assert any(why in p for p in problems), problems
-
-
-def test_label_values() -> None:
-    assert label_value_problems("") == []
-    assert label_value_problems("room-42") == []
-    assert label_value_problems("a" * 63) == []
-    assert label_value_problems("a" * 64)
-    assert label_value_problems("room 42")
-    assert label_value_problems("room\n")
-    assert label_value_problems("-room")
-
-
-def test_annotation_keys_compare_in_lower_case_and_size_counts_bytes() -> None:
-    assert annotation_key_problems("Game.Kidecar.IO/Note") == []
-    assert annotation_key_problems("game.kidecar.io/a b")
-    assert annotations_size({"k": "é"}) == 3
 
 
 # -- the GameServer fields ------------------------------------------------------------------
