@@ -49,6 +49,7 @@ from kidecar_core._store.validation import (
 from kidecar_core._version import __version__
 from kidecar_core.errors import (
     ConfigError,
+    ConflictError,
     ForbiddenError,
     InvalidError,
     KidecarError,
@@ -69,6 +70,7 @@ __all__ = [
     "Backoff",
     "Clock",
     "ConfigError",
+    "ConflictError",
     "ContainerPort",
     "Event",
     "FieldError",

@@ -46,6 +46,7 @@ from kidecar_core import (
     Event,
     ManualClock,
     Metrics,
+    NotFoundError,
     ObjectRef,
     PluginContext,
     PluginState,
@@ -55,6 +56,7 @@ from kidecar_core import (
 from kidecar_core._config.catalog import load_file, load_parsed
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._plugins.manager import Plugins
+from kidecar_core._store.objects import merge_by_type, merge_patch
 
 __all__ = ["FakeContext", "ManualClock", "Sidecar", "free_port", "load_config"]
 
@@ -135,6 +137,28 @@ class FakeContext:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         return self.objects.get(ref)
+
+    async def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        same = ("group", "version", "resource", "namespace")
+        return [
+            obj
+            for r, obj in sorted(self.objects.items(), key=lambda item: item[0].name)
+            if all(getattr(r, k) == getattr(ref, k) for k in same)
+        ]
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """The strategic merge of :meth:`kidecar_core.RuntimeView.patch_status`, on ``objects``."""
+        obj = self.objects.get(ref)
+        if obj is None:
+            raise NotFoundError(f"{ref} not found")
+        status = dict(patch.get("status") or {})
+        conditions = status.pop("conditions", None)
+        new: dict[str, Any] = merge_patch(obj, {**patch, "status": status})
+        if isinstance(conditions, list):
+            current = (obj.get("status") or {}).get("conditions")
+            new.setdefault("status", {})["conditions"] = merge_by_type(current, conditions)
+        self.objects[ref] = new
+        return new
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from kidecar_core._base.clock import Clock
@@ -54,6 +54,27 @@ class RuntimeView(Protocol):
         """Read an object from the store (``None`` when missing).
 
         Raises :class:`kidecar_core.PersistError` subclasses (transient or permanent).
+        """
+        ...
+
+    async def list_objects(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored).
+
+        Needs the RBAC verb ``list`` on that resource.  Raises :class:`kidecar_core.PersistError`
+        subclasses.
+        """
+        ...
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Patch the ``status`` subresource of ``ref`` now, outside the write plan; return the
+        object after the patch.
+
+        A pod's ``status.conditions`` entries are merged by ``type`` (Kubernetes' strategic
+        merge), so ``{"status": {"conditions": [{"type": "x", ...}]}}`` sets condition ``x``
+        and leaves the kubelet's and every other writer's conditions alone.  The write plan
+        (``Result.writes``) cannot express that: it merge-patches, which replaces whole lists.
+        Needs the RBAC verb ``patch`` on ``pods/status``.  The caller retries: errors are
+        kidecar errors (``TransientPersistError`` means "retry later").
         """
         ...
 
