@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from kidecar_core import Event, ObjectRef, PluginContext
+from kidecar_core import Event, ObjectRef, PluginContext, every
 from kidecar_plugins.pod_probe.conditions import ConditionWriter
 from kidecar_plugins.pod_probe.config import PodProbeConfig
 from kidecar_plugins.pod_probe.execprobe import run_exec
@@ -93,10 +93,16 @@ class PodProbeRun:
         self.workers: dict[tuple[str, str], tuple[PodProbe, asyncio.Task[None]]] = {}
         self.reported: set[str] = set()
         self.tasks: list[asyncio.Task[Any]] = []
+        self._updating = asyncio.Lock()
 
     def start(self) -> None:
         self.tasks.append(self.ctx.spawn(self.writer.run(), "conditions"))
         self.tasks.append(self.ctx.spawn(self.follow(), "follow"))
+        config: PodProbeConfig = self.ctx.config
+        if config.pod_probe_markers:
+            # PodProbeMarkers change without the pod changing: look again at their period.
+            period = config.pod_probe_markers_period_seconds
+            self.tasks.append(self.ctx.spawn(every(period, self.refresh, delay=period), "markers"))
 
     async def follow(self) -> None:
         async for pod in follow(self.ctx, self.ref):
@@ -106,13 +112,18 @@ class PodProbeRun:
                 continue
             await self.update(pod)
 
+    async def refresh(self) -> None:
+        if self.pod:
+            await self.update(self.pod)
+
     async def update(self, pod: Mapping[str, Any]) -> None:
-        """React to a new version of the pod."""
-        self.pod = pod
-        found = await self.sources.find(pod)
-        self.report(found.problems)
-        self.reconcile(found.probes)
-        self.writer.observe(pod)
+        """React to a new version of the pod (one at a time: finding the probes may wait)."""
+        async with self._updating:
+            self.pod = pod
+            found = await self.sources.find(pod)
+            self.report(found.problems)
+            self.reconcile(found.probes)
+            self.writer.observe(pod)
 
     def report(self, problems: list[str]) -> None:
         """Log and record each problem once (again only after it went away and came back)."""
