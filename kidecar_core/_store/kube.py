@@ -211,29 +211,20 @@ class KubeStore:
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         """Strategic-merge-patch the ``status`` subresource of a built-in object (``pods/status``).
 
-        A pod's ``status.conditions`` entries are merged by ``type``: the patch
-        ``{"status": {"conditions": [{"type": "x", ...}]}}`` sets condition ``x`` and leaves
-        every other condition (the kubelet's ``Ready``, other writers') as it is.  Needs the RBAC
-        verb ``patch`` on ``<resource>/status``; errors as for :meth:`patch`.
+        A pod's ``status.conditions`` entries are merged by ``type``, so other conditions (the
+        kubelet's) stay.  RBAC verb ``patch`` on ``<resource>/status``; errors as :meth:`patch`.
         """
-        status = attrs.evolve(ref, resource=f"{ref.resource}/status")  # for error messages
+        status = attrs.evolve(ref, resource=f"{ref.resource}/status")  # names it in errors
+        path = f"{_object_path(ref)}/status"
+        body = _plain(patch)
         return await self._request(
-            "patch",
-            status,
-            "PATCH",
-            f"{_object_path(ref)}/status",
-            body=_plain(patch),
-            content_type=STRATEGIC_MERGE_PATCH,
+            "patch", status, "PATCH", path, body=body, content_type=STRATEGIC_MERGE_PATCH
         )
 
     async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
-        """Every object of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored).
-
-        One list request (no paging: for the handful of objects kidecar reads this way, such as
-        the PodProbeMarkers of a namespace).  Errors as for :meth:`get`.
-        """
-        answer = await self._request("list", ref, "GET", _collection_path(ref))
-        items = answer.get("items")
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored); one
+        request, no paging (for a handful of objects).  Errors as for :meth:`get`."""
+        items = (await self._request("list", ref, "GET", _collection_path(ref))).get("items")
         return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
