@@ -5,12 +5,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import re
+
 import attrs
 
-from kidecar_core import ConfigError, field, positive
+from kidecar_core import ConfigError, FieldError, field, positive
 from kidecar_plugins.pod_probe.spec import PodProbe, parse_probe_list
 
 CONFIG_SOURCE = "config probes"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _check_name(_: object, __: object, name: str) -> None:
+    if not _DNS_LABEL.match(name):
+        raise FieldError("name", f"{name!r} is not a volume name (a DNS label: a-z, 0-9, '-')")
+
+
+def _check_path(_: object, __: object, path: str) -> None:
+    if not path.startswith("/"):
+        raise FieldError("mountPath", f"{path!r} is not an absolute path")
+
+
+@attrs.frozen
+class ProbeVolume:
+    """A volume of the game that the ``exec`` probes read (its state files, its scripts)."""
+
+    name: str = field(validator=_check_name, doc="Volume name (an `emptyDir` when created).")
+    mount_path: str = field(
+        key="mountPath",
+        validator=_check_path,
+        doc="Where the game's container and the sidecar both see it.",
+    )
 
 
 @attrs.frozen
@@ -26,6 +52,15 @@ class PodProbeConfig:
         "`initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`, `successThreshold`, "
         "`failureThreshold`). A probe of the annotation (or of a PodProbeMarker) writing the "
         "same condition type wins over a static one.",
+    )
+    shared_volumes: tuple[ProbeVolume, ...] = field(
+        key="sharedVolumes",
+        factory=tuple,
+        doc="Volumes of the game that `exec` probes need: an `exec` probe runs in the sidecar's "
+        "container and sees the game's files only through volumes both mount. `kidecar "
+        "inject` mounts them into the sidecar and the game's container (reusing the game's "
+        "volume when it already mounts that path); `kidecar inject --sidecarset` into the "
+        "sidecar.",
     )
     pod_probe_markers: bool = field(
         key="podProbeMarkers",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from kidecar_core import PluginContext, hookimpl
+from kidecar_core import PluginContext, PodRequirements, SharedVolume, hookimpl
 from kidecar_plugins.pod_probe.config import PodProbeConfig
 from kidecar_plugins.pod_probe.runner import PodProbeRun
 
@@ -38,6 +38,16 @@ _RUN = StateKey[PodProbeRun]("run")
 @hookimpl
 def kidecar_config_schema(name: str) -> type | None:
     return PodProbeConfig if name == NAME else None
+
+
+@hookimpl
+def kidecar_pod_requirements(name: str, config: PodProbeConfig) -> PodRequirements | None:
+    """The game's volumes that the ``exec`` probes read (``sharedVolumes``)."""
+    if name != NAME or not config.shared_volumes:
+        return None
+    return PodRequirements(
+        shared_volumes=tuple(SharedVolume(v.name, v.mount_path) for v in config.shared_volumes)
+    )
 
 
 @hookimpl
