@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
-
-import re
 
 import attrs
 
 from kidecar_core import ConfigError, FieldError, field, positive
-from kidecar_plugins.pod_probe.spec import PodProbe, parse_probe_list
+from kidecar_plugins.pod_probe.spec import PodProbe, SpecError, parse_entry, parse_probe_list
 
 CONFIG_SOURCE = "config probes"
 
@@ -40,18 +39,50 @@ class ProbeVolume:
 
 
 @attrs.frozen
+class StaticProbe:
+    """One probe of the pod, as in Kruise's annotation (and a PodProbeMarker's ``probes``)."""
+
+    container_name: str = field(
+        key="containerName",
+        doc="The container probed: its named ports, its state in the pod status.",
+    )
+    name: str = field(doc="The probe's name, unique in the pod.")
+    pod_condition_type: str = field(
+        key="podConditionType",
+        doc="The pod condition the result is written to (`game.kruise.io/<name>` for OKG).",
+    )
+    probe: Mapping[str, Any] = field(
+        doc="A Kubernetes probe: one handler (`exec`, `tcpSocket`, `httpGet`) and "
+        "`initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`, `successThreshold`, "
+        "`failureThreshold`."
+    )
+
+    def entry(self) -> dict[str, Any]:
+        """As an annotation entry."""
+        return {
+            "containerName": self.container_name,
+            "name": self.name,
+            "podConditionType": self.pod_condition_type,
+            "probe": dict(self.probe),
+        }
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            parse_entry(self.entry(), "", strict=True)
+        except SpecError as e:
+            raise FieldError(e.problem.path.lstrip("."), e.problem.message) from None
+
+
+@attrs.frozen
 class PodProbeConfig:
     """Run Kruise's PodProbeMarker probes of the pod (annotation ``kruise.io/podprobe``) and
     write their results into the pod's conditions, as kruise-daemon does on normal nodes."""
 
-    probes: tuple[Mapping[str, Any], ...] = field(
+    probes: tuple[StaticProbe, ...] = field(
         factory=tuple,
         doc="Static probes for clusters without Kruise's `EnablePodProbeMarkerOnServerless` "
-        "gate, in the annotation's schema: `{containerName, name, podConditionType, probe}` "
-        "with `probe` a Kubernetes probe (`exec`, `tcpSocket` or `httpGet`, "
-        "`initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`, `successThreshold`, "
-        "`failureThreshold`). A probe of the annotation (or of a PodProbeMarker) writing the "
-        "same condition type wins over a static one.",
+        "gate, in the annotation's schema. A probe of the annotation (or of a PodProbeMarker) "
+        "writing the same condition type wins over a static one.",
     )
     shared_volumes: tuple[ProbeVolume, ...] = field(
         key="sharedVolumes",
@@ -68,7 +99,7 @@ class PodProbeConfig:
         doc="When the pod has no `kruise.io/podprobe` annotation, run the probes of the "
         "PodProbeMarkers (apps.kruise.io/v1alpha1) of its namespace whose selector matches the "
         "pod's labels, as Kruise's webhook would have written them. Needs RBAC `list` on "
-        "`podprobemarkers.apps.kruise.io` (see deploy/README.md).",
+        "`podprobemarkers.apps.kruise.io` (see deploy/base/rbac.yaml).",
     )
     pod_probe_markers_period_seconds: float = field(
         key="podProbeMarkersPeriodSeconds",
@@ -78,13 +109,13 @@ class PodProbeConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        _, problems = parse_probe_list(list(self.probes), CONFIG_SOURCE, strict=True)
-        if problems:
+        _, problems = parse_probe_list([p.entry() for p in self.probes], "", strict=True)
+        if problems:  # two probes writing one condition, or one probe listed twice
             found = (ConfigError.single(f"probes{e.path}", e.message) for e in problems)
             raise ConfigError(p for error in found for p in error.problems)
 
     def static_probes(self, source: str = CONFIG_SOURCE) -> list[PodProbe]:
         """The probes of ``probes`` (valid: they were checked when the config was loaded);
         ``source`` names them in messages (``plugins[0].config.probes``)."""
-        probes, _ = parse_probe_list(list(self.probes), source, strict=True)
+        probes, _ = parse_probe_list([p.entry() for p in self.probes], source, strict=True)
         return probes
