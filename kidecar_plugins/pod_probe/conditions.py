@@ -41,7 +41,7 @@ from kidecar_core import (
     TransientPersistError,
 )
 from kidecar_plugins.pod_probe.outcome import SUCCEEDED
-from kidecar_plugins.pod_probe.worker import Clock, Update
+from kidecar_plugins.pod_probe.worker import Update, WallClock
 
 KIND = "condition"
 EVENT_SUCCEEDED = "KruiseProbeSucceeded"
@@ -82,7 +82,7 @@ class Backoff:
 class ConditionWriter:
     """The desired condition of each probe, written to the pod when the live one differs."""
 
-    def __init__(self, ctx: PluginContext, pod: ObjectRef, *, clock: Clock = time.time) -> None:
+    def __init__(self, ctx: PluginContext, pod: ObjectRef, *, clock: WallClock = time.time) -> None:
         self.ctx = ctx
         self.pod = pod
         self.desired: dict[str, Update] = {}

@@ -32,7 +32,7 @@ from kidecar_plugins.pod_probe.netprobe import make_session, probe_url, run_http
 from kidecar_plugins.pod_probe.outcome import Outcome
 from kidecar_plugins.pod_probe.source import ProbeSources, follow
 from kidecar_plugins.pod_probe.spec import ExecAction, HTTPGetAction, PodProbe, TCPSocketAction
-from kidecar_plugins.pod_probe.worker import Clock, ProbeWorker
+from kidecar_plugins.pod_probe.worker import ProbeWorker, WallClock
 
 INVALID_EVENT = "InvalidPodProbe"
 LOOPBACK = "127.0.0.1"
@@ -81,7 +81,7 @@ async def run_probe(
 class PodProbeRun:
     """What one start of the plugin owns: the HTTP session, the writer and the workers."""
 
-    def __init__(self, ctx: PluginContext, config: PodProbeConfig, *, clock: Clock = time.time):
+    def __init__(self, ctx: PluginContext, config: PodProbeConfig, *, clock: WallClock = time.time):
         self.ctx = ctx
         self.clock = clock
         self.ref = ObjectRef.pod(ctx.identity)

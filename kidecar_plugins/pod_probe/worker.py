@@ -14,8 +14,11 @@ Every ``periodSeconds`` (at least 1) the worker *ticks*; a tick:
    below its threshold, the previous state is kept.
 
 The first tick is at once, the next ones a period apart, start to start.  The state machine
-(:class:`Thresholds`, :meth:`ProbeWorker.tick`) takes its time from an injected clock, so its
-timing is tested without waiting.
+(:class:`Thresholds`, :meth:`ProbeWorker.tick`) takes the time from an injected wall clock and
+the loop its period from a :class:`~kidecar_core.Clock`, so its timing is tested without
+waiting.  (It is not the core's :class:`~kidecar_core.ProbeThresholds`: kruise-daemon reports
+every result past its threshold, so a new message of the same state is written too, and a
+stopped container fails at once.)
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import every
+from kidecar_core import LOOP_CLOCK, Clock, every
 from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome, condition_message
 from kidecar_plugins.pod_probe.spec import PodProbe
 
-Clock = Callable[[], float]
-"""Wall-clock seconds since the epoch (``time.time``; a test's fake clock)."""
+WallClock = Callable[[], float]
+"""Wall-clock seconds since the epoch (``time.time``; a test's fake clock): container start
+times in the pod status are wall-clock times.  The period is kept by a
+:class:`~kidecar_core.Clock` (``ticker``)."""
 
 
 @attrs.frozen
@@ -124,7 +129,8 @@ class ProbeWorker:
         pod: Callable[[], Mapping[str, Any]],
         prober: Prober,
         report: Callable[[Update], None],
-        clock: Clock = time.time,
+        clock: WallClock = time.time,
+        ticker: Clock = LOOP_CLOCK,
         observe: Callable[[PodProbe, Outcome, float], None] | None = None,
     ) -> None:
         self.probe = probe
@@ -133,6 +139,7 @@ class ProbeWorker:
         self._report = report
         self._clock = clock
         self._observe = observe
+        self._ticker = ticker
         self.started = clock()
         timing = probe.timing
         self.thresholds = Thresholds(
@@ -141,7 +148,7 @@ class ProbeWorker:
 
     async def run(self) -> None:
         """Tick every period until cancelled, the first tick at once."""
-        await every(self.probe.timing.effective_period, self.tick)
+        await every(self.probe.timing.effective_period, self.tick, clock=self._ticker)
 
     async def tick(self) -> None:
         """One tick of kruise-daemon's worker (``doProbe``)."""

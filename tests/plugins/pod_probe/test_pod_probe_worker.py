@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kidecar_core import ManualClock
 from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome
 from kidecar_plugins.pod_probe.spec import ExecAction, PodProbe, Timing
 from kidecar_plugins.pod_probe.worker import ProbeWorker, Thresholds, Update, container_state
@@ -162,17 +163,28 @@ def test_container_state_reads_native_sidecars_too() -> None:
     assert container_state({}, "game") is None
 
 
-def test_the_worker_loop_probes_at_once_then_every_period_until_cancelled() -> None:
-    async def main() -> int:
-        rig = Rig(Script("S", "S", "S", "S"), running_since(60), period_seconds=0)
-        task = asyncio.create_task(rig.worker.run())
-        for _ in range(200):  # generous: the second probe comes one (effective) second later
-            if len(rig.updates) >= 2:
-                break
-            await asyncio.sleep(0.05)
+def test_the_worker_loop_ticks_at_once_then_every_period_until_cancelled() -> None:
+    async def main() -> list[float]:
+        ticker = ManualClock()
+        ticks: list[float] = []
+        script = Script(*"SSSS")
+        worker = ProbeWorker(
+            probe(period_seconds=0),  # effective period: 1 s
+            pod=lambda: running_since(60),
+            prober=script,
+            report=lambda u: ticks.append(ticker.now()),
+            clock=lambda: T0 + ticker.now(),
+            ticker=ticker,
+        )
+        task = asyncio.create_task(worker.run())
+        await ticker.advance(0)
+        await ticker.advance(0.5)
+        await ticker.advance(0.5)
+        await ticker.advance(2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return len(rig.updates)
+        assert script.calls == len(ticks)
+        return ticks
 
-    assert asyncio.run(main()) >= 2
+    assert asyncio.run(main()) == [0.0, 1.0, 2.0, 3.0]
