@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -91,20 +92,34 @@ def wait_condition(
     return found
 
 
-def edit_pod(sc: Sidecar, change: Callable[[dict[str, Any]], None], timeout: float = 20) -> None:
+def edit_pod(
+    sc: Sidecar,
+    change: Callable[[dict[str, Any]], None],
+    *,
+    holds: Callable[[dict[str, Any]], bool] | None = None,
+    timeout: float = 20,
+) -> None:
     """Change the pod in the state file the way a human (or Kruise) would, while kidecar runs.
 
-    kidecar rewrites the whole file when it writes; an edit that crossed one of its writes is
-    lost, so the edit is applied again until the file shows it.
+    kidecar rewrites the whole file when it writes (a condition, an Event); an edit that
+    crossed one of its writes is lost, so the edit is made again until the file shows it:
+    until ``holds(pod)``, by default until making the change again would change nothing.
     """
+
+    def held(pod: dict[str, Any]) -> bool:
+        if holds is not None:
+            return holds(pod)
+        again = copy.deepcopy(pod)
+        change(again)
+        return again == pod
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         document = sc.state()
         change(document["pod"])
-        wanted = document["pod"]["metadata"]
         sc.state_path.write_text(json.dumps(document))
-        time.sleep(0.2)
-        if sc.state()["pod"]["metadata"].get("annotations") == wanted.get("annotations"):
+        time.sleep(0.3)
+        if held(sc.state()["pod"]):
             return
     raise AssertionError("could not edit the state file")
 

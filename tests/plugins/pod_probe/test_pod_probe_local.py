@@ -215,7 +215,10 @@ def test_a_condition_someone_removes_is_written_again(tmp_path: Path) -> None:
                 c for c in pod["status"]["conditions"] if c["type"] != "game.kruise.io/idle"
             ]
 
-        edit_pod(sc, remove)
+        written = "condition game.kruise.io/idle=True"
+        sc.wait_for(lambda: sc.log().count(written) == 1 and events(sc), 10, "a quiet kidecar")
+        edit_pod(sc, remove, holds=lambda pod: True)
+        sc.wait_for(lambda: sc.log().count(written) == 2, 20, "the condition written again")
         wait_condition(sc, "idle", "True", "idle")
 
 
