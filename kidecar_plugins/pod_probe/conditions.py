@@ -91,6 +91,7 @@ class ConditionWriter:
         self.writes = 0
         self._clock = clock
         self._written_version = -1
+        self._problem: str | None = None
         self._wake = asyncio.Event()
 
     def set(self, update: Update) -> None:
@@ -144,10 +145,13 @@ class ConditionWriter:
         try:
             pod = await self.ctx.patch_status(self.pod, patch)
         except TransientPersistError as e:
-            self._log_once(("transient",), logging.WARNING, "cannot write conditions yet: %s", e)
+            self._trouble("transient", logging.WARNING, f"cannot write pod conditions yet: {e}")
             return max(e.retry_after or 0.0, 0.0)
         except PermanentPersistError as e:
             return self._refused(updates, e)
+        if self._problem is not None:
+            self.ctx.log.info("pod conditions written again")
+            self._problem = None
         self.writes += 1
         self._written_version = _version(pod) or self._written_version
         self.live = live_conditions(pod)
@@ -173,10 +177,8 @@ class ConditionWriter:
                 self.refused[update.probe.condition_type] = update
             self.ctx.log.error("pod conditions refused (not retried until they change): %s", error)
             return 0.0
-        if isinstance(error, ForbiddenError):
-            self._log_once(("forbidden",), logging.ERROR, "cannot write pod conditions: %s", error)
-        else:
-            self._log_once(("permanent", str(error)), logging.ERROR, "%s", error)
+        kind = "forbidden" if isinstance(error, ForbiddenError) else "permanent"
+        self._trouble(kind, logging.ERROR, f"cannot write pod conditions: {error}")
         return SLOW_RETRY
 
     def _announce(self, update: Update) -> None:
@@ -205,9 +207,11 @@ class ConditionWriter:
             )
         )
 
-    def _log_once(self, key: tuple[str, ...], level: int, text: str, *args: Any) -> None:
-        if self.ctx.first_time(("pod_probe", self.ctx.name, *key)):
-            self.ctx.log.log(level, text, *args)
+    def _trouble(self, kind: str, level: int, text: str) -> None:
+        """Log a failed write once per kind of trouble (again after a successful write)."""
+        if self._problem != kind:
+            self._problem = kind
+            self.ctx.log.log(level, "%s (retrying)", text)
 
 
 def _version(pod: Mapping[str, Any]) -> int | None:

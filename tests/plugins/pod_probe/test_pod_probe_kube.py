@@ -98,12 +98,14 @@ def status_writes(proxy: FaultProxy) -> int:
     return sum(proxy.count(method, STATUS_PATH) for method in WRITES)
 
 
-def wait(sc: Sidecar, pod: Pod, name: str, status: str, message: str) -> dict[str, Any]:
+def wait(
+    sc: Sidecar, pod: Pod, name: str, status: str, message: str, timeout: float = 20
+) -> dict[str, Any]:
     def ok() -> bool:
         c = pod.condition(name)
         return c is not None and c["status"] == status and c.get("message", "") == message
 
-    sc.wait_for(ok, 20, f"condition {name}={status} {message!r}")
+    sc.wait_for(ok, timeout, f"condition {name}={status} {message!r}")
     found = pod.condition(name)
     assert found is not None
     return found
@@ -205,3 +207,40 @@ def test_pod_probe_markers_without_the_kruise_gate(
         assert "podprobemarkers" in sc.log() and pod.condition("from-marker") is None
         kube_cluster.apply_yaml(MARKER_RBAC, kube_namespace)
         wait(sc, pod, "from-marker", "True", "marked")
+
+
+def test_failed_writes_are_retried_and_reported_once(
+    kube_cluster: TestCluster, kube_namespace: str, make_game_server: GameServerFactory,
+    pod: Pod, fault_proxy: FaultProxy, sidecar: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    """5xx: retried with backoff until written; 403: one log line naming the rule, written once
+    the Role allows it (no restart)."""
+    state = tmp_path / "state"
+    state.write_text("one")
+    make_game_server(
+        NAME, pod_annotations={"kruise.io/podprobe": json.dumps([exec_probe("s", f"cat {state}")])}
+    )
+    unavailable = fault_proxy.inject("PATCH", STATUS_PATH, 503, times=3)
+    with sidecar({"plugins": [{"name": "pod_probe", "config": {}}]}) as sc:
+        sc.start(wait_ready=True)
+        wait(sc, pod, "s", "True", "one")
+        assert unavailable.hits == 3
+        assert sc.log().count("cannot write pod conditions yet") == 1
+        assert "pod conditions written again" in sc.log()
+        # Take pods/status away from the Role, change the result, give it back.
+        with kube_cluster.admin_api_client() as api:
+            rbac = k8s.RbacAuthorizationV1Api(api)
+            role = api.sanitize_for_serialization(
+                rbac.read_namespaced_role("kidecar", kube_namespace)
+            )
+            rules = role["rules"]
+            kept = [r for r in rules if "pods/status" not in r["resources"]]
+            rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": kept})
+            state.write_text("two")
+            sc.wait_for(lambda: "can't patch pods/status" in sc.log(), 20, "a forbidden write")
+            time.sleep(1.5)  # more probes with the same result: still one line
+            assert sc.log().count("can't patch pods/status") == 1
+            assert 'add {apiGroups: [""], resources: [pods/status], verbs: [patch]}' in sc.log()
+            rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": rules})
+        wait(sc, pod, "s", "True", "two", timeout=60)  # the next attempt, 30 s later
+    assert "Traceback" not in sc.log()
