@@ -8,7 +8,6 @@ Role of deploy/base, through the counting proxy) runs its probes and writes the 
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -46,12 +45,13 @@ def entry(name: str, probe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def handler_probes(kind: str, count: int, game: StateGame, port: int) -> list[dict[str, Any]]:
-    """``count`` probes of one handler: TCP to a listener, HTTP to the game, exec of ``true``."""
+def handler_probes(kind: str, count: int, game: StateGame) -> list[dict[str, Any]]:
+    """``count`` probes of one handler: TCP and HTTP to the game's server (which accepts every
+    connection, as a game would), exec of ``true``."""
+    url = urlsplit(game.url(0))
     if kind == "tcpSocket":
-        return [entry(f"tcp-{i}", {"tcpSocket": {"port": port}}) for i in range(count)]
+        return [entry(f"tcp-{i}", {"tcpSocket": {"port": url.port}}) for i in range(count)]
     if kind == "httpGet":
-        url = urlsplit(game.url(0))
         http = {"httpGet": {"port": url.port, "path": url.path}}
         return [entry(f"http-{i}", http) for i in range(count)]
     return [entry(f"exec-{i}", {"exec": {"command": ["true"]}}) for i in range(count)]
@@ -96,19 +96,16 @@ def cpu_per_probe(
     window = opts.pick(60, 8)
     per_probe: list[float] = []
     runs = []
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        for r in range(opts.repeat):
-            run = PodProbeRun(opts, bench, f"pp-{kind.lower()}-{r}",
-                              handler_probes(kind, count, game, port))  # fmt: skip
-            with running([run.sidecar]):
-                run.sidecar.start(wait_ready=True)
-                wait_until(at_least(run.probes, 3 * count), 30, "warm-up probes")
-                before, cpu0 = run.probes(), run.cpu()
-                time.sleep(window)
-                cpu1, n = run.cpu(), run.probes() - before
-                per_probe.append((cpu1 - cpu0) / n)
-                runs.append({"probes": n, "cpu_s": round(cpu1 - cpu0, 4), "seconds": window})
+    for r in range(opts.repeat):
+        run = PodProbeRun(opts, bench, f"pp-{kind.lower()}-{r}", handler_probes(kind, count, game))
+        with running([run.sidecar]):
+            run.sidecar.start(wait_ready=True)
+            wait_until(at_least(run.probes, 3 * count), 30, "warm-up probes")
+            before, cpu0 = run.probes(), run.cpu()
+            time.sleep(window)
+            cpu1, n = run.cpu(), run.probes() - before
+            per_probe.append((cpu1 - cpu0) / n)
+            runs.append({"probes": n, "cpu_s": round(cpu1 - cpu0, 4), "seconds": window})
     value = median(per_probe)
     row = Row(
         f"CPU per {kind} probe",
