@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from kidecar_core import PluginContext, PodRequirements, SharedVolume, hookimpl
+from kidecar_core import PluginContext, PodRequirements, SharedVolume, StateKey, hookimpl
 from kidecar_plugins.pod_probe.config import PodProbeConfig
 from kidecar_plugins.pod_probe.runner import PodProbeRun
 

@@ -14,8 +14,8 @@ import yaml
 from kubernetes import client as k8s
 
 from kidecar_core._inject.inject import InjectError, InjectOptions, Sidecar, inject
-from kidecar_core._inject.podspec import ContainerPort, PodRequirements, SharedVolume
 from kidecar_core._inject.sidecarset import parse_selector, sidecarset
+from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
 from tests.core.test_inject import InjectCli, inject_cli  # noqa: F401 - the fixture
 from tests.support.apiserver import TestCluster
 

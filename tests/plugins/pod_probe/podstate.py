@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.sidecar import Sidecar
+from kidecar_core.testing import Sidecar
 
 ANNOTATION = "kruise.io/podprobe"
 KUBELET_CONDITIONS = [

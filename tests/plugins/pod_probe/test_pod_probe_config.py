@@ -9,9 +9,10 @@ import yaml
 
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._inject.inject import sidecar_from_config
-from kidecar_core._inject.podspec import SharedVolume
-from kidecar_core.cli import load, load_plugins
+from kidecar_core._plugins.manager import Plugins
+from kidecar_core._plugins.podspec import SharedVolume
 from kidecar_core.errors import ConfigError
+from kidecar_core.testing import load_config as load_kidecar_config
 from kidecar_plugins.pod_probe.config import PodProbeConfig
 from kidecar_plugins.pod_probe.spec import ExecAction
 
@@ -19,7 +20,7 @@ from kidecar_plugins.pod_probe.spec import ExecAction
 def load_config(tmp_path: Path, config: object) -> LoadedConfig:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"plugins": [{"name": "pod_probe", "config": config}]}))
-    return load(str(path), load_plugins({}, []), {}, lenient=False)
+    return load_kidecar_config(path)
 
 
 def test_an_empty_config_is_enough(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_two_probes_may_not_write_one_condition(tmp_path: Path) -> None:
 def test_shared_volumes_are_what_kidecar_inject_mounts(tmp_path: Path) -> None:
     loaded = load_config(tmp_path, {"sharedVolumes": [{"name": "game-state",
                                                        "mountPath": "/var/run/game"}]})  # fmt: skip
-    plugins = load_plugins({}, [])
+    plugins = Plugins.load({}, [])
     plugins.activate(loaded.plugins)
     sidecar = sidecar_from_config(loaded, plugins)
     assert sidecar.requirements.shared_volumes == (SharedVolume("game-state", "/var/run/game"),)

@@ -14,10 +14,10 @@ from typing import Any, cast
 import pytest
 from kubernetes import client as k8s
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.pod_probe.podstate import exec_probe, probe_entry
 from tests.support.apiserver import GameServerFactory, TestCluster
 from tests.support.faultproxy import FaultProxy
-from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.kube
 

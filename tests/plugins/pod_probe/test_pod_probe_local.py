@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from kidecar_core.testing import Sidecar
 from tests.plugins.http_probe.game import GameHTTP
 from tests.plugins.pod_probe.podstate import (
     KUBELET_CONDITIONS,
@@ -26,7 +27,6 @@ from tests.plugins.pod_probe.podstate import (
     set_annotation,
     wait_condition,
 )
-from tests.support.sidecar import Sidecar
 
 CONFIG: dict[str, Any] = {"plugins": [{"name": "pod_probe", "config": {}}]}
 
