@@ -5,9 +5,10 @@
 Figures: 1 idle RSS, 2 CPU per probe, 3 probe -> GameServer latency, 4 API writes at steady
 state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kubectl shell loop
 users write today, 7 soak, 8 the game API (PATCH -> GameServer latency, API writes for 100
-PATCHes). Prints a table and writes JSON. A real etcd + kube-apiserver is started for the
-figures that need it (``make apiserver`` builds and caches them). ``--quick`` shrinks every
-duration and count (a smoke run of about two minutes: its numbers are not meaningful). See
+PATCHes), 9 pod_probe (CPU per probe by handler, pod writes per change). Prints a table and
+writes JSON. A real etcd + kube-apiserver is started for the figures that need it (``make
+apiserver`` builds and caches them). ``--quick`` shrinks every duration and count (a smoke
+run of about two minutes: its numbers are not meaningful). See
 docs/benchmarks.md for the methods and the results of a full run.
 """
 
@@ -35,7 +36,7 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import alternative, gameapi, hotupdate, probe, soak, steady  # noqa: E402
+from bench import alternative, gameapi, hotupdate, podprobe, probe, soak, steady  # noqa: E402
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
@@ -118,6 +119,7 @@ def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) ->
         ({6}, lambda: [alternative.run(opts, _need(bench))]),
         ({7}, lambda: [soak.run(opts, _need(bench))]),
         ({8}, lambda: [gameapi.run(opts, _need(bench))]),
+        ({9}, lambda: [podprobe.run(opts, _need(bench))]),
     ]
     figures: list[Figure] = []
     for numbers, step in steps:

@@ -51,6 +51,7 @@ from kidecar_core._store.validation import (
 from kidecar_core._version import __version__
 from kidecar_core.errors import (
     ConfigError,
+    ConflictError,
     ForbiddenError,
     InvalidError,
     KidecarError,
@@ -73,6 +74,7 @@ __all__ = [
     "BearerAuth",
     "Clock",
     "ConfigError",
+    "ConflictError",
     "ContainerPort",
     "Event",
     "FieldError",

@@ -37,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inject(
         sub.add_parser(
             "inject",
-            help="print a workload with the sidecar added (like linkerd inject)",
+            help="print a workload with the sidecar added (like linkerd inject), or a SidecarSet",
             description="Print the workload (Pod, Deployment, StatefulSet, ReplicaSet, DaemonSet, "
             "Job, CronJob, GameServerSet; multi-document YAML) with the kidecar sidecar added, as "
             "the config and its plugins need it. Idempotent: injecting twice is the same as once. "
             "Comments are dropped, except those that open the file. "
-            "Usage: kidecar inject -f gss.yaml --config config.yaml | kubectl apply -f -",
+            "Usage: kidecar inject -f gss.yaml --config config.yaml | kubectl apply -f -. "
+            "With --sidecarset NAME --selector K=V instead of -f: print an OpenKruise SidecarSet "
+            "that adds the same sidecar to every new pod with those labels.",
         )
     )
     demo = sub.add_parser(
@@ -102,8 +104,23 @@ def _add_run(run: argparse.ArgumentParser) -> None:
 
 
 def _add_inject(inject: argparse.ArgumentParser) -> None:
+    inject.add_argument("-f", "--filename", metavar="WORKLOAD", help="YAML file; - for stdin")
     inject.add_argument(
-        "-f", "--filename", required=True, metavar="WORKLOAD", help="YAML file; - for stdin"
+        "--sidecarset",
+        metavar="NAME",
+        help="print a SidecarSet (apps.kruise.io/v1alpha1) named NAME instead of a workload",
+    )
+    inject.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="with --sidecarset: the pod labels it selects (repeatable, all must match)",
+    )
+    inject.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="with --sidecarset: only pods of this namespace (default: every namespace)",
     )
     inject.add_argument(
         "--config",

@@ -47,6 +47,7 @@ from kidecar_core import (
     FieldNotIn,
     ManualClock,
     Metrics,
+    NotFoundError,
     ObjectRef,
     PluginContext,
     PluginState,
@@ -57,6 +58,7 @@ from kidecar_core._config.catalog import load_file, load_parsed
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._persist.applier import guard_blocks
 from kidecar_core._plugins.manager import Plugins
+from kidecar_core._store.objects import merge_by_type, merge_patch
 
 __all__ = ["FakeContext", "ManualClock", "Sidecar", "free_port", "load_config"]
 
@@ -144,6 +146,28 @@ class FakeContext:
         self, ref: ObjectRef, guards: Iterable[FieldNotIn], live: Mapping[str, Any]
     ) -> FieldNotIn | None:
         return next((g for g in guards if guard_blocks(g, live, self.ours)), None)
+
+    async def list_objects(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        same = ("group", "version", "resource", "namespace")
+        return [
+            obj
+            for r, obj in sorted(self.objects.items(), key=lambda item: item[0].name)
+            if all(getattr(r, k) == getattr(ref, k) for k in same)
+        ]
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """The strategic merge of :meth:`kidecar_core.RuntimeView.patch_status`, on ``objects``."""
+        obj = self.objects.get(ref)
+        if obj is None:
+            raise NotFoundError(f"{ref} not found")
+        status = dict(patch.get("status") or {})
+        conditions = status.pop("conditions", None)
+        new: dict[str, Any] = merge_patch(obj, {**patch, "status": status})
+        if isinstance(conditions, list):
+            current = (obj.get("status") or {}).get("conditions")
+            new.setdefault("status", {})["conditions"] = merge_by_type(current, conditions)
+        self.objects[ref] = new
+        return new
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

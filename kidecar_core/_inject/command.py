@@ -8,7 +8,7 @@ from typing import TextIO
 
 from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.strict_yaml import read_yaml
-from kidecar_core._inject import inject
+from kidecar_core._inject import inject, sidecarset
 from kidecar_core._plugins.manager import Plugins
 
 EXIT_CONFIG = 2
@@ -17,7 +17,14 @@ EXIT_CONFIG = 2
 def inject_command(
     args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, out: TextIO, err: TextIO
 ) -> int:
-    """Print the workload of ``args.filename`` with the sidecar added; 2 on a user mistake."""
+    """Print the workload of ``args.filename`` with the sidecar added (or, with
+    ``--sidecarset``, a SidecarSet holding it); 2 on a user mistake."""
+    if (args.filename is None) == (args.sidecarset is None):
+        print("kidecar inject: give either -f WORKLOAD or --sidecarset NAME", file=err)
+        return EXIT_CONFIG
+    if args.sidecarset is None and (args.selector or args.namespace):
+        print("kidecar inject: --selector and --namespace go with --sidecarset", file=err)
+        return EXIT_CONFIG
     plugins = Plugins.load(env, args.plugin_file)
     try:
         sidecar, config_map = _sidecar(args, env, plugins, err)
@@ -31,6 +38,8 @@ def inject_command(
     except inject.InjectError as e:
         print(f"kidecar inject: {e}", file=err)
         return EXIT_CONFIG
+    if args.sidecarset is not None:
+        return _print_sidecarset(args, sidecar, options, out, err)
     source = "<stdin>" if args.filename == "-" else args.filename
     try:
         text = inject.read_text(args.filename, stdin)
@@ -44,6 +53,27 @@ def inject_command(
     for note in notes:
         print(f"kidecar inject: note: {note}", file=err)
     out.write(inject.leading_comment(text) + inject.dump_documents(injected))
+    return 0
+
+
+def _print_sidecarset(
+    args: argparse.Namespace,
+    sidecar: inject.Sidecar,
+    options: inject.InjectOptions,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    try:
+        selector = sidecarset.parse_selector(args.selector)
+        document, notes = sidecarset.sidecarset(
+            args.sidecarset, selector, sidecar, options, namespace=args.namespace
+        )
+    except inject.InjectError as e:
+        print(f"kidecar inject: {e}", file=err)
+        return EXIT_CONFIG
+    for note in notes:
+        print(f"kidecar inject: note: {note}", file=err)
+    out.write(inject.dump_documents([document]))
     return 0
 
 

@@ -72,6 +72,27 @@ class RuntimeView(Protocol):
         """
         ...
 
+    async def list_objects(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored).
+
+        Needs the RBAC verb ``list`` on that resource.  Raises :class:`kidecar_core.PersistError`
+        subclasses.
+        """
+        ...
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Patch the ``status`` subresource of ``ref`` now, outside the write plan; return the
+        object after the patch.
+
+        A pod's ``status.conditions`` entries are merged by ``type`` (Kubernetes' strategic
+        merge), so ``{"status": {"conditions": [{"type": "x", ...}]}}`` sets condition ``x``
+        and leaves the kubelet's and every other writer's conditions alone.  The write plan
+        (``Result.writes``) cannot express that: it merge-patches, which replaces whole lists.
+        Needs the RBAC verb ``patch`` on ``pods/status``.  The caller retries: errors are
+        kidecar errors (``TransientPersistError`` means "retry later").
+        """
+        ...
+
     def first_time(self, key: object) -> bool:
         """True the first time ``key`` is seen in this runtime: for "log once" messages."""
         ...

@@ -75,6 +75,12 @@ class View:
     ) -> FieldNotIn | None:
         return self._shared.blocking_guard(ref, guards, live)
 
+    async def list_objects(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        return await self._shared.store.list(ref)
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        return await self._shared.store.patch_status(ref, patch)
+
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:
             return False

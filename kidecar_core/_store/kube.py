@@ -18,6 +18,8 @@ Design notes (the *why*):
   and any custom resource the same way.
 * **Merge patch everywhere** (RFC 7386, ``application/merge-patch+json``): it means the same for
   built-in kinds and custom resources (which reject strategic merge), and ``None`` deletes a key.
+  The one exception is :meth:`KubeStore.patch_status` (a pod's conditions, for ``pod_probe``):
+  a merge patch would replace the whole ``conditions`` list, so it sends a strategic merge.
 * **Plain dicts** with the API's camelCase keys: the body is ``json.loads``-ed, never deserialised
   into models.
 * **Blocking calls off the event loop** on a small private thread pool; each call carries a
@@ -42,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import urllib3
 import yaml
 from kubernetes import client as k8s
@@ -61,7 +64,12 @@ from kidecar_core.errors import (
 __all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError"]
 
 MERGE_PATCH = "application/merge-patch+json"
-"""RFC 7386: the only patch type kidecar sends (custom resources reject strategic merge)."""
+"""RFC 7386: the patch type kidecar sends to objects (custom resources reject strategic merge)."""
+
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+"""Kubernetes' strategic merge: lists with a merge key (a pod's ``status.conditions``, keyed by
+``type``) are merged entry by entry instead of replaced.  Only :meth:`KubeStore.patch_status`
+sends it, and only to built-in kinds (custom resources reject it with 415)."""
 
 REPORTING_COMPONENT = "kidecar"
 """``source.component`` / ``reportingComponent`` of the Events kidecar records."""
@@ -199,6 +207,25 @@ class KubeStore:
         return await self._request(
             "patch", ref, "PATCH", _object_path(ref), body=_plain(patch), content_type=MERGE_PATCH
         )
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Strategic-merge-patch the ``status`` subresource of a built-in object (``pods/status``).
+
+        A pod's ``status.conditions`` entries are merged by ``type``, so other conditions (the
+        kubelet's) stay.  RBAC verb ``patch`` on ``<resource>/status``; errors as :meth:`patch`.
+        """
+        status = attrs.evolve(ref, resource=f"{ref.resource}/status")  # names it in errors
+        path = f"{_object_path(ref)}/status"
+        body = _plain(patch)
+        return await self._request(
+            "patch", status, "PATCH", path, body=body, content_type=STRATEGIC_MERGE_PATCH
+        )
+
+    async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored); one
+        request, no paging (for a handful of objects).  Errors as for :meth:`get`."""
+        items = (await self._request("list", ref, "GET", _collection_path(ref))).get("items")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         """Create the object from ``body``; return it as stored.

@@ -35,7 +35,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity, merge_patch
+import attrs
+
+from kidecar_core._store.objects import (
+    JSON,
+    Event,
+    ObjectRef,
+    PodIdentity,
+    merge_by_type,
+    merge_patch,
+)
 from kidecar_core._store.validation import metadata_problems
 from kidecar_core.errors import (
     ConflictError,
@@ -158,6 +167,42 @@ class LocalStore:
             _bump(new)
             await self._commit(doc, holder, key, new)
             return copy.deepcopy(new)
+
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """The status subresource, as the API server's strategic merge does it for a pod:
+        ``status.conditions`` entries are merged by ``type``, everything else as :meth:`patch`."""
+        conditions = (patch.get("status") or {}).get("conditions")
+        if not isinstance(conditions, list):
+            return await self.patch(ref, patch)
+        async with self._lock:
+            doc = self._load()
+            holder, key = self._slot(doc, ref)
+            obj = holder.get(key)
+            if not isinstance(obj, dict):
+                raise NotFoundError(f"{ref} not found in {self.path}")
+            status = {k: v for k, v in patch["status"].items() if k != "conditions"}
+            new = merge_patch(obj, {**patch, "status": status})
+            new.setdefault("status", {})["conditions"] = merge_by_type(
+                (obj.get("status") or {}).get("conditions"), conditions
+            )
+            _validate(ref, new)
+            _bump(new)
+            await self._commit(doc, holder, key, new)
+            return copy.deepcopy(new)
+
+    async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored)."""
+        async with self._lock:
+            doc = self._load()
+            holder, key = self._slot(doc, attrs.evolve(ref, name=self.who.name))
+            found: list[Any] = []
+            if holder is doc:  # this pod or its GameServer, kept under their own keys
+                found.append(doc.get(key))
+            elif holder is doc["configmaps"]:
+                found += [v for _, v in sorted(holder.items())]
+            prefix = f"{ref.group}/{ref.version}/{ref.resource}/{ref.namespace}/"
+            found += [v for k, v in sorted(doc["objects"].items()) if k.startswith(prefix)]
+            return [copy.deepcopy(v) for v in found if isinstance(v, dict)]
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         async with self._lock:

@@ -4,7 +4,8 @@ Plugins and storage backends speak in terms of "merge-patch this object"; where 
 is the business of an :class:`ObjectStore`: the Kubernetes API (:mod:`kidecar_core._store.kube`) or
 the local state file (:mod:`kidecar_core._store.local`).  Both have the same semantics: RFC 7386
 merge patches, 404 for a missing object, optional create for objects kidecar
-owns (its result ConfigMap).
+owns (its result ConfigMap), and a strategic merge of a pod's ``status.conditions`` by ``type``
+through the status subresource (``pod_probe``'s condition writes).
 """
 
 from __future__ import annotations
@@ -81,6 +82,15 @@ class ObjectStore(Protocol):
         """Apply an RFC 7386 merge patch; return the object after the patch."""
         ...
 
+    async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Patch the object's ``status`` subresource; a pod's ``status.conditions`` entries are
+        merged by ``type`` (strategic merge), so other conditions stay as they are."""
+        ...
+
+    async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored)."""
+        ...
+
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         """Create the object (``ConflictError`` when it already exists)."""
         ...
@@ -105,3 +115,18 @@ def merge_patch(target: JSON, patch: JSON) -> JSON:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def merge_by_type(current: Any, patch: list[Any]) -> list[Any]:
+    """Strategic merge of a list of conditions: entries of ``patch`` are merged into the entry of
+    ``current`` with the same ``type`` (appended when there is none); others stay as they are."""
+    merged = [dict(c) for c in current if isinstance(c, dict)] if isinstance(current, list) else []
+    for entry in patch:
+        if not isinstance(entry, Mapping):
+            continue
+        at = next((i for i, c in enumerate(merged) if c.get("type") == entry.get("type")), None)
+        if at is None:
+            merged.append(merge_patch({}, entry))
+        else:
+            merged[at] = merge_patch(merged[at], entry)
+    return merged

@@ -212,6 +212,125 @@ def test_pod_patch_is_a_merge_patch_not_strategic_merge(
     with_store(sa_kubeconfig, scenario)
 
 
+KUBELET_CONDITIONS = [
+    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
+    {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+     "lastTransitionTime": "2024-01-01T00:00:05Z"},
+]  # fmt: skip
+
+
+def set_pod_conditions(cluster: TestCluster, namespace: str, name: str) -> None:
+    """Write conditions as the kubelet would (admin, status subresource)."""
+    with cluster.admin_api_client() as api:
+        k8s.CoreV1Api(api).patch_namespaced_pod_status(
+            name, namespace, {"status": {"conditions": KUBELET_CONDITIONS}}
+        )
+
+
+def by_type(pod: dict[str, Any]) -> dict[str, Any]:
+    return {c["type"]: c for c in pod["status"]["conditions"]}
+
+
+def condition(type_: str, status: str, message: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "message": message,
+        "lastProbeTime": "2024-02-01T00:00:00Z",
+        "lastTransitionTime": "2024-02-01T00:00:00Z",
+    }
+
+
+@pytest.mark.kube
+def test_patch_status_merges_pod_conditions_by_type(
+    kube_cluster: TestCluster, sa_kubeconfig: Path, kube_namespace: str, make_game_server: Any
+) -> None:
+    """pods/status with a strategic merge: one condition set, the kubelet's left alone; the
+    Role of deploy/base allows it, and the pod's metadata and spec are not touched."""
+    make_game_server("gs-0", pod_labels={"a": "1"})
+    set_pod_conditions(kube_cluster, kube_namespace, "gs-0")
+    pod, _ = refs(kube_namespace, "gs-0")
+
+    async def scenario(store: KubeStore) -> None:
+        before = await store.get(pod)
+        assert before is not None and set(by_type(before)) == {"PodScheduled", "Ready"}
+        mine = condition("game.kruise.io/idle", "True", "idle")
+        after = await store.patch_status(pod, {"status": {"conditions": [mine]}})
+        assert by_type(after) == {**by_type(before), mine["type"]: mine}
+        changed = {**mine, "status": "False", "message": "busy"}
+        after = await store.patch_status(pod, {"status": {"conditions": [changed]}})
+        assert by_type(after) == {**by_type(before), mine["type"]: changed}
+        assert after["metadata"]["labels"] == {"a": "1"}
+        assert await store.get(pod) == after
+
+    with_store(sa_kubeconfig, scenario)
+
+
+@pytest.mark.kube
+def test_patch_status_errors_name_the_status_subresource(
+    admin_kubeconfig: Path, kube_cluster: TestCluster, kube_namespace: str
+) -> None:
+    """A Role without pods/status: the 403 says which rule to add; a missing pod is a 404;
+    an invalid condition type is a 422 naming it."""
+    kube_cluster.apply_yaml(
+        [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nostatus"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "nostatus"},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "nostatus"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "nostatus"},
+             "subjects": [{"kind": "ServiceAccount", "name": "nostatus"}]},
+        ],
+        kube_namespace,
+    )  # fmt: skip
+    kube_cluster.create_game_server(kube_namespace, "gs-0")
+    pod, _ = refs(kube_namespace, "gs-0")
+    missing, _ = refs(kube_namespace, "no-such-pod")
+    patch = {"status": {"conditions": [condition("game.kruise.io/idle", "True", "")]}}
+
+    async def forbidden(store: KubeStore) -> None:
+        with pytest.raises(ForbiddenError) as caught:
+            await store.patch_status(pod, patch)
+        assert "can't patch pods/status" in str(caught.value)
+        assert "resources: [pods/status], verbs: [patch]" in str(caught.value)
+
+    async def admin(store: KubeStore) -> None:
+        with pytest.raises(NotFoundError):
+            await store.patch_status(missing, patch)
+        bad = {"status": {"conditions": [condition("not a type!", "True", "")]}}
+        with pytest.raises(InvalidError, match="not a type!"):
+            await store.patch_status(pod, bad)
+
+    with_store(kube_cluster.serviceaccount_kubeconfig(kube_namespace, "nostatus"), forbidden)
+    with_store(admin_kubeconfig, admin)
+
+
+@pytest.mark.kube
+def test_list_custom_objects_of_a_namespace(
+    admin_kubeconfig: Path, kube_cluster: TestCluster, kube_namespace: str
+) -> None:
+    marker = {
+        "apiVersion": "apps.kruise.io/v1alpha1",
+        "kind": "PodProbeMarker",
+        "spec": {"selector": {"matchLabels": {"a": "1"}}, "probes": []},
+    }
+    for name in ("b", "a"):
+        kube_cluster.apply_yaml([{**marker, "metadata": {"name": name}}], kube_namespace)
+    ref = ObjectRef("apps.kruise.io", "v1alpha1", "podprobemarkers", kube_namespace, "")
+
+    async def scenario(store: KubeStore) -> None:
+        found = await store.list(ref)
+        assert [m["metadata"]["name"] for m in found] == ["a", "b"]
+        assert found[0]["spec"]["selector"] == {"matchLabels": {"a": "1"}}
+        _, gameservers = refs(kube_namespace, "")
+        assert await store.list(gameservers) == []
+
+    with_store(admin_kubeconfig, scenario)
+
+
 @pytest.mark.kube
 def test_merge_patch_of_gameserver_ops_state_leaves_other_keys(
     sa_kubeconfig: Path, kube_namespace: str, make_game_server: Any

@@ -92,3 +92,52 @@ def test_hand_edits_are_picked_up(tmp_path: Path) -> None:
             await store.get(GS)
 
     asyncio.run(main())
+
+
+POD = ObjectRef.pod(WHO)
+
+
+def test_patch_status_merges_pod_conditions_by_type_like_the_api_server(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = LocalStore(tmp_path / "state.json", WHO)
+        ready = {"type": "Ready", "status": "True", "reason": "kubelet"}
+        await store.patch(POD, {"status": {"conditions": [ready], "phase": "Running"}})
+        mine = {"type": "game.kruise.io/idle", "status": "True", "message": "idle"}
+        pod = await store.patch_status(POD, {"status": {"conditions": [mine]}})
+        assert pod["status"] == {"conditions": [ready, mine], "phase": "Running"}
+        pod = await store.patch_status(
+            POD, {"status": {"conditions": [{"type": "game.kruise.io/idle", "status": "False"}]}}
+        )
+        assert pod["status"]["conditions"] == [ready, {**mine, "status": "False"}]
+        assert await store.get(POD) == pod
+        # No conditions in the patch: a merge patch of the status, like patch().
+        pod = await store.patch_status(POD, {"status": {"phase": "Succeeded"}})
+        assert pod["status"]["phase"] == "Succeeded" and len(pod["status"]["conditions"]) == 2
+        with pytest.raises(NotFoundError):
+            await store.patch_status(ObjectRef.pod(PodIdentity("other", "default")), {})
+
+    asyncio.run(main())
+
+
+def test_list_objects_of_a_resource_in_a_namespace(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    marker: dict[str, Any] = {"kind": "PodProbeMarker", "spec": {}}
+    ref = ObjectRef("apps.kruise.io", "v1alpha1", "podprobemarkers", "default", "")
+    document = {
+        "objects": {
+            "apps.kruise.io/v1alpha1/podprobemarkers/default/b": {**marker, "n": "b"},
+            "apps.kruise.io/v1alpha1/podprobemarkers/default/a": {**marker, "n": "a"},
+            "apps.kruise.io/v1alpha1/podprobemarkers/elsewhere/c": {**marker, "n": "c"},
+        },
+        "configmaps": {"x": {"data": {}}},
+    }
+    path.write_text(json.dumps(document))
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        assert [m["n"] for m in await store.list(ref)] == ["a", "b"]
+        assert [p["metadata"]["name"] for p in await store.list(POD)] == ["gs-0"]
+        assert await store.list(CM) == [{"data": {}}]
+        assert await store.list(ObjectRef.pod(PodIdentity("x", "elsewhere"))) == []
+
+    asyncio.run(main())

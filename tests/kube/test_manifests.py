@@ -89,6 +89,8 @@ def objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     flat = [item for d in docs for item in (d["items"] if d["kind"] == "List" else [d])]
     pods = []
     for doc in flat:
+        if doc["kind"] == "SidecarSet":
+            pods.append(sidecarset_pod(doc))
         if doc["kind"] == "GameServerSet":
             template = doc["spec"]["gameServerTemplate"]
             metadata = copy.deepcopy(template.get("metadata") or {})
@@ -99,11 +101,30 @@ def objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return flat + pods
 
 
+def sidecarset_pod(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Pod made of a SidecarSet's containers and volumes, beside a game container (its
+    containers are free-form in the CRD: Kruise's webhook checks them as a Pod's)."""
+    spec = copy.deepcopy(doc["spec"])
+    containers = [{"name": "game", "image": "registry.example.com/game:1"}]
+    for container in spec.get("containers", []):
+        container.pop("podInjectPolicy", None)
+        containers.append(container)
+    pod_spec: dict[str, Any] = {"containers": containers, "volumes": spec.get("volumes", [])}
+    if spec.get("initContainers"):
+        pod_spec["initContainers"] = spec["initContainers"]
+    metadata = {"name": f"{doc['metadata']['name']}-sidecarset"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
 def test_every_manifest_is_covered() -> None:
     """Guards the parametrization below: nothing under deploy/ escapes validation."""
-    assert {"base", "examples/hot-update", "examples/http-probe", "examples/both"} <= set(
-        KUSTOMIZATIONS
-    )
+    assert {
+        "base",
+        "examples/hot-update",
+        "examples/http-probe",
+        "examples/both",
+        "examples/serverless-okg",
+    } <= set(KUSTOMIZATIONS)
     assert "deploy/base/rbac.yaml" in MANIFESTS
     assert len([m for m in MANIFESTS if m.endswith("expected.yaml")]) >= 5
 
@@ -116,8 +137,8 @@ def test_manifest_matches_the_api_schemas(manifest: str) -> None:
     docs = documents(REPO / manifest)
     assert docs, f"{manifest} holds no objects"
     for obj in objects(docs):
-        if obj["kind"] == "GameServerSet":
-            continue  # a custom resource: checked server side, its pod template as a Pod here
+        if obj["kind"] in ("GameServerSet", "SidecarSet"):
+            continue  # custom resources: checked server side, their pod parts as a Pod here
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -134,6 +155,8 @@ def test_kustomize_builds(kubectl: Path, kustomization: str) -> None:
     expected = ["ConfigMap", "Role", "RoleBinding", "ServiceAccount"]
     if kustomization.startswith("examples/"):
         expected = sorted([*expected, "GameServerSet"])
+    if (DEPLOY / kustomization / "sidecarset.yaml").is_file():
+        expected = sorted([*expected, "SidecarSet"])
     assert kinds == expected
 
 
@@ -162,7 +185,11 @@ def test_example_is_what_kidecar_inject_makes_of_it(
     example: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The example GameServerSets were generated with ``kidecar inject`` (see their header);
-    injecting them again with their ConfigMap must change nothing."""
+    injecting them again with their ConfigMap must change nothing.  An example whose sidecar
+    comes from a SidecarSet holds what ``kidecar inject --sidecarset`` prints instead."""
+    if (DEPLOY / "examples" / example / "sidecarset.yaml").is_file():
+        check_sidecarset_example(example, capsys)
+        return
     path = DEPLOY / "examples" / example / "gameserverset.yaml"
     [gss] = documents(path)
     image = next(
@@ -176,6 +203,27 @@ def test_example_is_what_kidecar_inject_makes_of_it(
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out == path.read_text(), f"regenerate {path.relative_to(REPO)} (see its header)"
+
+
+def check_sidecarset_example(example: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = DEPLOY / "examples" / example / "sidecarset.yaml"
+    [sidecarset] = documents(path)
+    (container,) = sidecarset["spec"].get("initContainers") or sidecarset["spec"]["containers"]
+    selector = sidecarset["spec"]["selector"]["matchLabels"]
+    argv = ["inject", "--sidecarset", sidecarset["metadata"]["name"]]
+    argv += [f"--selector={k}={v}" for k, v in selector.items()]
+    argv += ["--config", str(example_config(example)), "--image", container["image"]]
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert yaml.safe_load(out) == sidecarset, f"regenerate {path.relative_to(REPO)} (its header)"
+    # The sidecar is not in the GameServerSet: the SidecarSet adds it to the pods it selects.
+    [gss] = documents(DEPLOY / "examples" / example / "gameserverset.yaml")
+    template = gss["spec"]["gameServerTemplate"]
+    assert all(
+        c["name"] != "kidecar"
+        for c in template["spec"]["containers"] + template["spec"].get("initContainers", [])
+    )
 
 
 # -- server side ----------------------------------------------------------------------------

@@ -670,10 +670,11 @@ class TestCluster:
         return applied
 
     def install_crds(self, paths: Iterable[Path] | None = None, timeout: float = 30.0) -> None:
-        """Apply CRD files (default: the test GameServer/GameServerSet CRDs, `crds/*.yaml`)
-        and wait until they are Established and their resources answer a list request (i.e.
-        servable, not just registered)."""
-        files = sorted(CRD_DIR.glob("*.yaml")) if paths is None else list(paths)
+        """Apply CRD files (default: the test GameServer/GameServerSet CRDs, `crds/*.yaml`, and
+        the OpenKruise ones of `crds/kruise/`) and wait until they are Established and their
+        resources answer a list request (i.e. servable, not just registered)."""
+        default = [*sorted(CRD_DIR.glob("*.yaml")), *sorted((CRD_DIR / "kruise").glob("*.yaml"))]
+        files = default if paths is None else list(paths)
         crds = [crd for path in files for crd in self.apply_yaml(path)]
         deadline = time.monotonic() + timeout
         with self.admin_api_client() as api:

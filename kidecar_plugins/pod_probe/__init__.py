@@ -1,0 +1,1 @@
+"""Built-in plugin ``pod_probe``: Kruise's PodProbeMarker probes on virtual nodes."""
