@@ -47,7 +47,7 @@ class Row:
 
 @dataclass
 class Figure:
-    """One of the seven benchmark figures: one or more rows, plus raw details for the JSON."""
+    """One of the benchmark figures: one or more rows, plus raw details for the JSON."""
 
     number: int
     title: str

@@ -4,10 +4,11 @@
 
 Figures: 1 idle RSS, 2 CPU per probe, 3 probe -> GameServer latency, 4 API writes at steady
 state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kubectl shell loop
-users write today, 7 soak. Prints a table and writes JSON. A real etcd + kube-apiserver is
-started for the figures that need it (``make apiserver`` builds and caches them). ``--quick``
-shrinks every duration and count (a smoke run of about two minutes: its numbers are not
-meaningful). See docs/benchmarks.md for the methods and the results of a full run.
+users write today, 7 soak, 8 the API cost of a fleet rollout (per sidecar, and at 10,000 pods).
+Prints a table and writes JSON. A real etcd + kube-apiserver is started for the figures that need
+it (``make apiserver`` builds and caches them). ``--quick`` shrinks every duration and count (a
+smoke run of a few minutes: its numbers are not meaningful). See docs/benchmarks.md for the
+methods and the results of a full run.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import alternative, hotupdate, probe, soak, steady  # noqa: E402
+from bench import alternative, hotupdate, probe, rollout, soak, steady  # noqa: E402
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
-ALL = (1, 2, 3, 4, 5, 6, 7)
-NEEDS_CLUSTER = {1, 3, 4, 6, 7}
+ALL = (1, 2, 3, 4, 5, 6, 7, 8)
+NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all seven)"
+        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all eight)"
     )
     parser.add_argument(
         "--repeat", type=int, help="repeated runs for medians (default 3; 1 with --quick)"
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--only: expected figure numbers like 1,4; got {args.only!r}")
     if not set(args.figures) <= set(ALL):
-        parser.error(f"--only: figures are 1-7; got {args.only!r}")
+        parser.error(f"--only: figures are 1-8; got {args.only!r}")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
@@ -116,6 +117,7 @@ def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) ->
         ({5}, lambda: [hotupdate.run(opts)]),
         ({6}, lambda: [alternative.run(opts, _need(bench))]),
         ({7}, lambda: [soak.run(opts, _need(bench))]),
+        ({8}, lambda: [rollout.run(opts, _need(bench))]),
     ]
     figures: list[Figure] = []
     for numbers, step in steps:

@@ -43,9 +43,11 @@ import yaml
 
 from kidecar_core import (
     Clock,
+    ConflictError,
     Event,
     ManualClock,
     Metrics,
+    NotFoundError,
     ObjectRef,
     PluginContext,
     PluginState,
@@ -55,6 +57,7 @@ from kidecar_core import (
 from kidecar_core._config.catalog import load_file, load_parsed
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._plugins.manager import Plugins
+from kidecar_core._store.objects import merge_patch
 
 __all__ = ["FakeContext", "ManualClock", "Sidecar", "free_port", "load_config"]
 
@@ -91,8 +94,9 @@ class FakeContext:
 
     ``results`` are the emitted results, ``events`` the recorded Events, ``tasks`` the spawned
     tasks and ``failures`` the exceptions they raised (a real runtime would restart the plugin).
-    ``objects`` answers ``get_object``.  Call :meth:`close` at the end of the test: it cancels
-    the tasks still running.
+    ``objects`` answers ``get_object``, and ``patch_object``/``create_object`` change it (merge
+    patch; a stale ``metadata.resourceVersion`` is a ``ConflictError``, as on the API server).
+    Call :meth:`close` at the end of the test: it cancels the tasks still running.
     """
 
     def __init__(
@@ -135,6 +139,27 @@ class FakeContext:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         return self.objects.get(ref)
+
+    async def patch_object(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]:
+        live = self.objects.get(ref)
+        if live is None:
+            raise NotFoundError(f"{ref} does not exist")
+        wanted = (patch.get("metadata") or {}).get("resourceVersion")
+        version = str(live.get("metadata", {}).get("resourceVersion", "1"))
+        if wanted is not None and str(wanted) != version:
+            raise ConflictError(f"{ref}: resourceVersion {wanted} is stale (now {version})")
+        changed = merge_patch(live, patch)
+        changed.setdefault("metadata", {})["resourceVersion"] = str(int(version) + 1)
+        self.objects[ref] = changed
+        return dict(changed)
+
+    async def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
+        if ref in self.objects:
+            raise ConflictError(f"{ref} already exists")
+        created = merge_patch({}, body)
+        created.setdefault("metadata", {}).update(name=ref.name, resourceVersion="1")
+        self.objects[ref] = created
+        return dict(created)
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import attrs
@@ -65,6 +65,12 @@ class View:
 
     async def get_object(self, ref: ObjectRef) -> dict[str, JSON] | None:
         return await self._shared.store.get(ref)
+
+    async def patch_object(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        return await self._shared.store.patch(ref, patch)
+
+    async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        return await self._shared.store.create(ref, body)
 
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:
