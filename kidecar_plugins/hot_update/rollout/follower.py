@@ -114,7 +114,11 @@ class RolloutFollower:
             return False
         self.ordinal = self.workload.ordinal(self.ctx.identity.name)
         self.slots = Slots(
-            self.ctx, self.workload, self.ctx.identity.name, self.config.lease_seconds
+            self.ctx,
+            self.workload,
+            self.ctx.identity.name,
+            self.config.lease_seconds,
+            clock=self.ctx.clock.now,
         )
         log.info("following rollouts of %s", self.workload)
         return True
