@@ -5,11 +5,11 @@
 Figures: 1 idle RSS, 2 CPU per probe, 3 probe -> GameServer latency, 4 API writes at steady
 state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kubectl shell loop
 users write today, 7 soak, 8 the game API (PATCH -> GameServer latency, API writes for 100
-PATCHes), 9 pod_probe (CPU per probe by handler, pod writes per change). Prints a table and
-writes JSON. A real etcd + kube-apiserver is started for the figures that need it (``make
-apiserver`` builds and caches them). ``--quick`` shrinks every duration and count (a smoke
-run of about two minutes: its numbers are not meaningful). See
-docs/benchmarks.md for the methods and the results of a full run.
+PATCHes), 9 pod_probe (CPU per probe by handler, pod writes per change), 10 the API cost of a
+fleet rollout (per sidecar, and at 10,000 pods). Prints a table and writes JSON. A real etcd +
+kube-apiserver is started for the figures that need it (``make apiserver`` builds and caches
+them). ``--quick`` shrinks every duration and count (a smoke run of a few minutes: its numbers
+are not meaningful). See docs/benchmarks.md for the methods and the results of a full run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import alternative, gameapi, hotupdate, podprobe, probe, soak, steady  # noqa: E402
+from bench import alternative, gameapi, hotupdate, podprobe, probe, rollout, soak, steady  # noqa: E402
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
@@ -120,6 +120,7 @@ def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) ->
         ({7}, lambda: [soak.run(opts, _need(bench))]),
         ({8}, lambda: [gameapi.run(opts, _need(bench))]),
         ({9}, lambda: [podprobe.run(opts, _need(bench))]),
+        ({10}, lambda: [rollout.run(opts, _need(bench))]),
     ]
     figures: list[Figure] = []
     for numbers, step in steps:

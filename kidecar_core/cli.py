@@ -1,8 +1,10 @@
 """The ``kidecar`` command line: argument parsing only; the commands live with their stage
-(:mod:`kidecar_core._runtime.bootstrap`, :mod:`kidecar_core._inject.command`).
+(:mod:`kidecar_core._runtime.bootstrap`, :mod:`kidecar_core._inject.command`,
+:mod:`kidecar_core._rollout.command`).
 
-Exit codes: 0 success (and graceful stop), 1 cannot start, 2 invalid configuration or usage.
-User mistakes print a message, never a traceback.
+Exit codes: 0 success (and graceful stop), 1 cannot start (``kidecar rollout``: refused by the
+cluster's state), 2 invalid configuration or usage. User mistakes print a message, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from kidecar_core._rollout import command as rollout_command
 from kidecar_core._runtime.bootstrap import LOG_LEVELS, positive_seconds
 from kidecar_core._version import __version__
 from kidecar_core.errors import ConfigError, KidecarError
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             "that adds the same sidecar to every new pod with those labels.",
         )
     )
+    rollout_command.add_parser(sub)
     demo = sub.add_parser(
         "demo", help="watch kidecar probe a demo game and hot-update it (local, no cluster)"
     )
@@ -187,6 +191,11 @@ def _dispatch(
         from kidecar_core._inject.command import inject_command
 
         return inject_command(args, env, sys.stdin, sys.stdout, sys.stderr)
+    if args.command == "rollout":
+        from kidecar_core._rollout.check import sidecar_checker
+
+        check = sidecar_checker(env, args.plugin_file)
+        return rollout_command.main(args, env, check, sys.stdout, sys.stderr)
     if args.command == "demo":
         from kidecar_core._demo import runner
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kidecar_core._plugins.context import PluginContext, RuntimeView
     from kidecar_core._plugins.podspec import PodRequirements
     from kidecar_core._plugins.registry import RouteRegistry, StorageTypeRegistry
+    from kidecar_core._store.rollout import RolloutTarget
 
 
 # -- registration (broadcast, once, before the configuration is read) -------------------------
@@ -325,6 +326,24 @@ def kidecar_pod_requirements(name: str, config: Any) -> PodRequirements | None:
             if name != "my_plugin":
                 return None
             return PodRequirements(ports=(ContainerPort("my-api", config.port),))
+    """
+
+
+@hookspec
+def kidecar_check_rollout(name: str, config: Any, target: RolloutTarget) -> list[str] | None:
+    """Check a rollout target against plugin ``name``'s config; say whether it follows rollouts.
+
+    Fires in ``kidecar rollout start`` (not in ``kidecar run``), addressed to the plugin named
+    ``name``, with its structured config from the workload's sidecar config, before anything is
+    written. ``target`` (:class:`~kidecar_core.RolloutTarget`) carries ``version``, ``url`` and
+    ``sha256`` as the user gave them.
+
+    Return ``None`` when this plugin does not follow rollouts; otherwise the list of problems
+    that would make the sidecars refuse the target (empty: it is acceptable), each a sentence
+    naming the config key that decides, e.g. ``"url http://x/f is not under
+    allowedUrlPrefixes (plugins[0].config.allowedUrlPrefixes)"``. Pure function of the config:
+    no I/O. The command refuses the rollout when no configured plugin follows rollouts or when
+    any problem is returned.
     """
 
 

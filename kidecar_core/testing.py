@@ -43,6 +43,7 @@ import yaml
 
 from kidecar_core import (
     Clock,
+    ConflictError,
     Event,
     FieldNotIn,
     ManualClock,
@@ -98,6 +99,10 @@ class FakeContext:
     ``objects`` answers ``get_object``; ``ours`` holds the values kidecar is to have written
     itself (``("spec", "opsState") → "Maintaining"``), for ``blocking_guard``.  Call
     :meth:`close` at the end of the test: it cancels the tasks still running.
+
+    ``objects`` answers ``get_object``, and ``patch_object``/``create_object`` change it (merge
+    patch; a stale ``metadata.resourceVersion`` is a ``ConflictError``, as on the API server).
+    Call :meth:`close` at the end of the test: it cancels the tasks still running.
     """
 
     def __init__(
@@ -168,6 +173,27 @@ class FakeContext:
             new.setdefault("status", {})["conditions"] = merge_by_type(current, conditions)
         self.objects[ref] = new
         return new
+
+    async def patch_object(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]:
+        live = self.objects.get(ref)
+        if live is None:
+            raise NotFoundError(f"{ref} does not exist")
+        wanted = (patch.get("metadata") or {}).get("resourceVersion")
+        version = str(live.get("metadata", {}).get("resourceVersion", "1"))
+        if wanted is not None and str(wanted) != version:
+            raise ConflictError(f"{ref}: resourceVersion {wanted} is stale (now {version})")
+        changed = merge_patch(live, patch)
+        changed.setdefault("metadata", {})["resourceVersion"] = str(int(version) + 1)
+        self.objects[ref] = changed
+        return dict(changed)
+
+    async def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
+        if ref in self.objects:
+            raise ConflictError(f"{ref} already exists")
+        created = merge_patch({}, body)
+        created.setdefault("metadata", {}).update(name=ref.name, resourceVersion="1")
+        self.objects[ref] = created
+        return dict(created)
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

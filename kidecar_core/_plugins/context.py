@@ -91,6 +91,20 @@ class RuntimeView(Protocol):
         Needs the RBAC verb ``patch`` on ``pods/status``.  The caller retries: errors are
         kidecar errors (``TransientPersistError`` means "retry later").
         """
+
+    async def patch_object(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Merge-patch an object *now*, bypassing the write plan; return it after the patch.
+
+        For coordination only (a Lease, a write conditional on ``metadata.resourceVersion``):
+        the caller needs the answer at once and handles errors itself (``ConflictError`` on a
+        stale ``resourceVersion``, ``NotFoundError``, transient errors; nothing is retried).
+        Results that describe the pod go through ``emit`` instead: desired state, one patch per
+        object, retries and guards.
+        """
+        ...
+
+    async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Create an object *now* (``ConflictError`` when it exists); see :meth:`patch_object`."""
         ...
 
     def first_time(self, key: object) -> bool:
@@ -98,7 +112,8 @@ class RuntimeView(Protocol):
         ...
 
     def record_event(self, event: Event) -> None:
-        """Record a Kubernetes Event about the pod (rate-limited, best effort, non-blocking)."""
+        """Record a Kubernetes Event about the pod, or about ``event.about`` when it names
+        another object (rate-limited, best effort, non-blocking)."""
         ...
 
 

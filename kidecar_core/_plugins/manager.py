@@ -33,6 +33,7 @@ from kidecar_core.errors import StartupError
 if TYPE_CHECKING:
     from kidecar_core._persist.result import Result
     from kidecar_core._plugins.context import PluginContext, RuntimeView
+    from kidecar_core._store.rollout import RolloutTarget
 
 log = logging.getLogger("kidecar.plugins")
 
@@ -47,6 +48,7 @@ SERVICE_HOOKS = frozenset(
         "kidecar_tick",
         "kidecar_stop",
         "kidecar_pod_requirements",
+        "kidecar_check_rollout",
     }
 )
 """A plugin implementing any of these is a *service plugin*: it runs only when configured."""
@@ -309,6 +311,15 @@ class Plugins:
         """Every answer to ``kidecar_pod_requirements`` for plugin ``name``."""
         answers = self._addressed("kidecar_pod_requirements", name)(name=name, config=config)
         return [a for a in answers if a is not None]
+
+    def check_rollout(self, name: str, config: Any, target: RolloutTarget) -> list[str] | None:
+        """Problems plugin ``name`` has with a rollout ``target`` (``kidecar_check_rollout``);
+        ``None`` when it does not follow rollouts."""
+        answers = self._addressed("kidecar_check_rollout", name)(
+            name=name, config=config, target=target
+        )
+        found = [a for a in answers if a is not None]
+        return None if not found else [problem for answer in found for problem in answer]
 
     # -- broadcast ----------------------------------------------------------------------------
 

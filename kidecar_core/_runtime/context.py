@@ -81,6 +81,12 @@ class View:
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         return await self._shared.store.patch_status(ref, patch)
 
+    async def patch_object(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
+        return await self._shared.store.patch(ref, patch)
+
+    async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
+        return await self._shared.store.create(ref, body)
+
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:
             return False

@@ -33,7 +33,7 @@ class EventRecorder:
         self.burst = burst
         self.dedupe_seconds = dedupe_seconds
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=100)
-        self._recent: dict[tuple[str, str], float] = {}
+        self._recent: dict[tuple[str, str, ObjectRef | None], float] = {}
         self._sent: list[float] = []
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
@@ -48,7 +48,7 @@ class EventRecorder:
         now = time.monotonic()
         # Forget expired keys: messages name versions and URLs, so the set is not bounded.
         self._recent = {k: t for k, t in self._recent.items() if now - t < self.dedupe_seconds}
-        key = (event.reason, event.message)
+        key = (event.reason, event.message, event.about)
         if now - self._recent.get(key, -1e9) < self.dedupe_seconds:
             self.dropped += 1
             return
@@ -68,7 +68,7 @@ class EventRecorder:
         while True:
             event = await self._queue.get()
             try:
-                await self.store.record_event(self.about, event)
+                await self.store.record_event(event.about or self.about, event)
                 self._warned = False
             except Exception as e:  # best effort: nothing may end this loop
                 if not isinstance(e, PersistError):

@@ -48,7 +48,12 @@ import attrs
 import urllib3
 import yaml
 from kubernetes import client as k8s
-from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
+from kubernetes.config import (
+    ConfigException,
+    list_kube_config_contexts,
+    load_incluster_config,
+    load_kube_config,
+)
 
 from kidecar_core._store.objects import JSON, Event, ObjectRef
 from kidecar_core.errors import (
@@ -61,7 +66,7 @@ from kidecar_core.errors import (
     TransientPersistError,
 )
 
-__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError"]
+__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError", "kubeconfig_namespace"]
 
 MERGE_PATCH = "application/merge-patch+json"
 """RFC 7386: the patch type kidecar sends to objects (custom resources reject strategic merge)."""
@@ -197,6 +202,19 @@ class KubeStore:
             raise
         except NotFoundError:
             return None
+
+    async def list_objects(
+        self, collection: ObjectRef, *, label_selector: str = ""
+    ) -> list[dict[str, JSON]]:
+        """The objects of ``collection``'s resource in its namespace (``collection.name`` is
+        ignored), filtered by ``label_selector`` (``app=game,tier!=db``). One request: meant for
+        the command line (``kidecar rollout status``), not for the sidecar."""
+        path = _collection_path(collection)
+        if label_selector:
+            path += f"?labelSelector={quote(label_selector, safe='')}"
+        answer = await self._request("list", collection, "GET", path)
+        items = answer.get("items")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         """Merge-patch the object (RFC 7386; ``None`` deletes a key); return it after the patch.
@@ -369,6 +387,21 @@ class KubeStore:
         # Reading the whole body also hands the connection back to the pool.
         data = response.read()  # type: ignore[no-untyped-call]
         return response.status, response.headers, data
+
+
+def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | None:
+    """The namespace of the kubeconfig's ``context`` (default: the current one), as kubectl
+    uses it when no ``--namespace`` is given; ``None`` when it names none. Raises
+    :class:`~kidecar_core.errors.StartupError` when the kubeconfig cannot be read."""
+    try:
+        contexts, current = list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        raise StartupError(f"cannot load kubeconfig {path or '~/.kube/config'}: {exc}") from exc
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    if context and chosen is None:
+        raise StartupError(f"kubeconfig {path or '~/.kube/config'} has no context {context!r}")
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
 
 
 def _plain(document: Mapping[str, JSON]) -> dict[str, JSON]:

@@ -61,11 +61,13 @@ class ObjectRef:
 
 @attrs.frozen
 class Event:
-    """A Kubernetes Event about the pod (``Normal`` or ``Warning``)."""
+    """A Kubernetes Event (``Normal`` or ``Warning``) about the pod, or about ``about``."""
 
     reason: str
     message: str
     type: str = "Normal"
+    about: ObjectRef | None = None
+    """The object the Event is about (e.g. the pod's workload); ``None``: the pod itself."""
 
 
 class ObjectStore(Protocol):

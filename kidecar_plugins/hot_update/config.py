@@ -26,6 +26,7 @@ from kidecar_core import (
     non_negative,
     positive,
 )
+from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.urls import refused_address
 
 DEFAULT_FILE_DIR = "/app/downloads"
@@ -299,6 +300,10 @@ class HotUpdateConfig:
         validator=non_negative,
         doc="After a restart, how long the replay of the last applied version waits for the "
         "game (its process handling the signal, or its endpoint answering) before giving up.",
+    )
+    rollout: RolloutFollowConfig = field(
+        factory=RolloutFollowConfig,
+        doc="How this pod follows `kidecar rollout` (docs/rollout.md).",
     )
 
     def __attrs_post_init__(self) -> None:

@@ -13,13 +13,17 @@ import logging
 import os
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from kidecar_core import (
     ConfigError,
     ContainerPort,
     PluginContext,
     PodRequirements,
+    Result,
+    RolloutTarget,
     RouteRegistry,
+    RuntimeView,
     SharedVolume,
     StateKey,
     hookimpl,
@@ -29,6 +33,9 @@ from kidecar_plugins.hot_update.api import HotUpdateApi
 from kidecar_plugins.hot_update.auth import TokenSource
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.hot_update.replay import replay_last_update
+from kidecar_plugins.hot_update.rollout import probes
+from kidecar_plugins.hot_update.rollout.check import check_target
+from kidecar_plugins.hot_update.rollout.follower import RolloutFollower
 from kidecar_plugins.hot_update.updater import HotUpdater
 
 NAME = "hot_update"
@@ -36,6 +43,7 @@ NAME = "hot_update"
 TOKENS = StateKey[TokenSource]("tokens")
 LISTEN = StateKey[str]("listen")
 UPDATER = StateKey[HotUpdater]("updater")
+FOLLOWER = StateKey[RolloutFollower | None]("rollout follower")
 DOWNLOAD_VOLUME = "kidecar-downloads"
 log = logging.getLogger("kidecar.plugin.hot_update")
 
@@ -105,7 +113,9 @@ def kidecar_configure(ctx: PluginContext) -> None:
         )
     ctx.state[TOKENS] = tokens
     ctx.state[LISTEN] = listen
-    ctx.state[UPDATER] = HotUpdater(ctx, config)
+    ctx.state[UPDATER] = updater = HotUpdater(ctx, config)
+    follows = config.rollout.enabled and not ctx.local_mode
+    ctx.state[FOLLOWER] = RolloutFollower(ctx, updater, config.rollout) if follows else None
 
 
 @hookimpl
@@ -117,15 +127,35 @@ def kidecar_register_routes(ctx: PluginContext, routes: RouteRegistry) -> None:
 
 @hookimpl
 def kidecar_start(ctx: PluginContext) -> Awaitable[None]:
-    return start(ctx.state[UPDATER])
+    return start(ctx.state[UPDATER], ctx.state[FOLLOWER])
 
 
-async def start(updater: HotUpdater) -> None:
+async def start(updater: HotUpdater, follower: RolloutFollower | None = None) -> None:
     await updater.start()
     if updater.config.persistence.enabled and not updater.replayed:
         updater.spawn(replay_last_update(updater), "replay")
+    if follower is not None:
+        probes.register(updater.ctx.identity, follower.probes)
+        updater.spawn(follower.run(), "rollout")
+
+
+@hookimpl
+def kidecar_on_result(result: Result, runtime: RuntimeView) -> None:
+    """Probe results reach the rollout follower (the verification window after an update)."""
+    probes.observe(runtime.identity, result)
+
+
+@hookimpl
+def kidecar_check_rollout(name: str, config: Any, target: RolloutTarget) -> list[str] | None:
+    """``kidecar rollout start``: the problems the sidecars would have with ``target``."""
+    if name != NAME or not config.rollout.enabled:
+        return None
+    return check_target(config, target)
 
 
 @hookimpl
 def kidecar_stop(ctx: PluginContext) -> Awaitable[None]:
+    follower = ctx.state[FOLLOWER]
+    if follower is not None:
+        probes.unregister(ctx.identity, follower.probes)
     return ctx.state[UPDATER].stop()

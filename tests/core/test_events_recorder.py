@@ -51,3 +51,31 @@ def test_recent_events_are_forgotten_after_the_window(clock: Clock) -> None:
         clock.now += 10
     assert len(rec._recent) <= 7
     assert rec.dropped == 0
+
+
+def test_an_event_about_another_object_is_recorded_about_it(tmp_path: Any) -> None:
+    """``Event.about`` (a rollout's Event on the workload) names the object; the default is
+    the pod. The same message about two objects is two Events, not a repeat."""
+    import asyncio
+    import json
+
+    from kidecar_core._store.local import LocalStore
+
+    who = PodIdentity("gs-0", "default")
+    gss = ObjectRef("game.kruise.io", "v1alpha1", "gameserversets", "default", "game")
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "state.json", who)
+        rec = EventRecorder(store, ObjectRef.pod(who))
+        rec.start()
+        rec.record(Event("RolloutPaused", "pod gs-0: probe Failed", "Warning", about=gss))
+        rec.record(Event("RolloutPaused", "pod gs-0: probe Failed", "Warning"))
+        await rec.drain(10)
+        await rec.close()
+
+    asyncio.run(main())
+    events = json.loads((tmp_path / "state.json").read_text())["events"]
+    assert [e["involvedObject"] for e in events] == [
+        "gameserversets.game.kruise.io/default/game",
+        "pods/default/gs-0",
+    ]

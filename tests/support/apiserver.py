@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -559,6 +560,32 @@ class TestCluster:
         if self._apiserver is not None:
             self._apiserver.stop(graceful=False)
             self._apiserver = None
+
+    def process_ids(self) -> dict[str, int]:
+        """PIDs of the running servers (``kube-apiserver``, ``etcd``), for CPU accounting."""
+        pids = {}
+        for name, process in (("kube-apiserver", self._apiserver), ("etcd", self._etcd)):
+            if process is not None and process.running():
+                shell = psutil.Process(process.popen.pid)
+                server = next((c for c in shell.children() if c.name() == name), None)
+                if server is not None:
+                    pids[name] = server.pid
+        return pids
+
+    def get_as_admin(self, path: str) -> str:
+        """GET ``path`` (e.g. ``/metrics``) from kube-apiserver as the admin; the body."""
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, timeout=10, context=self._admin_ssl_context()
+        )
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read().decode()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path}: {response.status}: {body[:200]}")
+            return body
+        finally:
+            connection.close()
 
     @property
     def apiserver_running(self) -> bool:

@@ -1,0 +1,58 @@
+"""A rollout over a few real sidecars: partition, pause and resume, a new replica."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rollout.conftest import FleetFactory
+from tests.rollout.fleet import Fleet, FleetFiles, phases, wait_until
+
+pytestmark = pytest.mark.kube
+
+DEADLINE = 120.0
+
+
+def start(fleet: Fleet, version: str, url: str, *options: str) -> str:
+    code, out, err = fleet.rollout(
+        "start", "gss/game", "--version", version, "--url", url, "--when", "always", *options
+    )
+    assert code == 0, err
+    return out
+
+
+def loaded(fleet: Fleet) -> list[str | None]:
+    return [(m.loads() or [None])[-1] for m in fleet.members]
+
+
+def test_partition_pause_resume_and_a_new_replica(
+    make_fleet: FleetFactory, files: FleetFiles
+) -> None:
+    fleet = make_fleet(3)
+    v1, v2 = files.add("v1", "v1 content"), files.add("v2", "v2 content")
+
+    # A canary: only ordinals >= 2 update; below the partition, with no version to return
+    # to, the pods are left as they are.
+    start(fleet, "v1", v1, "--partition", "2", "--max-unavailable", "1")
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-2 on v1")
+    wait_until(lambda: phases(fleet.progress(), 1)["Held"] == 2, DEADLINE, "0 and 1 held")
+    assert loaded(fleet) == [None, None, "v1 content"]
+    out = fleet.rollout("status", "gss/game")[1]
+    assert "1/1 at v1, 2 held (partition)" in out and "complete" in out
+    # The same version with partition 0: the same revision goes on to every pod.
+    assert "revision 1" in start(fleet, "v1", v1, "--max-unavailable", "1")
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 3, DEADLINE, "all on v1")
+
+    # v2, paused as soon as it starts: at most the pod already in flight updates.
+    start(fleet, "v2", v2, "--max-unavailable", "1")
+    assert fleet.rollout("pause", "gss/game")[0] == 0
+    wait_until(lambda: phases(fleet.progress(), 2)["Pending"] >= 2, DEADLINE, "the others pending")
+    assert loaded(fleet).count("v2 content") <= 1
+    assert fleet.rollout("resume", "gss/game")[0] == 0
+    wait_until(lambda: phases(fleet.progress(), 2)["Updated"] == 3, DEADLINE, "all on v2")
+    assert loaded(fleet) == ["v2 content"] * 3
+
+    # A new replica gets the workload's current version.
+    member = fleet.add_member()
+    wait_until(lambda: member.loads()[-1:] == ["v2 content"], DEADLINE, "the new pod on v2")
+    wait_until(lambda: phases(fleet.progress(), 2)["Updated"] == 4, DEADLINE, "4 on v2")
+    assert member.loads().count("v2 content") == 1
