@@ -334,16 +334,31 @@ def kidecar_check_rollout(name: str, config: Any, target: RolloutTarget) -> list
     """Check a rollout target against plugin ``name``'s config; say whether it follows rollouts.
 
     Fires in ``kidecar rollout start`` (not in ``kidecar run``), addressed to the plugin named
-    ``name``, with its structured config from the workload's sidecar config, before anything is
-    written. ``target`` (:class:`~kidecar_core.RolloutTarget`) carries ``version``, ``url`` and
-    ``sha256`` as the user gave them.
+    ``name``, before anything is written.  Pure function of the config: no I/O.
 
-    Return ``None`` when this plugin does not follow rollouts; otherwise the list of problems
-    that would make the sidecars refuse the target (empty: it is acceptable), each a sentence
-    naming the config key that decides, e.g. ``"url http://x/f is not under
-    allowedUrlPrefixes (plugins[0].config.allowedUrlPrefixes)"``. Pure function of the config:
-    no I/O. The command refuses the rollout when no configured plugin follows rollouts or when
-    any problem is returned.
+    :param name: the entry-point name of the plugin being asked; answer only for your own.
+    :param config: that plugin's structured config (the class of ``kidecar_config_schema``), from
+        the workload's sidecar config.
+    :param target: the :class:`~kidecar_core.RolloutTarget` as the user gave it: ``version``,
+        ``url`` and ``sha256``.
+    :returns: ``None`` when this plugin does not follow rollouts; otherwise the list of problems
+        that would make the sidecars refuse the target (empty: it is acceptable), each a
+        sentence naming the config key that decides.  The command refuses the rollout when no
+        configured plugin follows rollouts or when any problem is returned.
+
+    If it raises, ``kidecar rollout start`` stops before anything is written.
+
+    Use in override files: to refuse rollouts your platform forbids (a version scheme, a host).
+
+    Example::
+
+        @hookimpl
+        def kidecar_check_rollout(name, config, target):
+            if name != "hot_update":
+                return None
+            if not target.url.startswith("https://"):
+                return ["url must be https (platform policy)"]
+            return []
     """
 
 

@@ -90,7 +90,7 @@ class Cluster:
             labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
             selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         collection = ObjectRef("", "v1", "pods", self.namespace, "-")
-        found = await self.store.list_objects(collection, label_selector=selector)
+        found = await self.store.list(collection, label_selector=selector)
         mine = [p for p in found if Workload.of_pod(p) == workload]
 
         def order(pod: Mapping[str, Any]) -> tuple[int, str]:

@@ -203,19 +203,6 @@ class KubeStore:
         except NotFoundError:
             return None
 
-    async def list_objects(
-        self, collection: ObjectRef, *, label_selector: str = ""
-    ) -> list[dict[str, JSON]]:
-        """The objects of ``collection``'s resource in its namespace (``collection.name`` is
-        ignored), filtered by ``label_selector`` (``app=game,tier!=db``). One request: meant for
-        the command line (``kidecar rollout status``), not for the sidecar."""
-        path = _collection_path(collection)
-        if label_selector:
-            path += f"?labelSelector={quote(label_selector, safe='')}"
-        answer = await self._request("list", collection, "GET", path)
-        items = answer.get("items")
-        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-
     async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         """Merge-patch the object (RFC 7386; ``None`` deletes a key); return it after the patch.
 
@@ -239,10 +226,14 @@ class KubeStore:
             "patch", status, "PATCH", path, body=body, content_type=STRATEGIC_MERGE_PATCH
         )
 
-    async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
-        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored); one
-        request, no paging (for a handful of objects).  Errors as for :meth:`get`."""
-        items = (await self._request("list", ref, "GET", _collection_path(ref))).get("items")
+    async def list(self, ref: ObjectRef, *, label_selector: str = "") -> list[dict[str, JSON]]:
+        """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored),
+        filtered by ``label_selector`` (``app=game,tier!=db``); one request, no paging (for a
+        handful of objects).  Errors as for :meth:`get`."""
+        path = _collection_path(ref)
+        if label_selector:
+            path += f"?labelSelector={quote(label_selector, safe='')}"
+        items = (await self._request("list", ref, "GET", path)).get("items")
         return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -286,28 +277,8 @@ class KubeStore:
                 "uid": metadata.get("uid"),
             }
             self._involved[about] = involved
-        now = dt.datetime.now(dt.UTC)
-        # An Event carrying eventTime must also name reportingComponent/-Instance and an action;
-        # first/lastTimestamp keep it visible to `kubectl get events` and older tools.
-        seconds = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        name = f"{about.name[: 253 - 17]}.{secrets.token_hex(8)}"
-        body: dict[str, JSON] = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": about.namespace},
-            "involvedObject": involved,
-            "reason": event.reason[:128],
-            "message": event.message[:1024],
-            "type": event.type,
-            "count": 1,
-            "firstTimestamp": seconds,
-            "lastTimestamp": seconds,
-            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "source": {"component": REPORTING_COMPONENT},
-            "reportingComponent": REPORTING_COMPONENT,
-            "reportingInstance": socket.gethostname()[:128] or REPORTING_COMPONENT,
-            "action": event.reason[:128],
-        }
+        body = _event_body(about, involved, event)
+        name = body["metadata"]["name"]
         target = ObjectRef("", "v1", "events", about.namespace, name)
         await self._request("create", target, "POST", _collection_path(target), body=body)
 
@@ -387,6 +358,34 @@ class KubeStore:
         # Reading the whole body also hands the connection back to the pool.
         data = response.read()  # type: ignore[no-untyped-call]
         return response.status, response.headers, data
+
+
+def _event_body(about: ObjectRef, involved: dict[str, JSON], event: Event) -> dict[str, JSON]:
+    """A core/v1 Event about ``about`` (whose ``involvedObject`` is ``involved``), named
+    ``<object>.<random>``, stamped now."""
+    now = dt.datetime.now(dt.UTC)
+    # An Event carrying eventTime must also name reportingComponent/-Instance and an action;
+    # first/lastTimestamp keep it visible to `kubectl get events` and older tools.
+    seconds = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = f"{about.name[: 253 - 17]}.{secrets.token_hex(8)}"
+    body: dict[str, JSON] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": about.namespace},
+        "involvedObject": involved,
+        "reason": event.reason[:128],
+        "message": event.message[:1024],
+        "type": event.type,
+        "count": 1,
+        "firstTimestamp": seconds,
+        "lastTimestamp": seconds,
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "source": {"component": REPORTING_COMPONENT},
+        "reportingComponent": REPORTING_COMPONENT,
+        "reportingInstance": socket.gethostname()[:128] or REPORTING_COMPONENT,
+        "action": event.reason[:128],
+    }
+    return body
 
 
 def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | None:

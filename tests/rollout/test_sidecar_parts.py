@@ -40,7 +40,7 @@ def hot_update(**config: Any) -> HotUpdateConfig:
 ALLOWED = hot_update(allowedUrlPrefixes=["https://cdn.example/game/"])
 
 
-def test_a_good_target_has_no_problems() -> None:
+def test_kidecar_check_rollout_accepts_a_good_target() -> None:
     target = RolloutTarget("v1.2.3", "https://cdn.example/game/v1/game.pak", "ab" * 32)
     assert check_target(ALLOWED, target) == []
     assert kidecar_check_rollout("hot_update", ALLOWED, target) == []
