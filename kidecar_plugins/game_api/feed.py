@@ -21,6 +21,10 @@ log = logging.getLogger("kidecar.plugin.game_api")
 POLL_PERIOD = 1.0
 """Seconds between two reads of the GameServer while a game watches (one GET per second per
 watching sidecar against the API server, until the core's watch replaces the poll)."""
+EAGER_AGE = 0.1
+"""The age a copy may have instead of ``max_age`` for a while after the plugin sent a write to
+the object: the write lands within milliseconds, and the game expects to read it back."""
+EAGER_WINDOW = 2.0
 WATCH_IDLE = 5.0
 """Seconds without a change after which a watch checks that its client is still connected."""
 
@@ -76,6 +80,7 @@ class ObjectFeed:
         self.idle = WATCH_IDLE
         self.latest: dict[str, Any] | None = None
         self.seen_at = -float("inf")
+        self.eager_until = -float("inf")
         self.version = 0
         self.closed = True
         self.watchers = 0
@@ -90,7 +95,9 @@ class ObjectFeed:
         is running, or it was read less than ``max_age`` ago), else read now.  Concurrent calls
         share one read.  Raises the store's :class:`~kidecar_core.KidecarError` when it cannot
         be read and no fresh copy exists."""
-        if self._following() or self.ctx.clock.now() - self.seen_at < self.max_age:
+        now = self.ctx.clock.now()
+        max_age = EAGER_AGE if now < self.eager_until else self.max_age
+        if self._following() or now - self.seen_at < max_age:
             return self.latest
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._read())
@@ -98,6 +105,13 @@ class ObjectFeed:
             # exception nobody retrieved.
             self._reading.add_done_callback(lambda f: f.cancelled() or f.exception())
         return await asyncio.shield(self._reading)
+
+    def expect_change(self) -> None:
+        """A write to the object was just sent: forget the copy, and keep later copies young
+        for a while (:data:`EAGER_AGE` for :data:`EAGER_WINDOW` seconds), so that a read after
+        the write shows it once it has landed."""
+        self.seen_at = -float("inf")
+        self.eager_until = self.ctx.clock.now() + EAGER_WINDOW
 
     async def _read(self) -> dict[str, Any] | None:
         try:

@@ -74,6 +74,8 @@ def build(ctx: PluginContext) -> GameApi:
     tokens.load()  # ConfigError with the path of the token setting
 
     def emit(writes: list[Write]) -> None:
+        for ref in {w.target for w in writes}:
+            feeds[ref].expect_change()
         # The game's opsState is one ask among the sources of opsStatePrecedence, and a result
         # from an origin that had asked withdraws its ask unless it asks again: so the opsState
         # writes are results of their own origin, and the other writes never touch that ask.
@@ -87,6 +89,7 @@ def build(ctx: PluginContext) -> GameApi:
     metadata = gameserver
     if config.metadata_target == "pod":
         metadata = ObjectFeed(ctx, ObjectRef.pod(ctx.identity), spawn=ctx.spawn)
+    feeds = {gameserver.ref: gameserver, metadata.ref: metadata}
     batcher = Batcher(emit, config.write_interval_seconds, ctx.clock)
     writer = Writer(ctx, config, batcher, gameserver, metadata)
     return GameApi(ctx, tokens, gameserver, writer)
