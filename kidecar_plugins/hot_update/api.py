@@ -30,7 +30,7 @@ from aiohttp import web
 
 from kidecar_core import LogBudget
 from kidecar_plugins.hot_update.auth import TokenSource
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import BadRequest, Busy, TooLarge, UpdateError
 from kidecar_plugins.hot_update.updater import HotUpdater, UpdateRequest
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -52,7 +52,7 @@ FIELDS = ("version", "url", "sha256")
 
 def parse_version(value: str | None) -> str:
     if value is None or not value.strip():
-        raise UpdateError(400, "bad request", "version is required (e.g. version=v2)")
+        raise BadRequest("bad request", "version is required (e.g. version=v2)")
     version = value.strip()
     if len(version) > MAX_VERSION_LENGTH or not VERSION.match(version):
         raise UpdateError(
@@ -69,7 +69,7 @@ def parse_sha256(value: str | None) -> str | None:
         return None
     match = SHA256.match(value.strip())
     if not match:
-        raise UpdateError(400, "bad request", "sha256 must be 64 hexadecimal characters")
+        raise BadRequest("bad request", "sha256 must be 64 hexadecimal characters")
     return match.group(1).lower()
 
 
@@ -77,7 +77,7 @@ def parse_update(fields: dict[str, str]) -> UpdateRequest:
     version = parse_version(fields.get("version"))
     url = fields.get("url")
     if url is None or not url.strip():
-        raise UpdateError(400, "bad request", "url is required (e.g. url=http://host/v2/file)")
+        raise BadRequest("bad request", "url is required (e.g. url=http://host/v2/file)")
     return UpdateRequest.create(version, url, parse_sha256(fields.get("sha256")))
 
 
@@ -89,9 +89,9 @@ async def read_fields(request: web.Request) -> dict[str, str]:
         if key not in FIELDS:
             return
         if not isinstance(value, str):
-            raise UpdateError(400, "bad request", f"{key} must be a string ({where})")
+            raise BadRequest("bad request", f"{key} must be a string ({where})")
         if key in fields and fields[key] != value:
-            raise UpdateError(400, "bad request", f"{key} is given twice with different values")
+            raise BadRequest("bad request", f"{key} is given twice with different values")
         fields[key] = value
 
     for key, value in request.query.items():
@@ -115,13 +115,13 @@ async def read_fields(request: web.Request) -> dict[str, str]:
                     "parameters",
                 )
     except web.HTTPRequestEntityTooLarge:
-        raise UpdateError(413, "request too large", "request body is too large") from None
+        raise TooLarge("request too large", "request body is too large") from None
     except TimeoutError:
         raise UpdateError(
             408, "request timeout", f"the request body did not arrive within {BODY_TIMEOUT:g}s"
         ) from None
     except (UnicodeDecodeError, LookupError) as e:  # not in its charset, or an unknown charset
-        raise UpdateError(400, "bad request", f"body is not readable text: {e}") from None
+        raise BadRequest("bad request", f"body is not readable text: {e}") from None
     return fields
 
 
@@ -129,15 +129,13 @@ def parse_json_object(text: str) -> list[tuple[str, Any]]:
     """The members of a JSON object body, in order and duplicates kept (so that a key given
     twice is caught like a form field given twice); 400 for anything else."""
     if json_depth(text) > MAX_JSON_DEPTH:
-        raise UpdateError(
-            400, "bad request", f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
-        )
+        raise BadRequest("bad request", f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(text, object_pairs_hook=_Members)
     except (ValueError, RecursionError) as e:
-        raise UpdateError(400, "bad request", f"body is not valid JSON: {e}") from None
+        raise BadRequest("bad request", f"body is not valid JSON: {e}") from None
     if not isinstance(data, _Members):
-        raise UpdateError(400, "bad request", "JSON body must be an object")
+        raise BadRequest("bad request", "JSON body must be an object")
     return list(data)
 
 
@@ -182,7 +180,7 @@ async def read_form(request: web.Request) -> list[tuple[str, Any]]:
     except Exception as e:
         # aiohttp's form parsers raise whatever they meet: ValueError (a multipart body without
         # a boundary), UnicodeDecodeError (not in its charset), LookupError (unknown charset)...
-        raise UpdateError(400, "bad request", f"body is not a valid form: {e}") from None
+        raise BadRequest("bad request", f"body is not a valid form: {e}") from None
 
 
 def ok(body: dict[str, Any]) -> web.Response:
@@ -228,7 +226,7 @@ class HotUpdateApi:
             version = fields.get("version")
             req = parse_update(fields)
             if self.updater.lock.locked():
-                raise UpdateError(409, "busy", self.updater.busy_message())
+                raise Busy(self.updater.busy_message())
         except UpdateError as e:
             self.log_refused(e)
             self.updater.count(e.label, "api")

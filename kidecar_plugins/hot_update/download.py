@@ -26,7 +26,12 @@ import attrs
 from yarl import URL
 
 from kidecar_core import redact_url
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import (
+    ChecksumMismatch,
+    DownloadFailed,
+    TooLarge,
+    UpdateError,
+)
 from kidecar_plugins.hot_update.files import discard, unwritable
 from kidecar_plugins.hot_update.urls import (
     TEMP_SUFFIX,
@@ -91,8 +96,7 @@ async def download(
         raise unwritable(directory, e.error) from None
     except TimeoutError:
         discard(temp)
-        raise UpdateError(
-            502,
+        raise DownloadFailed(
             "download timed out",
             f"download of {redact_url(url)} took longer than {timeout:g}s",
         ) from None
@@ -101,8 +105,7 @@ async def download(
         raise
     if expected_sha256 is not None and digest != expected_sha256:
         discard(temp)
-        raise UpdateError(
-            422,
+        raise ChecksumMismatch(
             "checksum mismatch",
             f"sha256 of the downloaded file is {digest}, expected {expected_sha256}; "
             "the previous file is kept",
@@ -240,10 +243,10 @@ def _not_a_download(status: int) -> str:
 
 def _failed(url: URL, detail: str, short: str = "") -> UpdateError:
     reason = f"download failed: {short}" if short else "download failed"
-    return UpdateError(502, reason, f"download of {redact_url(url)} failed: {detail}")
+    return DownloadFailed(reason, f"download of {redact_url(url)} failed: {detail}")
 
 
 def _too_large(url: URL, max_bytes: int, detail: str) -> UpdateError:
-    return UpdateError(
-        413, "file too large", f"{redact_url(url)} is larger than maxBytes ({max_bytes}): {detail}"
+    return TooLarge(
+        "file too large", f"{redact_url(url)} is larger than maxBytes ({max_bytes}): {detail}"
     )

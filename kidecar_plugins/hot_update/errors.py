@@ -39,3 +39,59 @@ class UpdateError(Exception):
     @property
     def label(self) -> str:
         return RESULT_LABELS.get(self.status, "error")
+
+
+class BadRequest(UpdateError):
+    """400: the request (or its URL) is not a valid update."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(400, reason, message)
+
+
+class Busy(UpdateError):
+    """409: another update is in progress."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "busy", message)
+
+
+class TooLarge(UpdateError):
+    """413: the request body or the download is larger than allowed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(413, reason, message)
+
+
+class ChecksumMismatch(UpdateError):
+    """422: the downloaded file does not have the requested sha256."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(422, reason, message)
+
+
+class DownloadFailed(UpdateError):
+    """502: the download did not complete (connection, HTTP status, timeout)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(502, reason, message)
+
+
+class NotifyFailed(UpdateError):
+    """503 (the game is not there or did not take it) or 500: notifying the game failed."""
+
+    def __init__(self, reason: str, message: str, status: int = 503) -> None:
+        super().__init__(status, reason, message)
+
+
+class NotRunning(UpdateError):
+    """503: the plugin is stopping or restarting; the update is refused or cancelled."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(503, reason, message)
+
+
+class InternalError(UpdateError):
+    """500: a failure that is not the caller's (a bug, an unreadable file)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(500, reason, message)

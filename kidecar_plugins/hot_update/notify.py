@@ -24,7 +24,7 @@ import psutil
 from kidecar_core import Backoff, redact_url
 from kidecar_plugins.hot_update import process_hint, reload
 from kidecar_plugins.hot_update.config import RequestConfig, SignalConfig
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import NotifyFailed, UpdateError
 from kidecar_plugins.hot_update.urls import UrlPolicy
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -140,8 +140,7 @@ class SignalNotifier:
         how = "matching the regex" if regex else "with the command line"
         if not found:
             near = process_hint.hint(self.config.process_name, regex, visible)
-            raise UpdateError(
-                503,
+            raise NotifyFailed(
                 "game process not found",
                 f"no process {how} {self.config.process_name!r} ({len(visible)} other processes "
                 f"visible, PID 1 and the sidecar excluded)"
@@ -151,8 +150,7 @@ class SignalNotifier:
         handling = [c for c in found if catches_signal(c.pid, signum) is not False]
         if not handling:
             pids = ", ".join(str(c.pid) for c in found)
-            raise UpdateError(
-                503,
+            raise NotifyFailed(
                 "game does not handle the signal",
                 f"process {pids} ({self.config.process_name!r}) does not handle "
                 f"{self.config.signame}: sending it would terminate the game, so it was not sent "
@@ -189,15 +187,13 @@ class SignalNotifier:
             except psutil.NoSuchProcess:
                 continue
             except psutil.AccessDenied as e:
-                raise UpdateError(
-                    503,
+                raise NotifyFailed(
                     "signal not permitted",
                     f"not permitted to signal process {c.pid}: {e}; the sidecar must run as "
                     "the game's user (or root)",
                 ) from None
         if not signalled:
-            raise UpdateError(
-                503,
+            raise NotifyFailed(
                 "game process exited",
                 f"the game process ({self.config.process_name!r}) exited before it could be "
                 "signalled",
@@ -245,8 +241,8 @@ class RequestNotifier:
                 quoted = f": {answer.excerpt!r}" if answer.excerpt else ""
                 last = f"answered {answer.status}{quoted}"
             except reload.ReloadCallError as e:
-                raise UpdateError(
-                    503, "game reload request failed", f"{self.description} failed: {e}"
+                raise NotifyFailed(
+                    "game reload request failed", f"{self.description} failed: {e}"
                 ) from None
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -254,8 +250,7 @@ class RequestNotifier:
             out_of_time = deadline is not None and time.monotonic() + delay >= deadline
             out_of_tries = deadline is None and attempts > self.config.retries
             if out_of_time or out_of_tries:
-                raise UpdateError(
-                    503,
+                raise NotifyFailed(
                     "game reload request failed",
                     f"{self.description} failed after {attempts} attempt(s): {last}",
                 )

@@ -29,7 +29,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from kidecar_core import redact_url
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import BadRequest, UpdateError
 
 MAX_URL_LENGTH = 4096
 MAX_DECODES = 3
@@ -51,21 +51,17 @@ METADATA_ADDRESSES = frozenset(
 def parse_url(text: str) -> URL:
     """The download URL, normalised (dot segments resolved); 400 when it is not one."""
     if len(text) > MAX_URL_LENGTH:
-        raise UpdateError(400, "bad url", f"url is longer than {MAX_URL_LENGTH} characters")
+        raise BadRequest("bad url", f"url is longer than {MAX_URL_LENGTH} characters")
     try:
         url = URL(text.strip())
     except (ValueError, TypeError) as e:
-        raise UpdateError(400, "bad url", f"url {text!r} is not a valid URL: {e}") from None
+        raise BadRequest("bad url", f"url {text!r} is not a valid URL: {e}") from None
     if url.scheme.lower() not in ("http", "https"):
-        raise UpdateError(
-            400, "bad url", f"url must be http:// or https://, got {redact_url(url)!r}"
-        )
+        raise BadRequest("bad url", f"url must be http:// or https://, got {redact_url(url)!r}")
     if not url.host:
-        raise UpdateError(400, "bad url", f"url {redact_url(url)!r} has no host")
+        raise BadRequest("bad url", f"url {redact_url(url)!r} has no host")
     if any(_control(c) for reading in path_readings(url.raw_path) for c in reading):
-        raise UpdateError(
-            400, "bad url", f"url {redact_url(url)!r} has control characters in its path"
-        )
+        raise BadRequest("bad url", f"url {redact_url(url)!r} has control characters in its path")
     return url
 
 
@@ -88,7 +84,7 @@ def file_name(url: URL) -> str:
     elif len(name.encode()) > 255:
         problem = "names a file longer than 255 bytes"
     if problem:
-        raise UpdateError(400, "bad url", f"url {redact_url(url)!r} {problem}")
+        raise BadRequest("bad url", f"url {redact_url(url)!r} {problem}")
     return name
 
 
