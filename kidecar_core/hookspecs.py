@@ -346,7 +346,8 @@ def kidecar_check_rollout(name: str, config: Any, target: RolloutTarget) -> list
         sentence naming the config key that decides.  The command refuses the rollout when no
         configured plugin follows rollouts or when any problem is returned.
 
-    If it raises, ``kidecar rollout start`` stops before anything is written.
+    If it raises, ``kidecar rollout start`` reports the error as a problem of that plugin and
+    stops before anything is written (exit code 2).
 
     Use in override files: to refuse rollouts your platform forbids (a version scheme, a host).
 

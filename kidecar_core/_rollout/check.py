@@ -28,7 +28,10 @@ def sidecar_checker(env: Mapping[str, str], files: Sequence[str] = ()) -> Checke
         problems: list[str] = []
         followers = 0
         for entry in loaded.boot_sequence():
-            answer = plugins.check_rollout(entry.name, entry.config, target)
+            try:
+                answer = plugins.check_rollout(entry.name, entry.config, target)
+            except Exception as e:  # a plugin's bug: say so, and refuse the rollout
+                answer = [f"kidecar_check_rollout raised {type(e).__name__}: {e}"]
             if answer is not None:
                 followers += 1
                 problems.extend(f"{entry.path} ({entry.name}): {p}" for p in answer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from kidecar_core import RolloutTarget
@@ -37,10 +39,23 @@ def test_an_invalid_sidecar_config_is_reported_with_its_paths() -> None:
     assert all(p.startswith("the sidecar config is invalid: ") for p in problems)
 
 
-def test_problems_name_the_plugin() -> None:
+def test_kidecar_check_rollout_problems_name_the_plugin() -> None:
     check = rollout_checker({}, [])
     problems = check(config(allowedUrlPrefixes=["https://other/"]), "cm", TARGET)
     assert problems == [
         "plugins[0] (hot_update): url 'https://cdn.example.com/game/v2/levels.pak' is not under "
         "allowedUrlPrefixes (https://other/)"
     ]
+
+
+def test_kidecar_check_rollout_that_raises_refuses_the_rollout(tmp_path: Path) -> None:
+    override = tmp_path / "site_rules.py"
+    override.write_text(
+        "from kidecar_core import hookimpl\n\n"
+        "@hookimpl\n"
+        "def kidecar_check_rollout(name, config, target):\n"
+        "    raise RuntimeError('site rules are broken')\n"
+    )
+    check = rollout_checker({}, [str(override)])
+    problems = check(config(), "cm", TARGET)
+    assert any("raised RuntimeError: site rules are broken" in p for p in problems), problems
