@@ -25,7 +25,7 @@ def annotations(sets: GameServerSets, pod: str) -> dict[str, Any]:
 
 
 def test_sidecars_drain_scale_in_and_a_humans_maintaining_and_kill_win(
-    okg_sets: GameServerSets, games: GameStates, fleet: Fleet
+    okg_sets: GameServerSets, games: GameStates, fleet: Fleet, reverts_possible_on_release: None
 ) -> None:
     okg_sets.create(GSS, 3)
     okg_sets.wait_ready(GSS, ALL)
