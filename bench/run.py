@@ -40,8 +40,8 @@ from bench import alternative, gameapi, hotupdate, podprobe, probe, rollout, soa
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
-ALL = (1, 2, 3, 4, 5, 6, 7, 8)
-NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8}
+ALL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all eight)"
+        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all ten)"
     )
     parser.add_argument(
         "--repeat", type=int, help="repeated runs for medians (default 3; 1 with --quick)"
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--only: expected figure numbers like 1,4; got {args.only!r}")
     if not set(args.figures) <= set(ALL):
-        parser.error(f"--only: figures are 1-8; got {args.only!r}")
+        parser.error(f"--only: figures are 1-10; got {args.only!r}")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
