@@ -9,7 +9,7 @@ game's answer is written the way issue 11 measured it: the GameServer's `spec.op
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,11 +56,21 @@ def sidecar_config(url: str) -> dict[str, Any]:
 class Fleet:
     """The sidecars of one namespace's Pods; `start(pods)`, `stop()`, or use with `with`."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, namespace: str, games: GameStates) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        namespace: str,
+        games: GameStates,
+        config: Callable[[str], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """`config(pod)`: each sidecar's config (default: `sidecar_config` of its game's
+        state endpoint)."""
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.games = games
+        self.config = config or (lambda pod: sidecar_config(games.url(pod)))
         self.sidecars: dict[str, Sidecar] = {}
 
     def start(self, pods: Iterable[str], timeout: float = 60.0) -> None:
@@ -69,7 +79,7 @@ class Fleet:
         new = [
             Sidecar(
                 self.workdir / pod,
-                sidecar_config(self.games.url(pod)),
+                self.config(pod),
                 kubeconfig=str(self.kubeconfig),
                 pod_name=pod,
                 namespace=self.namespace,

@@ -26,10 +26,20 @@ Structure: a `StandIn` runs *controllers*. Each declares the resources it watche
 a list function and how an object maps to the keys to reconcile) and a `reconcile(key)`; the
 stand-in runs one watch thread per declared watch (list, then watch from the list's
 resourceVersion, relist on 410 or any error) and one worker per controller draining a
-de-duplicating queue. `StatefulSetController` is the ASTS/Pod controller above. A controller
-for Kruise's serverless pod probe protocol (`PodProbeMarker` → the `kruise.io/podprobe`
-annotation on matched Pods, which kruise-manager turns into conditions and markers) plugs in
-the same way: watch `PODPROBEMARKERS` and Pods, and reconcile per Pod; it is not written yet.
+de-duplicating queue. `StatefulSetController` is the ASTS/Pod controller above.
+
+Kruise's serverless PodProbeMarker protocol (Kruise >= 1.8, feature gate
+`EnablePodProbeMarkerOnServerless`, on here as on a virtual-kubelet cluster):
+
+- **The pod webhook's part.** A Pod is created with the annotation `kruise.io/podprobe`: the
+  probes of the PodProbeMarkers of its namespace whose selector matches its labels, as Kruise's
+  webhook writes them at creation (`podprobe_annotations`: a probe needs a `podConditionType`
+  and a container of the Pod; the first one per condition type and per container/name wins;
+  `markerPolicy` is dropped), and `kruise.io/podprobemarker-list` naming those markers. The
+  runtime of the node (here: kidecar's `pod_probe`) runs the probes and writes the conditions.
+- **kruise-manager's PodProbeMarker status** (`PodProbeMarkerController`):
+  `observedGeneration` and `matchedPods`. OKG waits for `observedGeneration` before it creates
+  the Advanced StatefulSet of a GameServerSet with `serviceQualities`.
 
 This module deliberately does not import pytest.
 """
@@ -37,6 +47,7 @@ This module deliberately does not import pytest.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import re
 import threading
@@ -57,7 +68,9 @@ KRUISE_GROUP = "apps.kruise.io"
 STATEFULSETS = (KRUISE_GROUP, "v1beta1", "statefulsets")
 """Group, version and plural of OpenKruise's Advanced StatefulSet."""
 PODPROBEMARKERS = (KRUISE_GROUP, "v1alpha1", "podprobemarkers")
-"""Group, version and plural of OpenKruise's PodProbeMarker (for a later controller)."""
+"""Group, version and plural of OpenKruise's PodProbeMarker."""
+PODPROBE_ANNOTATION = "kruise.io/podprobe"
+PODPROBEMARKER_LIST_ANNOTATION = "kruise.io/podprobemarker-list"
 GAMESERVERS = ("game.kruise.io", "v1alpha1", "gameservers")
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -135,6 +148,73 @@ def _owned_by(obj: Mapping[str, Any], kind: str, group: str) -> Iterable[Key]:
             yield str(meta.get("namespace", "")), str(ref.get("name", ""))
 
 
+def selects(selector: Any, labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector matches `labels`; an empty or missing one matches nothing (the
+    rule Kruise applies to PodProbeMarkers)."""
+    if not isinstance(selector, Mapping):
+        return False
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not match_labels and not expressions:
+        return False
+    if any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    for e in expressions:
+        key, values, present = e.get("key"), e.get("values") or [], e.get("key") in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(e.get("operator"), False)
+        if not ok:
+            return False
+    return True
+
+
+def podprobe_annotations(
+    markers: Iterable[Mapping[str, Any]], labels: Mapping[str, str], spec: Mapping[str, Any]
+) -> dict[str, str]:
+    """The annotations Kruise's pod webhook adds to a new Pod (labels `labels`, spec `spec`)
+    from the PodProbeMarkers of its namespace; empty when no probe applies."""
+    containers = {c.get("name") for c in spec.get("containers") or ()}
+    containers |= {
+        c.get("name")
+        for c in spec.get("initContainers") or ()
+        if c.get("restartPolicy") == "Always"
+    }
+    probes: list[dict[str, Any]] = []
+    names: set[str] = set()
+    seen_conditions: set[str] = set()
+    seen_keys: set[tuple[str, str]] = set()
+    for marker in sorted(markers, key=lambda m: str(m["metadata"]["name"])):
+        if not selects((marker.get("spec") or {}).get("selector"), labels):
+            continue
+        for probe in (marker.get("spec") or {}).get("probes") or ():
+            condition = probe.get("podConditionType") or ""
+            key = (str(probe.get("containerName")), str(probe.get("name")))
+            if not condition or condition in seen_conditions or key in seen_keys:
+                continue
+            if key[0] not in containers:
+                continue
+            seen_conditions.add(condition)
+            seen_keys.add(key)
+            names.add(str(marker["metadata"]["name"]))
+            # Field order of Kruise's PodContainerProbe JSON; markerPolicy is left out.
+            probes.append({
+                "name": probe.get("name"),
+                "containerName": probe.get("containerName"),
+                "probe": probe.get("probe") or {},
+                "podConditionType": condition,
+            })  # fmt: skip
+    if not probes:
+        return {}
+    return {
+        PODPROBE_ANNOTATION: json.dumps(probes, separators=(",", ":")),
+        PODPROBEMARKER_LIST_ANNOTATION: ",".join(sorted(names)),
+    }
+
+
 class StatefulSetController:
     """Pods of each Advanced StatefulSet, their kubelet-like status, and the ASTS status."""
 
@@ -208,13 +288,18 @@ class StatefulSetController:
         pod_spec = {**(template.get("spec") or {}), "hostname": pod_name}
         if spec.get("serviceName"):
             pod_spec["subdomain"] = spec["serviceName"]
+        annotations = dict((template.get("metadata") or {}).get("annotations") or {})
+        markers = self.custom.list_namespaced_custom_object(
+            PODPROBEMARKERS[0], PODPROBEMARKERS[1], meta["namespace"], PODPROBEMARKERS[2]
+        )["items"]
+        annotations.update(podprobe_annotations(markers, labels, pod_spec))
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
                 "name": pod_name,
                 "labels": labels,
-                "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
+                "annotations": annotations,
                 "ownerReferences": [
                     {
                         "apiVersion": f"{KRUISE_GROUP}/v1beta1",
@@ -331,6 +416,53 @@ class StatefulSetController:
                 raise
 
 
+class PodProbeMarkerController:
+    """kruise-manager's status of each PodProbeMarker: `observedGeneration`, `matchedPods`."""
+
+    name = "podprobemarkers"
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+        self.core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+
+    def watches(self) -> Iterable[Watch]:
+        def list_markers(**kwargs: Any) -> Any:
+            return self.custom.list_cluster_custom_object(*PODPROBEMARKERS, **kwargs)
+
+        def key(obj: dict[str, Any]) -> Iterable[Key]:
+            meta = obj.get("metadata") or {}
+            return [(str(meta.get("namespace", "")), str(meta.get("name", "")))]
+
+        return [Watch(list_markers, key)]
+
+    def reconcile(self, key: Key) -> None:
+        namespace, name = key
+        group, version, plural = PODPROBEMARKERS
+        try:
+            marker = self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+        pods = self.core.list_namespaced_pod(namespace).items
+        selector = (marker.get("spec") or {}).get("selector")
+        matched = sum(1 for p in pods if selects(selector, p.metadata.labels or {}))
+        status = {"observedGeneration": marker["metadata"].get("generation", 1),
+                  "matchedPods": matched}  # fmt: skip
+        if all((marker.get("status") or {}).get(k) == v for k, v in status.items()):
+            return
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, {"status": status}
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
 @dataclass
 class _Queue:
     """Keys waiting to be reconciled, each at most once."""
@@ -351,8 +483,9 @@ class _Queue:
 
 
 class StandIn:
-    """Runs controllers (default: `StatefulSetController`) with the identity of `kubeconfig`
-    in background threads: `start()`, `stop()`, or use it with `with`.
+    """Runs controllers (default: `StatefulSetController` and `PodProbeMarkerController`) with
+    the identity of `kubeconfig` in background threads: `start()`, `stop()`, or use it with
+    `with`.
 
     `errors` collects the exceptions reconciles raised (each is retried after `RETRY_SECONDS`);
     a test may assert it stays empty.
@@ -364,7 +497,9 @@ class StandIn:
         controllers: Callable[[k8s.ApiClient], list[Controller]] | None = None,
     ) -> None:
         self.api = api_client_from_kubeconfig(kubeconfig)
-        make = controllers or (lambda api: [StatefulSetController(api)])
+        make = controllers or (
+            lambda api: [StatefulSetController(api), PodProbeMarkerController(api)]
+        )
         self.controllers = make(self.api)
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
