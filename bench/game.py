@@ -42,6 +42,8 @@ class StateGame:
         self._lock = threading.Lock()
         self._states = [state] * n
         self._counts = [0] * n
+        self._answered = [state] * n
+        self._first_answers: list[list[tuple[float, str]]] = [[] for _ in range(n)]
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="state-game", daemon=True
@@ -57,6 +59,7 @@ class StateGame:
     def set(self, i: int, state: str) -> None:
         with self._lock:
             self._states[i] = state
+            self._first_answers[i] = [a for a in self._first_answers[i] if a[1] != state]
 
     def get(self, i: int) -> str:
         with self._lock:
@@ -66,6 +69,22 @@ class StateGame:
         """Requests answered so far, all endpoints."""
         with self._lock:
             return sum(self._counts)
+
+    def first_answer(self, i: int, state: str) -> float | None:
+        """``time.monotonic()`` at which endpoint ``i`` finished writing its first answer with
+        ``state`` since that state was last set (``None``: not answered yet)."""
+        with self._lock:
+            for at, answered in reversed(self._first_answers[i]):
+                if answered == state:
+                    return at
+        return None
+
+    def _answered_with(self, i: int, state: str) -> None:
+        at = time.monotonic()
+        with self._lock:
+            if self._answered[i] != state:
+                self._answered[i] = state
+                self._first_answers[i].append((at, state))
 
     def __enter__(self) -> StateGame:
         self._thread.start()
@@ -98,6 +117,8 @@ class StateGame:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
+                game._answered_with(i, state)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

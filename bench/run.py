@@ -6,10 +6,12 @@ Figures: 1 idle RSS, 2 CPU per probe, 3 probe -> GameServer latency, 4 API write
 state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kubectl shell loop
 users write today, 7 soak, 8 the game API (PATCH -> GameServer latency, API writes for 100
 PATCHes), 9 pod_probe (CPU per probe by handler, pod writes per change), 10 the API cost of a
-fleet rollout (per sidecar, and at 10,000 pods). Prints a table and writes JSON. A real etcd +
-kube-apiserver is started for the figures that need it (``make apiserver`` builds and caches
-them). ``--quick`` shrinks every duration and count (a smoke run of a few minutes: its numbers
-are not meaningful). See docs/benchmarks.md for the methods and the results of a full run.
+fleet rollout (per sidecar, and at 10,000 pods), 11 kidecar's own part of a state change, 12 API
+requests per sidecar per minute at steady state (watches included). Prints a table and writes
+JSON. A real etcd + kube-apiserver is started for the figures that need it (``make apiserver``
+builds and caches them). ``--quick`` shrinks every duration and count (a smoke run of a few
+minutes: its numbers are not meaningful). See docs/benchmarks.md for the methods and the
+results of a full run.
 """
 
 from __future__ import annotations
@@ -36,12 +38,22 @@ if str(REPO) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import alternative, gameapi, hotupdate, podprobe, probe, rollout, soak, steady  # noqa: E402
+from bench import (  # noqa: E402
+    alternative,
+    convergence,
+    gameapi,
+    hotupdate,
+    podprobe,
+    probe,
+    rollout,
+    soak,
+    steady,
+)
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
-ALL = tuple(range(1, 11))
-NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10}
+ALL = tuple(range(1, 13))
+NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10, 11, 12}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all ten)"
+        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all twelve)"
+    )
+    parser.add_argument(
+        "--steady-seconds",
+        type=float,
+        help="length of the steady window of figures 4 and 12 (default 300; 15 with --quick)",
     )
     parser.add_argument(
         "--repeat", type=int, help="repeated runs for medians (default 3; 1 with --quick)"
@@ -67,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--only: expected figure numbers like 1,4; got {args.only!r}")
     if not set(args.figures) <= set(ALL):
-        parser.error(f"--only: figures are 1-10; got {args.only!r}")
+        parser.error(f"--only: figures are 1-{len(ALL)}; got {args.only!r}")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
@@ -110,9 +127,14 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) -> list[Figure]:
+def run_figures(
+    opts: Options,
+    wanted: list[int],
+    bench: BenchCluster | None,
+    steady_seconds: float | None = None,
+) -> list[Figure]:
     steps: list[tuple[set[int], Callable[[], list[Figure]]]] = [
-        ({1, 4}, lambda: steady.run(opts, bench, set(wanted))),
+        ({1, 4, 12}, lambda: steady.run(opts, bench, set(wanted), steady_seconds)),
         ({2}, lambda: [probe.cpu_per_probe(opts)]),
         ({3}, lambda: [probe.latency(opts, _need(bench))]),
         ({5}, lambda: [hotupdate.run(opts)]),
@@ -121,6 +143,7 @@ def run_figures(opts: Options, wanted: list[int], bench: BenchCluster | None) ->
         ({8}, lambda: [gameapi.run(opts, _need(bench))]),
         ({9}, lambda: [podprobe.run(opts, _need(bench))]),
         ({10}, lambda: [rollout.run(opts, _need(bench))]),
+        ({11}, lambda: [convergence.own_part(opts, _need(bench))]),
     ]
     figures: list[Figure] = []
     for numbers, step in steps:
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             print("[bench] starting etcd + kube-apiserver", file=sys.stderr, flush=True)
             bench = BenchCluster.start(work)
         try:
-            figures = run_figures(opts, args.figures, bench)
+            figures = run_figures(opts, args.figures, bench, args.steady_seconds)
         finally:
             if bench is not None:
                 bench.stop()

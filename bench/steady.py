@@ -37,6 +37,7 @@ from bench.common import (
     spawn,
     wait_until,
 )
+from bench.convergence import requests_row
 from bench.game import StateGame
 from bench.kube import BenchCluster
 from kidecar_core.testing import free_port
@@ -73,15 +74,18 @@ def _memory(pid: int) -> dict[str, float]:
     return {"rss_mib": full.rss / MiB, "uss_mib": full.uss / MiB, "pss_mib": full.pss / MiB}
 
 
-def run(opts: Options, bench: BenchCluster | None, want: set[int]) -> list[Figure]:
-    """Figures 1 and/or 4 (``want``); 4 needs ``bench``."""
+def run(
+    opts: Options, bench: BenchCluster | None, want: set[int], steady_seconds: float | None = None
+) -> list[Figure]:
+    """Figures 1, 4 and/or 12 (``want``); 4 and 12 need ``bench``."""
     idle = opts.pick(60.0, 8.0)
-    steady = opts.pick(300.0, 15.0)
+    steady = steady_seconds or opts.pick(300.0, 15.0)
     changes = opts.pick(10, 4)
     workdir = opts.workdir / "steady"
     figures: list[Figure] = []
     fig1 = Figure(1, "Idle RSS") if 1 in want else None
     fig4 = Figure(4, "API writes at steady state") if 4 in want and bench is not None else None
+    fig12 = Figure(12, "API requests at steady state") if 12 in want and bench is not None else None
 
     if fig1 is not None:
         floor = [resident_after_import(FLOOR_CODE) for _ in range(opts.repeat)]
@@ -133,10 +137,14 @@ def run(opts: Options, bench: BenchCluster | None, want: set[int]) -> list[Figur
                 sc.stop()
             figures.append(fig1)
 
-        if fig4 is not None and bench is not None:
+        if (fig4 is not None or fig12 is not None) and bench is not None:
             time.sleep(max(0.0, window_start + steady - time.monotonic()))
-            _steady_rows(fig4, bench, game, kube, steady, changes)
-            figures.append(fig4)
+            if fig12 is not None:
+                requests_row(fig12, bench, len(kube), time.monotonic() - window_start)
+                figures.append(fig12)
+            if fig4 is not None:
+                _steady_rows(fig4, bench, game, kube, steady, changes)
+                figures.append(fig4)
     return figures
 
 
@@ -219,7 +227,8 @@ def _steady_rows(
             "0",
             writes == 0,
             f"write requests counted by the proxy in front of the API server, "
-            f"{len(kube)} sidecars x 2 endpoints at 1 s, steady game, default resync (300 s)",
+            f"{len(kube)} sidecars x 2 endpoints at 1 s, steady game; reads: watch requests "
+            "and reads (none at steady state: the Pod and the GameServer are watched)",
         )
     )
 

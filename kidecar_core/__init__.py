@@ -23,6 +23,7 @@ from kidecar_core._config.schema import (
     non_negative,
     positive,
 )
+from kidecar_core._persist.fields import KNOWN_OPS_STATES
 from kidecar_core._persist.result import Result, StorageConfig
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._plugins.context import PluginContext, RuntimeView
@@ -89,6 +90,7 @@ from kidecar_core.hookspecs import hookimpl, hookspec
 from kidecar_core.redact import redact_text, redact_url
 
 __all__ = [
+    "KNOWN_OPS_STATES",
     "LOOP_CLOCK",
     "MIN_PROBE_PERIOD",
     "PROBE_FAILED",

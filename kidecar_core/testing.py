@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +96,12 @@ class FakeContext:
 
     ``results`` are the emitted results, ``events`` the recorded Events, ``tasks`` the spawned
     tasks and ``failures`` the exceptions they raised (a real runtime would restart the plugin).
-    ``objects`` answers ``get_object``; ``ours`` holds the values kidecar is to have written
-    itself (``("spec", "opsState") → "Maintaining"``), for ``blocking_guard``.  Call
-    :meth:`close` at the end of the test: it cancels the tasks still running.
-
-    ``objects`` answers ``get_object``, and ``patch_object``/``create_object`` change it (merge
-    patch; a stale ``metadata.resourceVersion`` is a ``ConflictError``, as on the API server).
-    Call :meth:`close` at the end of the test: it cancels the tasks still running.
+    ``objects`` answers ``get_object`` and ``watch_object``; ``patch_object``/``create_object``
+    change it (merge patch; a stale ``metadata.resourceVersion`` is a ``ConflictError``, as on the
+    API server) and :meth:`set_object` changes it as another writer would: followers see both.
+    ``ours`` holds the values kidecar is to have written itself (``("spec", "opsState") →
+    "Maintaining"``), for ``blocking_guard``.  Call :meth:`close` at the end of the test: it
+    cancels the tasks still running.
     """
 
     def __init__(
@@ -135,6 +134,7 @@ class FakeContext:
         self.tasks: list[asyncio.Task[Any]] = []
         self.failures: list[BaseException] = []
         self._seen: set[object] = set()
+        self._followers: dict[ObjectRef, list[asyncio.Queue[dict[str, Any] | None]]] = {}
 
     @property
     def path(self) -> str:
@@ -184,7 +184,7 @@ class FakeContext:
             raise ConflictError(f"{ref}: resourceVersion {wanted} is stale (now {version})")
         changed = merge_patch(live, patch)
         changed.setdefault("metadata", {})["resourceVersion"] = str(int(version) + 1)
-        self.objects[ref] = changed
+        self.set_object(ref, changed)
         return dict(changed)
 
     async def create_object(self, ref: ObjectRef, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,8 +192,27 @@ class FakeContext:
             raise ConflictError(f"{ref} already exists")
         created = merge_patch({}, body)
         created.setdefault("metadata", {}).update(name=ref.name, resourceVersion="1")
-        self.objects[ref] = created
+        self.set_object(ref, created)
         return dict(created)
+
+    def set_object(self, ref: ObjectRef, obj: dict[str, Any] | None) -> None:
+        """Create, change (``obj``) or delete (``None``) an object; followers see it."""
+        if obj is None:
+            self.objects.pop(ref, None)
+        else:
+            self.objects[ref] = obj
+        for queue in self._followers.get(ref, []):
+            queue.put_nowait(obj)
+
+    async def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._followers.setdefault(ref, []).append(queue)
+        try:
+            yield self.objects.get(ref)
+            while True:
+                yield await queue.get()
+        finally:
+            self._followers[ref].remove(queue)
 
     def first_time(self, key: object) -> bool:
         if key in self._seen:

@@ -55,6 +55,18 @@ class Metrics:
             ["resource", "reason"],
             registry=self.registry,
         )
+        self.persist_reverts = Counter(
+            "kidecar_persist_reverts",
+            "Changes by another writer that undid a field kidecar owns (each one re-asserted).",
+            ["resource", "field"],
+            registry=self.registry,
+        )
+        self.persist_contested = Gauge(
+            "kidecar_persist_contested_fields",
+            "1 while another writer keeps reverting the field (contested), else 0.",
+            ["resource", "field"],
+            registry=self.registry,
+        )
         self.persist_pending = Gauge(
             "kidecar_persist_pending_objects",
             "Objects whose desired state is not written yet.",

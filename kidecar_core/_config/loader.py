@@ -23,6 +23,7 @@ from kidecar_core._config.schema import (
     non_negative,
     suggest,
 )
+from kidecar_core._config.warnings import config_warnings
 from kidecar_core._persist.precedence import ANY_OTHER, DEFAULT_PRECEDENCE
 from kidecar_core._persist.result import StorageConfig
 from kidecar_core._plugins.registry import StorageTypeRegistry
@@ -299,6 +300,8 @@ def load_config(
     if not raw_plugins:
         warnings.append("no plugins configured: kidecar will only serve its admin endpoints")
     plugins = _configured_plugins(conv, entries, catalog, problems)
+    for plugin in plugins:
+        warnings.extend(config_warnings(plugin.config, f"{plugin.path}.config"))
     if problems:
         raise ConfigError(problems)
     assert top is not None

@@ -12,6 +12,9 @@ class ObjectStatus(enum.StrEnum):
     """Written, or nothing to write."""
     WAITING = "waiting"
     """The object does not exist yet (a GameServer is created after its pod)."""
+    MISSING = "missing"
+    """The object still does not exist after a while (``missing_timeout``), or its type is not
+    served: the writes cannot land (logged once, an Event); written if it ever appears."""
     DEGRADED = "degraded"
     """Writes fail for now (API server away, 5xx, conflicts); retried with backoff."""
     FORBIDDEN = "forbidden"

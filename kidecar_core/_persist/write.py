@@ -43,6 +43,11 @@ class Write:
     guards: tuple[FieldNotIn, ...] = ()
     event: Event | None = None
     """Recorded about the pod when this write actually changes the object (not on no-ops)."""
+    policy_set: bool = False
+    """The values are part of what one state sets (a ``markerPolicies`` entry's labels and
+    annotations): when a later result of the same origin (its ``Result.source``) no longer sets
+    a key, kidecar removes it, once (Kruise PodProbeMarker's rule: the policy's labels are a set,
+    not a history).  See :mod:`kidecar_core._persist.policysets`."""
     once: bool = False
     """Write the values once (or find them already there), then forget them: they are not
     re-asserted at resync, so a later change by someone else stays.  For keys that several

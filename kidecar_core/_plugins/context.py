@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from kidecar_core._base.clock import Clock
@@ -105,6 +105,16 @@ class RuntimeView(Protocol):
 
     async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         """Create an object *now* (``ConflictError`` when it exists); see :meth:`patch_object`."""
+        ...
+
+    def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, JSON] | None]:
+        """Follow an object: its state now, then after each change (``None``: it does not
+        exist).  ``async for obj in runtime.watch_object(ref): ...``; leave the loop to stop.
+
+        The watch is shared with the core, which follows the Pod and the GameServer anyway:
+        following those two costs no request.  Any other object needs ``watch`` in the Role.
+        Problems of the watch are not yielded: it recovers by itself (with backoff).
+        """
         ...
 
     def first_time(self, key: object) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ from kidecar_core._plugins.context import PluginContext, plugin_config_path, plu
 from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.events import EventRecorder
 from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore, PodIdentity
+from kidecar_core._store.watches import Watches, follow_object
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 BlockingGuard = Callable[[ObjectRef, Iterable[FieldNotIn], Mapping[str, JSON]], FieldNotIn | None]
@@ -36,6 +37,7 @@ class Shared:
     local_mode: bool
     emit: Callable[[Result], None]
     blocking_guard: BlockingGuard
+    watches: Watches
     stopping: asyncio.Event = attrs.field(factory=asyncio.Event)
     """Set when the sidecar stops (SIGTERM/SIGINT)."""
     seen: set[object] = attrs.field(factory=set)
@@ -86,6 +88,9 @@ class View:
 
     async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         return await self._shared.store.create(ref, body)
+
+    def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, JSON] | None]:
+        return follow_object(self._shared.watches, ref)
 
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:

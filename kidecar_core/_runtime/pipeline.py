@@ -1,5 +1,6 @@
 """The results pipeline: result → ``kidecar_on_result`` → write plan (``kidecar_persist``) →
-opsState precedence between sources → applier, one result at a time, in the order plugins
+policy sets (what the previous state's policy set and this one does not is removed) → opsState
+precedence between sources → applier, one result at a time, in the order plugins
 emitted them.
 
 Nothing a hook does can stop the pipeline: a failing hook, a bad write (dropped by the
@@ -17,6 +18,7 @@ from typing import Any
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.tasks import guarded
 from kidecar_core._persist.applier import Applier
+from kidecar_core._persist.policysets import PolicySets
 from kidecar_core._persist.precedence import OpsStatePrecedence
 from kidecar_core._persist.result import Result
 from kidecar_core._plugins.context import RuntimeView
@@ -37,9 +39,11 @@ class Pipeline:
         events: EventRecorder,
         metrics: Metrics,
         ops_state: OpsStatePrecedence | None = None,
+        policy_sets: PolicySets | None = None,
     ) -> None:
         self.plugins = plugins
         self.ops_state = ops_state
+        self.policy_sets = policy_sets
         self.view = view
         self.applier = applier
         self.events = events
@@ -92,6 +96,8 @@ class Pipeline:
             )
             return
         writes = plan.writes
+        if self.policy_sets is not None:
+            writes = self.policy_sets.resolve(result, writes)
         if self.ops_state is not None:
             writes = self.ops_state.resolve(result, writes)
         self.applier.submit(writes)

@@ -31,6 +31,7 @@ from kidecar_core._base.clock import LOOP_CLOCK, Clock
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._persist.applier import Applier
+from kidecar_core._persist.policysets import PolicySets
 from kidecar_core._persist.precedence import OpsStatePrecedence
 from kidecar_core._persist.result import Result
 from kidecar_core._persist.status import ObjectStatus
@@ -44,6 +45,7 @@ from kidecar_core._runtime.shutdown import Budget, install_signal_handlers, step
 from kidecar_core._runtime.supervisor import Supervised, SupervisionOptions, Supervisor
 from kidecar_core._store.events import EventRecorder
 from kidecar_core._store.objects import ObjectRef, ObjectStore, PodIdentity
+from kidecar_core._store.watches import Watches
 from kidecar_core.errors import ConfigError
 
 log = logging.getLogger("kidecar")
@@ -83,12 +85,8 @@ class Runtime:
         self.clock = clock or LOOP_CLOCK
         self.metrics = Metrics()
         self.events = EventRecorder(store, ObjectRef.pod(identity))
-        self.applier = Applier(
-            store,
-            self.metrics,
-            resync_interval=options.resync_interval,
-            on_event=self.events.record,
-        )
+        self.watches = Watches(store)
+        self.applier = self._make_applier()
         self.stopping = asyncio.Event()
         shared = self._make_shared(identity, store, local_mode)
         self._shared = shared
@@ -100,6 +98,7 @@ class Runtime:
             self.events,
             self.metrics,
             OpsStatePrecedence(config.top.ops_state_precedence),
+            PolicySets(),
         )
         self.supervisor = Supervisor(
             plugins,
@@ -119,6 +118,18 @@ class Runtime:
         self.budget = Budget(self.clock, options.shutdown_timeout)
         self._shutdown_started = False
 
+    def _make_applier(self) -> Applier:
+        """The applier, following the Pod and its GameServer through the shared watches."""
+        return Applier(
+            self.store,
+            self.metrics,
+            watches=self.watches,
+            watched=(ObjectRef.pod(self.identity), ObjectRef.gameserver(self.identity)),
+            clock=self.clock,
+            resync_interval=self.options.resync_interval,
+            on_event=self.events.record,
+        )
+
     def _make_shared(self, identity: PodIdentity, store: ObjectStore, local_mode: bool) -> Shared:
         """What every view of this runtime shares (its plugins' contexts included)."""
         return Shared(
@@ -130,6 +141,7 @@ class Runtime:
             local_mode,
             self._emit,
             self.applier.blocking_guard,
+            self.watches,
             self.stopping,  # plugins tell SIGTERM from their own restart
         )
 
@@ -158,6 +170,8 @@ class Runtime:
                 "degraded": problems.get(ObjectStatus.DEGRADED, []),
                 "forbidden": problems.get(ObjectStatus.FORBIDDEN, []),
                 "waiting": problems.get(ObjectStatus.WAITING, []),
+                "missing": problems.get(ObjectStatus.MISSING, []),
+                "contested": problems.get("contested", []),
                 "pending": len(self.applier.pending()),
             },
         }
@@ -202,6 +216,7 @@ class Runtime:
                 )
             )
             stack.push_async_callback(step, "closing the object store", self.store.close)
+            stack.push_async_callback(step, "stopping the watches", self.watches.close)
             stack.push_async_callback(step, "stopping the writers", self.applier.close)
             routes = self.configure()
             self.events.start()

@@ -27,11 +27,18 @@ Design notes (the *why*):
   jitter, and a hidden urllib3 retry loop would only add latency and log noise.
 * **No global state**: each store has its own ``Configuration`` and ``ApiClient``; the client's
   process-wide default configuration is never read or written.
+* **Watches on threads of their own.**  A watch is one long request whose answer is a stream of
+  events; it is read on a thread of a separate pool, so that open watches never take a thread a
+  write needs.  :meth:`KubeStore.open_watch` is the primitive (one request, its events);
+  :mod:`.kubewatch` turns it into :meth:`KubeStore.watch` (relist, resume, bookmarks, backoff).
+* **Writes carry kidecar's field manager** (``fieldManager=kidecar``), so that ``managedFields``
+  tells kidecar's writes from another controller's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email.utils
 import functools
@@ -39,7 +46,7 @@ import json
 import re
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -55,7 +62,8 @@ from kubernetes.config import (
     load_kube_config,
 )
 
-from kidecar_core._store.objects import JSON, Event, ObjectRef
+from kidecar_core._store.kubewatch import ExpiredError, follow
+from kidecar_core._store.objects import FIELD_MANAGER, JSON, Event, ObjectRef, Observation
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -66,7 +74,14 @@ from kidecar_core.errors import (
     TransientPersistError,
 )
 
-__all__ = ["KubeStore", "ResourceNotServedError", "TransientApiError", "kubeconfig_namespace"]
+__all__ = [
+    "ExpiredError",
+    "KubeStore",
+    "ResourceNotServedError",
+    "TransientApiError",
+    "WatchStream",
+    "kubeconfig_namespace",
+]
 
 MERGE_PATCH = "application/merge-patch+json"
 """RFC 7386: the patch type kidecar sends to objects (custom resources reject strategic merge)."""
@@ -99,6 +114,16 @@ CORE_KINDS: Mapping[str, str] = {
 """Kind of each namespaced core/v1 resource, to fill ``kind`` into bodies :meth:`create` sends.
 Custom resources cannot be mapped (the plural does not determine the kind): their bodies must
 carry ``kind`` themselves."""
+
+MAX_WATCHES = 8
+"""Watch streams one store may hold open at once (kidecar's own: its Pod and its GameServer)."""
+
+WATCH_READ_TIMEOUT = 150.0
+"""Seconds without a byte on a watch before its connection is taken for dead.  The API server
+sends a bookmark about once a minute to a watch that allows them (measured: every 60 s on
+v1.34), so a healthy watch is never silent this long."""
+
+_WATCH_CHUNK = 64 * 1024
 
 _MAX_SERVER_TEXT = 500
 """Longest piece of a server's answer quoted in an error (a proxy may answer with a whole page)."""
@@ -154,14 +179,19 @@ class KubeStore:
         """Use ``configuration`` (which this store now owns and adjusts) for all requests."""
         # urllib3 must answer at once: the write applier owns retries, backoff and jitter.
         configuration.retries = False
-        configuration.connection_pool_maxsize = workers
+        # Room for every worker's request and every open watch, so none is ever discarded.
+        configuration.connection_pool_maxsize = workers + MAX_WATCHES
         self._api = k8s.ApiClient(configuration)
         self._api.user_agent = "kidecar"
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kidecar-kube")
         self._timeout = request_timeout
+        self.description = f"kube-apiserver {configuration.host}"
+        self._watches = _WatchRequests(self._api, request_timeout, self.description)
+        self.watch_timeout: tuple[int, int] = (1800, 3600)
+        """Bounds of the ``timeoutSeconds`` each watch request asks for, drawn at random: the
+        server ends a watch after that long and kidecar resumes it (one request)."""
         self._involved: dict[ObjectRef, dict[str, JSON]] = {}
         self._closed = False
-        self.description = f"kube-apiserver {configuration.host}"
 
     @classmethod
     def from_kubeconfig(
@@ -210,7 +240,12 @@ class KubeStore:
         answered with :class:`~kidecar_core.errors.ConflictError`.
         """
         return await self._request(
-            "patch", ref, "PATCH", _object_path(ref), body=_plain(patch), content_type=MERGE_PATCH
+            "patch",
+            ref,
+            "PATCH",
+            _object_path(ref) + f"?fieldManager={FIELD_MANAGER}",
+            body=_plain(patch),
+            content_type=MERGE_PATCH,
         )
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -282,15 +317,37 @@ class KubeStore:
         target = ObjectRef("", "v1", "events", about.namespace, name)
         await self._request("create", target, "POST", _collection_path(target), body=body)
 
+    def watch(self, ref: ObjectRef) -> AsyncIterator[Observation]:
+        """Follow the object by name (see :func:`~kidecar_core._store.kubewatch.follow`)."""
+        return follow(self, ref)
+
+    async def open_watch(
+        self, ref: ObjectRef, *, resource_version: str | None, timeout_seconds: int
+    ) -> WatchStream:
+        """Send one watch request for the object named ``ref.name``; its stream of events.
+
+        The request selects the object by name (``fieldSelector=metadata.name=...``, which a
+        Role restricted with ``resourceNames`` also allows), allows bookmarks, and starts after
+        ``resource_version`` (``None``: the current state comes first, as an ``ADDED`` event).
+        Raises the errors of :meth:`get` (verb ``watch`` in a 403), and
+        :class:`ExpiredError` when ``resource_version`` is too old (410).
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.description}: store is closed")
+        return await self._watches.open(ref, resource_version, timeout_seconds)
+
     async def close(self) -> None:
-        """Close pooled connections and stop the worker threads (waits for calls in flight)."""
+        """Close open watches and pooled connections and stop the threads (waits for calls in
+        flight)."""
         if self._closed:
             return
         self._closed = True
+        self._watches.close_all()
         await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
 
     def _shutdown(self) -> None:
         self._executor.shutdown(wait=True)
+        self._watches.shutdown()
         self._api.close()  # type: ignore[no-untyped-call]
 
     async def _request(
@@ -360,6 +417,134 @@ class KubeStore:
         return response.status, response.headers, data
 
 
+class _WatchRequests:
+    """Watch requests of one store, sent and read on threads of their own (see
+    :meth:`KubeStore.open_watch`)."""
+
+    def __init__(self, api: k8s.ApiClient, timeout: float, server: str) -> None:
+        self._api = api
+        self._timeout = timeout
+        self._server = server
+        self._executor = ThreadPoolExecutor(
+            max_workers=MAX_WATCHES, thread_name_prefix="kidecar-watch"
+        )
+        self._streams: set[WatchStream] = set()
+
+    async def open(self, ref: ObjectRef, rv: str | None, timeout_seconds: int) -> WatchStream:
+        query = [
+            ("fieldSelector", f"metadata.name={ref.name}"),
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if rv:
+            query.append(("resourceVersion", rv))
+        loop = asyncio.get_running_loop()
+        send = functools.partial(self._send, _collection_path(ref), query)
+        try:
+            response = await loop.run_in_executor(self._executor, send)
+        except k8s.ApiException as exc:
+            raise _tls_error("watch", ref, self._server, str(exc.reason)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientApiError(
+                f"watch {ref}: {self._server} unreachable: {_connection_problem(exc)}"
+            ) from None
+        if response.status != 200:
+            data = await loop.run_in_executor(self._executor, _read_and_release, response)
+            status, headers = response.status, response.headers
+            raise _error_for("watch", ref, status, headers, data, self._server)
+        stream = WatchStream(ref, response, self._executor, self._streams.discard)
+        self._streams.add(stream)
+        return stream
+
+    def _send(self, path: str, query: list[tuple[str, str]]) -> urllib3.BaseHTTPResponse:
+        """The blocking part of :meth:`open` (watch thread): the response, body unread."""
+        request = self._api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        timeout = (self._timeout, WATCH_READ_TIMEOUT)
+        response = self._api.call_api(*request, _request_timeout=timeout)
+        raw: urllib3.BaseHTTPResponse = response.response
+        return raw
+
+    def close_all(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class WatchStream:
+    """The events of one open watch request, read on a watch thread.
+
+    :meth:`next` returns the next event (a dict with ``type`` and ``object``) or ``None`` when
+    the server ended the stream (its ``timeoutSeconds`` passed); it raises
+    :class:`TransientApiError` when the connection fails or stays silent longer than
+    :data:`WATCH_READ_TIMEOUT`.  :meth:`close` ends the request from any thread, at once.
+    """
+
+    def __init__(
+        self,
+        ref: ObjectRef,
+        response: urllib3.BaseHTTPResponse,
+        executor: ThreadPoolExecutor,
+        on_close: Callable[[WatchStream], None],
+    ) -> None:
+        self.ref = ref
+        self._response = response
+        self._executor = executor
+        self._on_close = on_close
+        self._buffer = b""
+        self._closed = False
+
+    async def next(self) -> dict[str, JSON] | None:
+        while b"\n" not in self._buffer:
+            chunk = await asyncio.get_running_loop().run_in_executor(self._executor, self._read)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise TransientApiError(f"watch {self.ref}: malformed event {_snippet(line)}") from None
+        if not isinstance(event, dict):
+            raise TransientApiError(f"watch {self.ref}: malformed event {_snippet(line)}")
+        return event
+
+    def _read(self) -> bytes:
+        if self._closed:
+            return b""
+        try:
+            return self._response.read1(_WATCH_CHUNK)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if self._closed:
+                return b""
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                raise TransientApiError(
+                    f"watch {self.ref}: nothing received for {WATCH_READ_TIMEOUT:g}s"
+                ) from None
+            raise TransientApiError(
+                f"watch {self.ref}: connection lost: {_connection_problem(exc)}"
+            ) from None
+
+    def close(self) -> None:
+        """End the request: a read in progress on the watch thread returns at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._on_close(self)
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+
 def _event_body(about: ObjectRef, involved: dict[str, JSON], event: Event) -> dict[str, JSON]:
     """A core/v1 Event about ``about`` (whose ``involvedObject`` is ``involved``), named
     ``<object>.<random>``, stamped now."""
@@ -401,6 +586,13 @@ def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | 
         raise StartupError(f"kubeconfig {path or '~/.kube/config'} has no context {context!r}")
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return str(namespace) if namespace else None
+
+
+def _read_and_release(response: urllib3.BaseHTTPResponse) -> bytes:
+    try:
+        return response.read()
+    finally:
+        response.release_conn()
 
 
 def _plain(document: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -523,6 +715,8 @@ def _error_for(
         return NotFoundError(f"{where}: not found ({message})")
     if status == 409:
         return ConflictError(f"{where}: conflict: {message}")
+    if status == 410:
+        return ExpiredError(f"{where}: expired: {message}")
     if status == 403:
         return _forbidden(verb, ref, message)
     if status in (400, 422):

@@ -18,11 +18,24 @@ Writes are validated the way the API server validates them (:mod:`.validation`: 
 values, annotation keys and their 256 KiB total size): a write the API server would refuse with
 422 is refused here with :class:`~kidecar_core.errors.InvalidError` too, so a config that works
 locally works in a cluster.
+
+A hand edit is re-read when the file changed, and an object whose content changed without a new
+``metadata.resourceVersion`` gets one (in memory, written with the next save), so that a write
+prepared before the edit is refused (409) exactly as the API server would refuse it.
+
+**Watching** (:meth:`LocalStore.watch`): kidecar's own writes are reported at once; changes by
+anyone else (a human editing the file, another process) are noticed by looking at the file's
+identity (inode, modification time in ns, size) every :attr:`LocalStore.poll_interval` seconds
+(0.5 s).  Polling rather than inotify: it is one ``stat`` per half second, needs no extra
+dependency, works the same on a laptop's macOS or Windows (local mode's home) as on Linux and on
+network filesystems, and sees editors that save by writing a new file and renaming it over the
+old one, which a watch on the file itself loses track of.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -31,7 +44,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +54,7 @@ from kidecar_core._store.objects import (
     JSON,
     Event,
     ObjectRef,
+    Observation,
     PodIdentity,
     merge_by_type,
     merge_patch,
@@ -57,6 +71,8 @@ from kidecar_core.errors import (
 log = logging.getLogger("kidecar.local")
 
 MAX_EVENTS = 100
+POLL_INTERVAL = 0.5
+"""Seconds between two looks at the state file for changes made by someone else."""
 _ABSENT = object()
 
 
@@ -80,13 +96,21 @@ def initial_state(who: PodIdentity) -> dict[str, Any]:
 class LocalStore:
     """An :class:`~kidecar_core._store.objects.ObjectStore` over a local JSON file."""
 
-    def __init__(self, path: str | os.PathLike[str], who: PodIdentity) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        who: PodIdentity,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
         self.path = Path(path)
         self.who = who
+        self.poll_interval = poll_interval
         self.description = f"local state file {self.path}"
         self._lock = asyncio.Lock()
         self._doc: dict[str, Any] | None = None
-        self._mtime: int | None = None
+        self._signature: tuple[int, int, int] | None = None
+        self._watchers: set[asyncio.Event] = set()
         remove_stale_temporaries(self.path)
         self._load()  # create the file now, so that a user sees it as soon as kidecar runs
 
@@ -94,13 +118,14 @@ class LocalStore:
 
     def _load(self) -> dict[str, Any]:
         try:
-            stat = self.path.stat()
+            info = self.path.stat()
         except FileNotFoundError:
             if self._doc is None:
                 self._doc = initial_state(self.who)
                 self._save(self._doc)
             return self._doc
-        if self._doc is not None and stat.st_mtime_ns == self._mtime:
+        signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if self._doc is not None and signature == self._signature:
             return self._doc
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
@@ -110,7 +135,9 @@ class LocalStore:
             raise PermanentPersistError(f"{self.path} must hold a JSON object")
         for key, default in initial_state(self.who).items():
             doc.setdefault(key, default)
-        self._doc, self._mtime = doc, stat.st_mtime_ns
+        if self._doc is not None:
+            _new_versions_for_edits(self._doc, doc)
+        self._doc, self._signature = doc, signature
         return doc
 
     def _save(self, doc: dict[str, Any]) -> None:
@@ -126,7 +153,10 @@ class LocalStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._mtime = self.path.stat().st_mtime_ns
+        info = self.path.stat()
+        self._signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+        for wake in self._watchers:
+            wake.set()
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -260,6 +290,34 @@ class LocalStore:
                     f"cannot write {self.path}: {e.strerror or e}"
                 ) from None
 
+    async def watch(self, ref: ObjectRef) -> AsyncIterator[Observation]:
+        """The object now, then after every change (see the module docstring).
+
+        A file that cannot be read (a hand edit left it invalid JSON) is reported once as an
+        observation with ``error``; the next readable state follows as soon as it is fixed.
+        """
+        wake = asyncio.Event()
+        self._watchers.add(wake)
+        last: Any = _ABSENT
+        failed = False
+        try:
+            while True:
+                wake.clear()
+                try:
+                    current = await self.get(ref)
+                except PermanentPersistError as e:
+                    if not failed:
+                        failed = True
+                        yield Observation(error=e)
+                else:
+                    if current != last or failed:
+                        yield Observation(current, relisted=last is _ABSENT or failed)
+                        last, failed = current, False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+        finally:
+            self._watchers.discard(wake)
+
     async def close(self) -> None:
         return None
 
@@ -310,3 +368,39 @@ def _bump(obj: dict[str, Any]) -> None:
         meta["resourceVersion"] = str(int(meta.get("resourceVersion", "0")) + 1)
     except ValueError:
         meta["resourceVersion"] = "1"
+
+
+def _objects(doc: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Every object of a state document, with a key naming its place."""
+    for key in ("pod", "gameserver"):
+        yield key, doc.get(key)
+    for section in ("configmaps", "objects"):
+        holder = doc.get(section)
+        if isinstance(holder, Mapping):
+            for name, obj in holder.items():
+                yield f"{section}/{name}", obj
+
+
+def _new_versions_for_edits(old_doc: Mapping[str, Any], new_doc: Mapping[str, Any]) -> None:
+    """Give each object that someone else changed in the file a new ``resourceVersion``.
+
+    A hand edit rarely touches ``resourceVersion``; without a new one, a write prepared against
+    the state before the edit would not be refused (409), as the API server would refuse it.
+    """
+    before = dict(_objects(old_doc))
+    for key, obj in _objects(new_doc):
+        previous = before.get(key)
+        if not (isinstance(obj, dict) and isinstance(previous, dict)):
+            continue
+        meta, old_meta = obj.get("metadata"), previous.get("metadata") or {}
+        if not isinstance(meta, dict) or meta.get("resourceVersion") != old_meta.get(
+            "resourceVersion"
+        ):
+            continue
+        if _without_version(obj) != _without_version(previous):
+            _bump(obj)
+
+
+def _without_version(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}

@@ -3,20 +3,28 @@
 Plugins and storage backends speak in terms of "merge-patch this object"; where the object lives
 is the business of an :class:`ObjectStore`: the Kubernetes API (:mod:`kidecar_core._store.kube`) or
 the local state file (:mod:`kidecar_core._store.local`).  Both have the same semantics: RFC 7386
-merge patches, 404 for a missing object, optional create for objects kidecar
-owns (its result ConfigMap), and a strategic merge of a pod's ``status.conditions`` by ``type``
-through the status subresource (``pod_probe``'s condition writes).
+merge patches, ``metadata.resourceVersion`` in a patch as a precondition (409 when stale), 404 for
+a missing object, optional create for objects kidecar owns (its result ConfigMap), a strategic
+merge of a pod's ``status.conditions`` by ``type`` through the status subresource
+(``pod_probe``'s condition writes), and a watch of one object by name that reports every change,
+whoever made it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import attrs
 
+from kidecar_core.errors import PersistError
+
 JSON = Any
 """A JSON value (dict, list, str, int, float, bool or None)."""
+
+FIELD_MANAGER = "kidecar"
+"""The field manager kidecar's writes are recorded under (``managedFields[].manager``): how
+another writer of the same field tells kidecar's writes apart, and how kidecar tells theirs."""
 
 
 @attrs.frozen
@@ -70,6 +78,31 @@ class Event:
     """The object the Event is about (e.g. the pod's workload); ``None``: the pod itself."""
 
 
+@attrs.frozen
+class Observation:
+    """One thing a watch (:meth:`ObjectStore.watch`) saw about an object.
+
+    Either a state: ``object`` is the object as it is now (a plain dict; ``None`` when it does
+    not exist or was deleted), ``relisted`` is True when the state was read afresh (the start of
+    the watch, or a relist after the watch fell too far behind) rather than carried by an event;
+    or a problem: ``error`` says why the watch cannot see the object for now (then ``object`` is
+    meaningless).  A watch recovers from problems by itself, with backoff; its next state after
+    a problem is fresh.
+    """
+
+    object: dict[str, JSON] | None = None
+    error: PersistError | None = None
+    relisted: bool = False
+
+    @property
+    def resource_version(self) -> str | None:
+        """``metadata.resourceVersion`` of the object (``None`` when absent or not a string)."""
+        if self.object is None:
+            return None
+        rv = (self.object.get("metadata") or {}).get("resourceVersion")
+        return rv if isinstance(rv, str) else None
+
+
 class ObjectStore(Protocol):
     """Where objects live.  Implementations raise the errors of :mod:`kidecar_core.errors`."""
 
@@ -99,6 +132,16 @@ class ObjectStore(Protocol):
 
     async def record_event(self, about: ObjectRef, event: Event) -> None:
         """Record an Event about ``about`` (the pod)."""
+        ...
+
+    def watch(self, ref: ObjectRef) -> AsyncIterator[Observation]:
+        """Follow one object by name: its state now, then after every change, in order.
+
+        The first observation is the current state (``relisted``); then one per change, whoever
+        made it (kidecar's own writes included).  Problems (unreachable, 403, ...) are reported
+        as observations with ``error`` and retried with backoff; the iterator ends only when the
+        consumer stops iterating (or the store is closed).
+        """
         ...
 
     async def close(self) -> None:

@@ -1,10 +1,9 @@
 """The GameServer as last seen, and its changes for ``GET /v1/gameserver/watch``.
 
-:func:`follow` polls the object; it stands in for the core's watch of the Pod and the
-GameServer that branch ``conv`` adds (SPEC §6): when that lands, :func:`follow` is replaced by
-the core's watch and nothing else here changes.  Until then the poll runs only while a game
-watches, so a game that never watches costs the API server nothing; reads between watches are
-served from a copy at most :attr:`ObjectFeed.max_age` old.
+:func:`follow` is the core's watch of the object (``RuntimeView.watch_object``, from branch
+``conv``), shared with the core's own writer of the Pod and the GameServer, so it costs no
+reads.  It runs while a game watches; reads between watches are served from a copy at most
+:attr:`ObjectFeed.max_age` old.
 """
 
 from __future__ import annotations
@@ -14,13 +13,12 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from kidecar_core import KidecarError, ObjectRef, RuntimeView
+from kidecar_core import ObjectRef, RuntimeView
 
 log = logging.getLogger("kidecar.plugin.game_api")
 
 POLL_PERIOD = 1.0
-"""Seconds between two reads of the GameServer while a game watches (one GET per second per
-watching sidecar against the API server, until the core's watch replaces the poll)."""
+"""Seconds between two looks at ``until`` while :func:`follow` waits for a change."""
 EAGER_AGE = 0.1
 """The age a copy may have instead of ``max_age`` for a while after the plugin sent a write to
 the object: the write lands within milliseconds, and the game expects to read it back."""
@@ -38,25 +36,39 @@ async def follow(
     until: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[dict[str, Any] | None]:
     """Yield the object ``ref`` at once and then whenever it changed (``None`` while it does
-    not exist), reading it every ``period`` seconds until ``until()`` is true.
+    not exist), until ``until()`` is true (looked at every ``period`` seconds).
 
-    A failed read (API server unreachable, ...) is logged once per kind of error and retried at
-    the same period; the first read after it yields the object if it changed meanwhile, so no
-    change is lost across an API server restart (intermediate values of a field that changed
-    twice between two reads are, as with a watch that re-lists).
+    The core's watch: after a problem (the API server restarted, ...) it reads the object
+    afresh, so no change is lost (intermediate values of a field that changed twice meanwhile
+    are, as with any watch that re-lists).
     """
-    last: Any = _UNSET
-    while not until():
-        try:
-            obj = await ctx.get_object(ref)
-        except KidecarError as e:
-            if ctx.first_time(("game_api.follow", type(e).__name__)):
-                log.warning("cannot read %s, retrying every %gs: %s", ref, period, e)
-        else:
-            if obj != last:
-                last = obj
+    changes = aiter(ctx.watch_object(ref))
+    pending: asyncio.Future[dict[str, Any] | None] | None = None
+    try:
+        while not until():
+            if pending is None:
+                pending = asyncio.ensure_future(anext(changes))
+            if await _ready(ctx, pending, period):
+                obj, pending = pending.result(), None
                 yield obj
-        await ctx.clock.sleep(period)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        aclose = getattr(changes, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _ready(ctx: RuntimeView, pending: asyncio.Future[Any], period: float) -> bool:
+    """Wait for ``pending`` or ``period`` seconds of the runtime's clock; whether it is done."""
+    sleeper = asyncio.ensure_future(ctx.clock.sleep(period))
+    try:
+        await asyncio.wait({pending, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        await asyncio.gather(sleeper, return_exceptions=True)
+    return pending.done()
 
 
 class ObjectFeed:

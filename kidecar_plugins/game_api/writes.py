@@ -75,7 +75,9 @@ class Writer:
         self.annotations: dict[str, str | None] = {}
         """The annotations the game set (``None``: removed), the values the writer converges on."""
         protected = tuple(config.protected_ops_states)
-        self.guards = (FieldNotIn("/spec/opsState", protected),) if protected else ()
+        # Always a guard of the field, even an empty one: the core guards every write of
+        # spec.opsState that brings none (Maintaining, Kill); `protectedOpsStates: []` decides.
+        self.guards = (FieldNotIn("/spec/opsState", protected),)
 
     # -- GameServer spec --------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Writer:
         return Write(ref, {"spec": {name: value}}, source, guards=self.guards, event=event)
 
     async def _check_guard(self, wanted: str) -> None:
-        if not self.guards:
+        if not self.guards[0].values:
             return
         try:
             live = await self.gameserver.current()

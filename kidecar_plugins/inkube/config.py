@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from kidecar_core import (
+    KNOWN_OPS_STATES,
     FieldError,
     annotations_size_problem,
     field,
@@ -15,8 +16,10 @@ from kidecar_core import (
     qualified_name_problem,
 )
 
-OPS_STATES = ("None", "WaitToBeDeleted", "Allocated", "Maintaining", "Kill")
-"""The opsStates OpenKruiseGame knows."""
+OPS_STATES = KNOWN_OPS_STATES
+"""The opsStates OpenKruiseGame knows (others are accepted, with a warning)."""
+
+OPS_STATE_POINTER = "/spec/opsState"
 
 
 def check_key(key: str, what: str) -> None:
@@ -25,7 +28,7 @@ def check_key(key: str, what: str) -> None:
     if problem:
         raise FieldError(what, problem)
     prefix, _, name = key.rpartition("/")
-    is_label = what.startswith("labels") or what == "labelKey"
+    is_label = what.startswith(("labels", "gameServerLabels")) or what == "labelKey"
     if is_label and prefix == "game.kruise.io" and name.startswith("gs-"):
         raise FieldError(
             what, f"{key!r}: OpenKruiseGame owns game.kruise.io/gs-* labels; use another key"
@@ -57,48 +60,81 @@ class JsonPathValue:
 
 @attrs.frozen
 class MarkerPolicy:
-    """Extra writes when the result equals ``state``."""
+    """Extra writes when the result equals ``state``.
+
+    ``labels`` and ``annotations`` go to the **Pod**, as in the Go version (where
+    ``controller.kubernetes.io/pod-deletion-cost`` and label selectors work);
+    ``gameServerLabels`` / ``gameServerAnnotations`` go to the pod's GameServer;
+    ``jsonPathConfigs`` to the ``target`` (default: the GameServer).  The labels and annotations
+    of a policy are a set: when the state changes, those the previous state's policy set and the
+    new one's does not are removed (Kruise PodProbeMarker's rule).
+    """
 
     state: str = field(doc="The result (probe state) this policy matches, e.g. `WaitToBeDeleted`.")
     game_server_ops_state: str | None = field(
         key="gameServerOpsState",
         default=None,
-        doc="Set the GameServer's `spec.opsState` to this (None, WaitToBeDeleted, Allocated, "
-        "Maintaining, Kill).",
+        doc="Set the GameServer's `spec.opsState` to this: `None`, `WaitToBeDeleted`, "
+        "`Allocated`, `Maintaining`, `Kill`; another value (OKG stores any string) is written "
+        "as given, with a warning.",
     )
-    labels: Mapping[str, str] = field(factory=dict, doc="Labels set on the target object.")
+    labels: Mapping[str, str] = field(
+        factory=dict, doc="Labels set on the **Pod** (the Go version's target)."
+    )
     annotations: Mapping[str, str] = field(
-        factory=dict, doc="Annotations set on the target object."
+        factory=dict,
+        doc="Annotations set on the **Pod**, e.g. `controller.kubernetes.io/pod-deletion-cost`.",
+    )
+    game_server_labels: Mapping[str, str] = field(
+        key="gameServerLabels", factory=dict, doc="Labels set on the pod's GameServer."
+    )
+    game_server_annotations: Mapping[str, str] = field(
+        key="gameServerAnnotations", factory=dict, doc="Annotations set on the pod's GameServer."
     )
     json_path_configs: tuple[JsonPathValue, ...] = field(
         key="jsonPathConfigs", factory=tuple, doc="Values set at JSON pointers of the target."
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.game_server_ops_state is not None and self.game_server_ops_state not in OPS_STATES:
-            raise FieldError(
-                "gameServerOpsState",
-                f"must be one of {', '.join(OPS_STATES)}; got {self.game_server_ops_state!r}",
-            )
         check_metadata(self.labels, self.annotations)
+        check_metadata(self.game_server_labels, self.game_server_annotations, "gameServer")
+
+    def config_warnings(self) -> Iterator[tuple[str, str]]:
+        if self.game_server_ops_state is not None:
+            yield from _custom("gameServerOpsState", self.game_server_ops_state)
 
 
-def check_metadata(labels: Mapping[str, Any], annotations: Mapping[str, Any]) -> None:
+def _custom(where: str, value: Any) -> Iterator[tuple[str, str]]:
+    if value not in OPS_STATES:
+        yield (
+            where,
+            f"{value!r} is not an opsState OpenKruiseGame knows ({', '.join(OPS_STATES)}); "
+            "it is written as given (OKG stores any string but acts only on those)",
+        )
+
+
+def check_metadata(
+    labels: Mapping[str, Any], annotations: Mapping[str, Any], prefix: str = ""
+) -> None:
     """Validate static labels and annotations, keys *and* values, the way the API server would
     at the first write (Kubernetes' label and annotation rules), so ``check-config`` catches them.
 
+    ``prefix`` names the keys' family (``gameServer``: ``gameServerLabels``, ...).
+
     :raises FieldError: naming the first key whose key or value the API server would refuse.
     """
+    label_key = f"{prefix}Labels" if prefix else "labels"
+    annotation_key = f"{prefix}Annotations" if prefix else "annotations"
     for k, v in labels.items():
-        check_key(k, f"labels.{k}")
+        check_key(k, f"{label_key}.{k}")
         problem = label_value_problem(v)
         if problem:
-            raise FieldError(f"labels.{k}", problem)
+            raise FieldError(f"{label_key}.{k}", problem)
     for k in annotations:
-        check_key(k, f"annotations.{k}")
+        check_key(k, f"{annotation_key}.{k}")
     problem = annotations_size_problem(annotations)
     if problem:
-        raise FieldError("annotations", problem)
+        raise FieldError(annotation_key, problem)
 
 
 @attrs.frozen
@@ -116,7 +152,34 @@ class Target:
 
 @attrs.frozen
 class InKubeConfig:
-    """Record results in Kubernetes objects: the pod and (by default) its GameServer."""
+    """Record results in Kubernetes objects: the pod and (by default) its GameServer.
+
+    **Where writes land.** ``annotationKey``, ``labelKey`` and a policy's ``labels`` /
+    ``annotations`` on the **Pod** (the Go version's semantics: pod-deletion-cost and label
+    selectors work there); ``gameServerOpsState``, ``gameServerLabels`` and
+    ``gameServerAnnotations`` on the pod's **GameServer**; ``jsonPath`` and ``jsonPathConfigs`` on
+    the ``target`` (default: the GameServer).  A write whose object does not exist (a
+    Deployment's pod has no GameServer) waits for it; after a minute it is reported: a warning in
+    the log, a ``WriteCannotLand`` Event and ``persistence.missing`` in ``/readyz``.
+
+    **Policy writes are a set, not a history** (Kruise PodProbeMarker's rule): when the state
+    changes, the labels and annotations the previous state's policy set and the new state's
+    policy does not are removed, once.  ``jsonPathConfigs`` values stay until set again.
+
+    **Guards protect the field.** The GameServer's ``spec.opsState`` is guarded whatever writes it
+    (``gameServerOpsState``, ``jsonPath`` or ``jsonPathConfigs`` at ``/spec/opsState``, an
+    override, a plugin): a value in ``protectedOpsStates`` that someone else set is never
+    overwritten.  Values other than the five OKG knows are written as given, with a warning.
+
+    **When another controller writes the same fields.** kidecar keeps what it wrote true: it
+    watches the Pod and the GameServer, and when another writer changes a field kidecar wrote,
+    kidecar writes it back at once (one request, conditional on the watched
+    ``resourceVersion``), unless a guard gives the field to a human.  A field changed back 3
+    times within 2 minutes is *contested*: logged once with the other writer's field manager, a
+    ``FieldContested`` Event, ``persistence.contested`` in ``/readyz`` and the
+    ``kidecar_persist_contested_fields`` metric; kidecar keeps re-asserting it, waiting 1, 2, 4 …
+    up to 30 s between attempts.
+    """
 
     annotation_key: str | None = field(
         key="annotationKey", default=None, doc="Pod annotation that receives the result."
@@ -132,7 +195,8 @@ class InKubeConfig:
         doc="RFC 6901 pointer on the target that receives the result, e.g. `/spec/someField`.",
     )
     target: Target | None = field(
-        default=None, doc="Object that `jsonPath` and the policies write (default: GameServer)."
+        default=None,
+        doc="Object that `jsonPath` and `jsonPathConfigs` write (default: the pod's GameServer).",
     )
     marker_policies: tuple[MarkerPolicy, ...] = field(
         key="markerPolicies",
@@ -143,7 +207,8 @@ class InKubeConfig:
     protected_ops_states: tuple[str, ...] = field(
         key="protectedOpsStates",
         factory=lambda: ("Maintaining", "Kill"),
-        doc="opsStates set by someone else that kidecar never overrides; `[]` to allow it.",
+        doc="GameServer opsStates set by someone else that this storage config's writes never "
+        "override, whichever key writes `/spec/opsState`; `[]` lets them override any.",
     )
 
     def __attrs_post_init__(self) -> None:
@@ -153,3 +218,17 @@ class InKubeConfig:
             check_key(self.label_key, "labelKey")
         if self.json_path is not None:
             check_pointer(self.json_path, "jsonPath")
+
+    @property
+    def targets_gameserver(self) -> bool:
+        t = self.target
+        return t is None or (t.group, t.resource) == ("game.kruise.io", "gameservers")
+
+    def config_warnings(self) -> Iterator[tuple[str, str]]:
+        if not self.targets_gameserver:
+            return
+        for i, policy in enumerate(self.marker_policies):
+            for j, jp in enumerate(policy.json_path_configs):
+                if jp.json_path == OPS_STATE_POINTER:
+                    where = f"markerPolicies[{i}].jsonPathConfigs[{j}].value"
+                    yield from _custom(where, jp.value)

@@ -1,9 +1,10 @@
 """Where the probes come from: the pod's annotation, PodProbeMarkers, kidecar's config.
 
 * **The annotation** ``kruise.io/podprobe`` (Kruise's serverless protocol), read from the pod as
-  :func:`follow` sees it: a change restarts the probes that changed.  An annotation that is not
-  valid JSON is reported and the probes it last described keep running (a bad edit does not
-  stop the game's probing); a bad entry is reported and only that probe is not run.
+  :func:`follow` (the core's watch) sees it: a change restarts the probes that changed.  An
+  annotation that is not valid JSON is reported and the probes it last described keep running
+  (a bad edit does not stop the game's probing); a bad entry is reported and only that probe is
+  not run.
 * **PodProbeMarkers** (option ``podProbeMarkers``), when the pod has no annotation: the
   markers of the pod's namespace whose selector matches its labels, filtered as Kruise's
   webhook filters them (probes with a ``podConditionType`` and a container of the pod).
@@ -15,7 +16,6 @@ annotation's wins over a PodProbeMarker's, which wins over the config's.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -38,33 +38,18 @@ from kidecar_plugins.pod_probe.spec import (
 ANNOTATION = "kruise.io/podprobe"
 """Kruise's ``PodProbeMarkerAnnotationKey``."""
 
-FOLLOW_PERIOD = 1.0
-"""Seconds between two reads of the pod while :func:`follow` polls it."""
-
 POD_PROBE_MARKER = ObjectRef("apps.kruise.io", "v1alpha1", "podprobemarkers", "", "")
 
 
-async def follow(
-    ctx: PluginContext, ref: ObjectRef, *, period: float = FOLLOW_PERIOD
-) -> AsyncIterator[dict[str, Any] | None]:
+async def follow(ctx: PluginContext, ref: ObjectRef) -> AsyncIterator[dict[str, Any] | None]:
     """The object now and after each change (``None`` while it does not exist), forever.
 
-    It polls ``ctx.get_object`` every ``period`` seconds: a stand-in until the core's watch of
-    the pod (branch ``conv``) lands, when this function becomes a thin wrapper of it.  Read
-    errors are logged once and retried at the next period.
+    The core's watch of the object (:meth:`~kidecar_core.RuntimeView.watch_object`, from branch
+    ``conv``), which the core shares with its own writer of the pod: no reads at all while the
+    pod does not change.  The watch recovers from errors by itself.
     """
-    last: Any = object()
-    while True:
-        try:
-            obj = await ctx.get_object(ref)
-        except PersistError as e:
-            if ctx.first_time(("pod_probe-follow", ctx.name, str(e))):
-                ctx.log.warning("cannot read %s (retrying every %gs): %s", ref, period, e)
-        else:
-            if obj != last:
-                last = obj
-                yield obj
-        await asyncio.sleep(period)
+    async for obj in ctx.watch_object(ref):
+        yield obj
 
 
 @attrs.frozen

@@ -39,7 +39,6 @@ WHO = PodIdentity("gs-0", "default")
 ENV = {"POD_NAME": WHO.name, "POD_NAMESPACE": WHO.namespace}
 POD, GS = ObjectRef.pod(WHO), ObjectRef.gameserver(WHO)
 
-CONV = "policy labels/annotations to the Pod: branch conv"
 BINARY = (
     "plugins[].binary (run an executable as a plugin, magicsong/kidecar only; dropped by "
     "kruise-game-sidecar) is not implemented in kidecar, and no issue asks for it"
@@ -192,8 +191,7 @@ def write_cases(policy_metadata: bool) -> list[Any]:
             continue
         for plugin, inkube in inkube_configs(raw(name)):
             for state in states(inkube):
-                wanted = go_writes(inkube, state)["pod-policy" if policy_metadata else "pod"]
-                reason = expect.xfail or (CONV if policy_metadata and wanted else "")
+                reason = expect.xfail
                 marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 cases.append(pytest.param(name, plugin, state, marks=marks, id=f"{name}-{state}"))
     return cases

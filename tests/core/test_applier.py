@@ -101,6 +101,17 @@ async def settle(applier: Applier, timeout: float = 5.0) -> None:
     assert await applier.flush(timeout), applier.problems()
 
 
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    """Wait (real time, generous) until ``predicate()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out waiting for a condition")
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -263,8 +274,7 @@ def test_missing_object_is_waited_for_and_logged_once(caplog: pytest.LogCaptureF
             await asyncio.sleep(0.3)
             assert "waiting" in applier.problems()
             store.put(GS, gameserver())
-            await settle(applier)
-        assert store.objects[GS]["spec"]["opsState"] == "Allocated"
+            await until(lambda: store.objects[GS]["spec"]["opsState"] == "Allocated")
         assert caplog.text.count("does not exist yet; waiting") == 1
         await applier.close()
 

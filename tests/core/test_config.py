@@ -237,11 +237,6 @@ PROBE = "plugins:\n  - name: probe\n    config:\n"
             "OpenKruiseGame owns game.kruise.io/gs-* labels",
         ),
         (
-            "      endpoints: [{url: u, storageConfig: {type: InKube, inKube: {markerPolices: "
-            "[{state: x, gameServerOpsState: Sleeping}]}}}]",
-            "markerPolices[0].gameServerOpsState: must be one of None, WaitToBeDeleted",
-        ),
-        (
             "      endpoints: [{url: u, storageConfig: {type: HTTPMetric, "
             "httpMetric: {metricName: 'bad name'}}}]",
             "httpMetric.metricName: 'bad name' is not a valid Prometheus name",
@@ -251,6 +246,34 @@ PROBE = "plugins:\n  - name: probe\n    config:\n"
 def test_invalid_plugin_config(body: str, expected: str) -> None:
     found = "\n".join(problems(PROBE + body + "\n"))
     assert expected in found
+
+
+def test_custom_ops_states_load_with_a_warning_on_every_path() -> None:
+    """Issue 13 item 8: OKG treats opsState as a free string; accepted, with a warning, the same
+    way through gameServerOpsState and through jsonPathConfigs (jsonPath writes the result,
+    known only at run time: the applier warns then)."""
+    cfg = load(
+        PROBE
+        + "      endpoints: [{url: u, storageConfig: {type: InKube, inKube: {markerPolices: [\n"
+        "        {state: a, gameServerOpsState: Draining},\n"
+        "        {state: b, jsonPathConfigs: [{jsonPath: /spec/opsState, value: Draining}]},\n"
+        "        {state: c, gameServerOpsState: Allocated,\n"
+        "         jsonPathConfigs: [{jsonPath: /spec/opsState, value: None}]}]}}}]\n"
+    )
+    where = "plugins[0].config.endpoints[0].storageConfig.inKube.markerPolicies"
+    custom = [w for w in cfg.warnings if "not an opsState OpenKruiseGame knows" in w]
+    assert sorted(w.split(": ", 1)[0] for w in custom) == [
+        f"{where}[0].gameServerOpsState",
+        f"{where}[1].jsonPathConfigs[0].value",
+    ]
+    assert "'Draining'" in custom[0]
+    # Another target's /spec/opsState is not a GameServer's opsState: nothing to say.
+    other = load(
+        PROBE + "      endpoints: [{url: u, storageConfig: {type: InKube, inKube: {"
+        "target: {group: example.com, version: v1, resource: rooms}, markerPolices: "
+        "[{state: b, jsonPathConfigs: [{jsonPath: /spec/opsState, value: Draining}]}]}}}]\n"
+    )
+    assert not [w for w in other.warnings if "opsState" in w]
 
 
 def test_all_problems_are_reported_at_once() -> None:

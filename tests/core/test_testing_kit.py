@@ -39,6 +39,23 @@ def test_fake_context_records_results_events_and_task_failures() -> None:
     assert all(t.done() for t in ctx.tasks)
 
 
+def test_fake_context_followers_see_set_object() -> None:
+    async def main() -> list[object]:
+        ctx = FakeContext("p")
+        gs = ObjectRef.gameserver(ctx.identity)
+        seen: list[object] = []
+        follower = ctx.watch_object(gs)
+        seen.append(await anext(follower))  # the state now: no GameServer yet
+        ctx.set_object(gs, {"spec": {"opsState": "None"}})
+        seen.append(await anext(follower))
+        ctx.set_object(gs, None)
+        seen.append(await anext(follower))
+        await follower.aclose()  # type: ignore[attr-defined]
+        return seen
+
+    assert asyncio.run(main()) == [None, {"spec": {"opsState": "None"}}, None]
+
+
 def test_a_plugin_loop_on_the_context_clock_runs_as_the_test_advances_it() -> None:
     async def main() -> list[float]:
         clock = ManualClock()

@@ -150,12 +150,19 @@ def test_writes_pod_and_gameserver_as_configured_with_the_serviceaccount(
     gs = objects.gs()
     assert gs["spec"]["deletionPriority"] == 10
     assert gs["spec"]["updatePriority"] == 3  # untouched
-    assert gs["metadata"]["labels"]["kidecar.example.com/draining"] == "true"
     assert "status" not in gs or "opsState" not in (gs.get("status") or {})
+    # The policy's label goes to the Pod, as in the Go version.
+    sc.wait_for(
+        lambda: objects.pod()["metadata"]["labels"].get("kidecar.example.com/draining") == "true",
+        15,
+        "the policy's pod label",
+    )
+    assert "kidecar.example.com/draining" not in (gs["metadata"].get("labels") or {})
     pod = objects.pod()
     assert pod["metadata"]["labels"] == {
         "app": "game",
         "kidecar.example.com/state": "WaitToBeDeleted",
+        "kidecar.example.com/draining": "true",
     }
     assert pod["metadata"]["annotations"]["keep"] == "me"
     assert pod["metadata"]["annotations"]["kidecar.example.com/state"] == "WaitToBeDeleted"

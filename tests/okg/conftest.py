@@ -162,27 +162,3 @@ def fleet(
     kubeconfig = okg_env.cluster.serviceaccount_kubeconfig(okg_sets.namespace, KIDECAR_ACCOUNT)
     with Fleet(tmp_path / "sidecars", kubeconfig, okg_sets.namespace, games) as sidecars:
         yield sidecars
-
-
-@pytest.fixture
-def xfail_on_release(okg_env: OkgEnv, request: pytest.FixtureRequest) -> None:
-    """Mark the test as an expected (strict) failure against the OKG release only: kidecar
-    does not converge yet, and OKG v1.0.0 reverts its writes (issue 11)."""
-    if okg_env.target.name == "release":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="kidecar does not converge yet (issue 11)")
-        )
-
-
-@pytest.fixture
-def reverts_possible_on_release(okg_env: OkgEnv, request: pytest.FixtureRequest) -> None:
-    """Against the OKG release, a test whose sidecars write opsState and a pod annotation at the
-    same moment can lose a write to OKG v1.0.0's stale-spec revert (measured: a few per 30
-    changes), which kidecar does not repair before its resync (issue 11). Such a run is an
-    expected failure there, not a strict one: most runs see no revert."""
-    if okg_env.target.name == "release":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False, reason="OKG v1.0.0 may revert kidecar's write (issue 11)"
-            )
-        )

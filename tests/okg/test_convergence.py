@@ -58,7 +58,6 @@ def test_30_rapid_state_changes_per_server_each_right_within_2s_then_scale_in_dr
     okg_sets: GameServerSets,
     games: GameStates,
     fleet: Fleet,
-    xfail_on_release: None,
 ) -> None:
     """Each of three games changes state 30 times: 10 bursts of 3 changes CHANGE_SECONDS
     apart, each burst followed by HOLD_SECONDS of quiet. Every moment a GameServer's opsState

@@ -17,9 +17,13 @@ STORAGE = {
             {
                 "state": "down",
                 "gameServerOpsState": "Maintaining",
-                "labels": {"example.com/health": "down"},
+                "gameServerLabels": {"example.com/health": "down"},
             },
-            {"state": "up", "gameServerOpsState": "None", "labels": {"example.com/health": "up"}},
+            {
+                "state": "up",
+                "gameServerOpsState": "None",
+                "gameServerLabels": {"example.com/health": "up"},
+            },
         ]
     },
 }

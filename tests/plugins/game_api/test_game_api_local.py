@@ -216,9 +216,17 @@ def test_a_humans_maintaining_is_409_with_the_reason(game_api: Start) -> None:
     api.patch(deletion_priority=7)  # other fields are the game's
     sidecar.wait_for(lambda: gameserver(sidecar)["spec"]["deletionPriority"] == 7, 10, "priority")
     assert gameserver(sidecar)["spec"]["opsState"] == "Maintaining"
-    human_sets("None")
+    # The game still asks Maintaining: a human who sets None sees the game's ask restored
+    # (kidecar keeps its desired state true; only a human's Maintaining/Kill holds).
+    edit_state(sidecar, lambda s: s["gameserver"]["spec"].update(opsState="None"))
+    sidecar.wait_for(lambda: "re-asserting it" in sidecar.log(), 10, "the revert seen")
+    sidecar.wait_for(
+        lambda: gameserver(sidecar)["spec"]["opsState"] == "Maintaining", 10, "the ask restored"
+    )
     api.set_ops_state("Allocated")
     sidecar.wait_for(lambda: gameserver(sidecar)["spec"]["opsState"] == "Allocated", 10, "free")
+    # The API's copy (at most 1 s old) sees it too before the game's next ask is judged.
+    sidecar.wait_for(lambda: api.gameserver().ops_state == "Allocated", 10, "API sees it")
     # What the game set itself is the game's to change again, Maintaining included.
     api.set_ops_state("Maintaining")
     sidecar.wait_for(lambda: api.gameserver().ops_state == "Maintaining", 10, "game's own")

@@ -31,13 +31,13 @@ def probe_config(url: str, *extra_policies: dict[str, Any], **endpoint: Any) -> 
         {
             "state": "Allocated",
             "gameServerOpsState": "Allocated",
-            "labels": {"example.com/busy": "true"},
+            "gameServerLabels": {"example.com/busy": "true"},
         },
         {
             "state": "WaitToBeDeleted",
             "gameServerOpsState": "WaitToBeDeleted",
-            "labels": {"example.com/busy": "false"},
-            "annotations": {"example.com/drain": "game asked"},
+            "gameServerLabels": {"example.com/busy": "false"},
+            "gameServerAnnotations": {"example.com/drain": "game asked"},
             "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 10}],
         },
         *extra_policies,
@@ -179,7 +179,7 @@ def test_failed_after_the_failure_threshold(
 ) -> None:
     make_game_server(NAME)
     game.set("/state", "Allocated")
-    failed = {"state": "Failed", "labels": {"example.com/health": "failed"}}
+    failed = {"state": "Failed", "gameServerLabels": {"example.com/health": "failed"}}
     config = probe_config(game.url("/state"), failed, failureThreshold=3, timeout=0.3)
     with sidecar(config) as sc:
         sc.start(wait_ready=True)
@@ -191,10 +191,12 @@ def test_failed_after_the_failure_threshold(
             lambda: objects.pod_annotations()["example.com/state"] == "Failed", 10, "Failed"
         )
         assert game.count("/state") >= 3 + 1
-        assert objects.gs()["metadata"]["labels"] == {
-            "example.com/busy": "true",
-            "example.com/health": "failed",
-        }
+        # The Failed state's policy replaces the Allocated one's labels (a set, not a history).
+        sc.wait_for(
+            lambda: objects.gs()["metadata"]["labels"] == {"example.com/health": "failed"},
+            10,
+            "the Failed policy's labels alone",
+        )
         assert objects.ops() == "Allocated"  # the Failed policy sets no opsState
 
 
@@ -209,19 +211,22 @@ def test_a_human_set_maintaining_is_not_overridden(
         sc.wait_for(lambda: objects.ops() == "Allocated", 10, "opsState Allocated")
         objects.set_ops("Maintaining")
         fault_proxy.reset()
-        for state in ("WaitToBeDeleted", "None"):
-            game.set("/state", state)
-            sc.wait_for(
-                lambda s=state: objects.pod_annotations()["example.com/state"] == s, 10, state
-            )
+        game.set("/state", "WaitToBeDeleted")
+        # Only spec.opsState is protected: the WaitToBeDeleted policy's labels, annotations and
+        # deletionPriority are written (one patch).
+        sc.wait_for(
+            lambda: objects.gs()["metadata"].get("labels") == {"example.com/busy": "false"},
+            10,
+            "the policy's labels",
+        )
+        assert objects.gs()["spec"]["deletionPriority"] == 10
+        game.set("/state", "None")
+        # The None policy sets no labels: the WaitToBeDeleted policy's go (a set, not a history).
+        sc.wait_for(lambda: not objects.gs()["metadata"].get("labels"), 10, "labels removed")
+        sc.wait_for(lambda: objects.pod_annotations()["example.com/state"] == "None", 10, "pod")
         time.sleep(0.5)
         assert objects.ops() == "Maintaining"
-        # Only spec.opsState is protected: the WaitToBeDeleted policy's labels, annotations and
-        # deletionPriority were written (one patch), the None policy has nothing else to write.
-        gs = objects.gs()
-        assert gs["metadata"]["labels"] == {"example.com/busy": "false"}
-        assert gs["spec"]["deletionPriority"] == 10
-        assert writes(fault_proxy, GS_PATH) == 1
+        assert writes(fault_proxy, GS_PATH) == 2
         assert writes(fault_proxy, POD_PATH) == 2
 
 

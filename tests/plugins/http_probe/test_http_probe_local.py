@@ -124,6 +124,7 @@ def test_transitions_write_ops_state_labels_and_annotations(tmp_path: Path, game
             WaitToBeDeleted={
                 "labels": {"example.com/busy": "false"},
                 "annotations": {"example.com/drain": "yes"},
+                "gameServerLabels": {"example.com/pool": "draining"},
                 "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 10}],
             },
         ),
@@ -136,19 +137,29 @@ def test_transitions_write_ops_state_labels_and_annotations(tmp_path: Path, game
 
         game.set("/state", "Allocated")
         sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
-        gs = gameserver(sc)
-        assert gs["metadata"]["labels"] == {"example.com/busy": "true"}
+        # A policy's labels and annotations go to the Pod (the Go semantics) ...
+        sc.wait_for(lambda: pod_meta(sc, "labels").get("example.com/busy") == "true", 5, "busy")
+        assert gameserver(sc)["metadata"]["labels"] == {}
         assert pod_meta(sc)["example.com/state"] == "Allocated"
         assert pod_meta(sc, "labels")["example.com/state"] == "Allocated"
 
         game.set("/state", "WaitToBeDeleted")
         sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: pod_meta(sc).get("example.com/drain") == "yes", 5, "drain")
         gs = gameserver(sc)
-        assert gs["metadata"]["labels"] == {"example.com/busy": "false"}
-        assert gs["metadata"]["annotations"] == {"example.com/drain": "yes"}
+        # ... and to the GameServer only when asked for explicitly.
+        assert gs["metadata"]["labels"] == {"example.com/pool": "draining"}
         assert gs["spec"]["deletionPriority"] == 10
+        assert pod_meta(sc, "labels")["example.com/busy"] == "false"
         assert pod_meta(sc)["example.com/state"] == "WaitToBeDeleted"
         assert "status" not in gs
+
+        # The next state's policy sets none of them: they are removed (a set, not a history).
+        game.set("/state", "None")
+        sc.wait_for(lambda: "example.com/drain" not in pod_meta(sc), 5, "drain removed")
+        sc.wait_for(lambda: gameserver(sc)["metadata"]["labels"] == {}, 5, "pool removed")
+        assert "example.com/busy" not in pod_meta(sc, "labels")
+        assert gameserver(sc)["spec"]["deletionPriority"] == 10  # jsonPathConfigs stay
 
 
 def test_json_states_with_nested_paths_and_non_string_values(
@@ -255,7 +266,9 @@ def test_failed_after_the_failure_threshold_and_no_flapping_before(
         game.set("/state", answer("Internal Server Error", status=500))
         sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "Failed", 5, "Failed")
         assert probes(sc, outcome="status") >= 1 + 3
-        assert gameserver(sc)["metadata"]["labels"] == {"example.com/health": "failed"}
+        sc.wait_for(
+            lambda: pod_meta(sc, "labels").get("example.com/health") == "failed", 5, "health"
+        )
         assert ops_state(sc) == "Allocated"  # no policy sets an opsState for Failed
         events = [e for e in sc.state()["events"] if e["reason"] == "ProbeFailed"]
         assert len(events) == 1 and events[0]["type"] == "Warning"
@@ -264,6 +277,7 @@ def test_failed_after_the_failure_threshold_and_no_flapping_before(
         game.set("/state", {"data": {"state": "WaitToBeDeleted"}})
         sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "recovered")
         assert pod_meta(sc)["example.com/state"] == "WaitToBeDeleted"
+        sc.wait_for(lambda: "example.com/health" not in pod_meta(sc, "labels"), 5, "health removed")
 
 
 def test_one_odd_answer_does_not_flip_the_state(tmp_path: Path, game: GameHTTP) -> None:
@@ -390,7 +404,7 @@ def test_templates_in_target_names(tmp_path: Path, game: GameHTTP) -> None:
             {
                 "state": "WaitToBeDeleted",
                 "gameServerOpsState": "WaitToBeDeleted",
-                "labels": {"example.com/pod": "${SELF:POD_NAME}"},
+                "gameServerLabels": {"example.com/pod": "${SELF:POD_NAME}"},
                 "jsonPathConfigs": [{"jsonPath": "/spec/deletionPriority", "value": 10}],
             }
         ],

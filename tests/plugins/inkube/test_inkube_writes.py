@@ -52,6 +52,39 @@ def test_pod_keys_policy_writes_and_sources() -> None:
         "spec": {"deletionPriority": 10}
     }
     assert not any("markerPolicies[1]" in s for s in by_source)  # only the matching policy
+    # A policy's labels and annotations go to the Pod (the Go semantics), as a set.
+    labels, annotations = (
+        by_source["markerPolicies[0].labels"],
+        by_source["markerPolicies[0].annotations"],
+    )
+    assert (labels.target, labels.patch) == (pod, {"metadata": {"labels": {"x": "1"}}})
+    assert (annotations.target, annotations.patch) == (
+        pod,
+        {"metadata": {"annotations": {"y": "2"}}},
+    )
+    assert labels.policy_set and annotations.policy_set
+    assert not by_source["labelKey"].policy_set  # the state itself is not a policy's
+
+
+def test_game_server_metadata_only_when_asked_explicitly() -> None:
+    cfg = InKubeConfig(
+        marker_policies=(
+            MarkerPolicy(
+                state="idle",
+                labels={"room-idle": "true"},
+                annotations={"controller.kubernetes.io/pod-deletion-cost": "-10"},
+                game_server_labels={"example.com/pool": "idle"},
+                game_server_annotations={"example.com/why": "drained"},
+            ),
+        ),
+    )
+    writes = writes_for(result("idle", cfg), cfg, WHO)
+    pod, gs = ObjectRef.pod(WHO), ObjectRef.gameserver(WHO)
+    placed = {(w.target, k) for w in writes for k in w.patch["metadata"]}
+    assert placed == {(pod, "labels"), (pod, "annotations"), (gs, "labels"), (gs, "annotations")}
+    gs_labels = next(w for w in writes if w.source.endswith("gameServerLabels"))
+    assert gs_labels.patch == {"metadata": {"labels": {"example.com/pool": "idle"}}}
+    assert all(w.policy_set for w in writes)
 
 
 def test_ops_state_always_goes_to_the_pods_gameserver_even_with_a_target() -> None:
@@ -67,7 +100,40 @@ def test_ops_state_always_goes_to_the_pods_gameserver_even_with_a_target() -> No
     targets = {w.source.rsplit(".", 1)[-1]: w.target for w in writes}
     assert targets["gameServerOpsState"] == ObjectRef.gameserver(WHO)
     assert targets["jsonPath"] == room
-    assert targets["labels"] == room
+    assert targets["labels"] == ObjectRef.pod(WHO)
+
+
+def test_every_write_of_ops_state_carries_the_guard() -> None:
+    """Issue 13 item 1: the guard protects the field, not the config key."""
+    guard = FieldNotIn("/spec/opsState", ("Maintaining", "Kill"))
+    cfg = InKubeConfig(
+        json_path="/spec/opsState",
+        marker_policies=(
+            MarkerPolicy(
+                state="WaitToBeDeleted",
+                game_server_ops_state="WaitToBeDeleted",
+                json_path_configs=(
+                    JsonPathValue("/spec/opsState", "WaitToBeDeleted"),
+                    JsonPathValue("/spec/deletionPriority", 10),
+                ),
+            ),
+        ),
+    )
+    writes = writes_for(result("WaitToBeDeleted", cfg), cfg, WHO)
+    guards = {w.source.rsplit(".", 1)[-1]: w.guards for w in writes}
+    assert guards == {
+        "jsonPath": (guard,),
+        "gameServerOpsState": (guard,),
+        "jsonPathConfigs[0]": (guard,),
+        "jsonPathConfigs[1]": (),
+    }
+    # Another target's /spec/opsState is not a GameServer's: no guard from here.
+    room = InKubeConfig(
+        target=Target(group="example.com", version="v1", resource="rooms"),
+        json_path="/spec/opsState",
+    )
+    (write,) = writes_for(result("x", room), room, WHO)
+    assert write.guards == ()
 
 
 def test_protection_can_be_switched_off() -> None:
@@ -76,4 +142,5 @@ def test_protection_can_be_switched_off() -> None:
         protected_ops_states=(),
     )
     (ops,) = writes_for(result("s", cfg), cfg, WHO)
-    assert ops.guards == ()
+    # An explicit empty guard: the core's default guard of the field does not apply either.
+    assert ops.guards == (FieldNotIn("/spec/opsState", ()),)

@@ -69,9 +69,16 @@ def test_every_handler_writes_its_condition_and_nothing_else(
         assert idle["lastProbeTime"].endswith("Z") and idle["lastTransitionTime"].endswith("Z")
         # The kubelet's conditions and someone else's are exactly as they were.
         assert list(conditions(sc).values())[:3] == KUBELET_CONDITIONS
-        reasons = {(e["reason"], e["message"], e["type"]) for e in events(sc)}
-        assert ("KruiseProbeSucceeded", "idle", "Normal") in reasons
-        assert ("KruiseProbeFailed", down["message"], "Normal") in reasons
+        wanted = {
+            ("KruiseProbeSucceeded", "idle", "Normal"),
+            ("KruiseProbeFailed", down["message"], "Normal"),
+        }
+        # Events are recorded in the background, after the condition: wait for them.
+        sc.wait_for(
+            lambda: wanted <= {(e["reason"], e["message"], e["type"]) for e in events(sc)},
+            10,
+            "the probes' Events",
+        )
         assert game.requests("/state")[0].headers["User-Agent"] == "kube-probe"
         assert sc.stop() == 0
     assert "Traceback" not in sc.log()
