@@ -2,7 +2,7 @@
 write order, missing objects and the flush, with an in-memory store that has a watch and a
 clock driven by hand (no test measures wall-clock time).
 
-The same behaviours run against the real kube-apiserver in tests/kube/test_convergence.py.
+The same behaviours run against the real kube-apiserver in tests/kube/test_other_writers.py.
 """
 
 from __future__ import annotations
