@@ -379,20 +379,7 @@ class KubeStore:
                 f"{verb} {ref}: {self.description} unreachable: {_connection_problem(exc)}"
             ) from None
         if 200 <= status <= 299:
-            try:
-                document = json.loads(data)
-            except ValueError as exc:
-                raise TransientApiError(
-                    f"{verb} {ref}: {self.description} answered {status} with a body that is not "
-                    f"JSON: {_snippet(data)}",
-                    status=status,
-                ) from exc
-            if not isinstance(document, dict):
-                raise TransientApiError(
-                    f"{verb} {ref}: {self.description} answered {status} with a non-object body",
-                    status=status,
-                )
-            return document
+            return _answer(f"{verb} {ref}: {self.description}", status, data)
         raise _error_for(verb, ref, status, headers, data, self.description)
 
     def _send(
@@ -415,6 +402,21 @@ class KubeStore:
         # Reading the whole body also hands the connection back to the pool.
         data = response.read()  # type: ignore[no-untyped-call]
         return response.status, response.headers, data
+
+
+def _answer(what: str, status: int, data: bytes) -> dict[str, JSON]:
+    """The JSON object of a 2xx answer; :class:`TransientApiError` when the body is not one
+    (``what`` is "<verb> <ref>: <server>", for the message)."""
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise TransientApiError(
+            f"{what} answered {status} with a body that is not JSON: {_snippet(data)}",
+            status=status,
+        ) from exc
+    if not isinstance(document, dict):
+        raise TransientApiError(f"{what} answered {status} with a non-object body", status=status)
+    return document
 
 
 class _WatchRequests:

@@ -12,7 +12,9 @@ everything can be tried on a laptop.  The file::
 Each write replaces the file atomically (temp file + fsync + rename); temporary files left by a
 killed kidecar (``.state.json.XXXXXXXX`` beside the file) are removed when it starts.  The file
 may be edited by hand while kidecar runs (to play a human setting ``Maintaining``): it is
-re-read when it changed.
+re-read when it changed.  A hand edit is never lost to a write of kidecar's that was being
+saved at the same moment: a save checks, just before its rename, that the file is still the one it
+read, and otherwise starts again from the edited file.
 
 Writes are validated the way the API server validates them (:mod:`.validation`: label keys and
 values, annotation keys and their 256 KiB total size): a write the API server would refuse with
@@ -44,9 +46,9 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -73,7 +75,15 @@ log = logging.getLogger("kidecar.local")
 MAX_EVENTS = 100
 POLL_INTERVAL = 0.5
 """Seconds between two looks at the state file for changes made by someone else."""
+EDIT_RETRIES = 5
+"""Saves attempted, each from a fresh read, while someone else keeps editing the file."""
 _ABSENT = object()
+_T = TypeVar("_T")
+
+
+class _EditedMeanwhile(Exception):
+    """The file changed between kidecar's last read and its save (a hand edit): save again from
+    a fresh read."""
 
 
 def initial_state(who: PodIdentity) -> dict[str, Any]:
@@ -141,6 +151,9 @@ class LocalStore:
         return doc
 
     def _save(self, doc: dict[str, Any]) -> None:
+        """Write ``doc`` atomically; :class:`_EditedMeanwhile` (nothing written) when the file
+        changed since it was last read, so that a hand edit made meanwhile is never overwritten
+        by a document that does not contain it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
@@ -149,14 +162,47 @@ class LocalStore:
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
+            if self._signature is not None and self._current_signature() != self._signature:
+                raise _EditedMeanwhile
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        info = self.path.stat()
-        self._signature = (info.st_ino, info.st_mtime_ns, info.st_size)
+        self._signature = self._current_signature()
         for wake in self._watchers:
             wake.set()
+
+    def _current_signature(self) -> tuple[int, int, int] | None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    async def _write(self, change: Callable[[dict[str, Any]], _T]) -> _T:
+        """Apply ``change`` to the document as it is in the file and save it, again from a fresh
+        read when someone edited the file while it was being saved (at most
+        :data:`EDIT_RETRIES` times; then :class:`~kidecar_core.errors.TransientPersistError`).
+        ``change`` may raise to refuse the write; the document is then left as it was."""
+        for _ in range(EDIT_RETRIES):
+            doc = self._load()
+            backup = copy.deepcopy(doc)
+            try:
+                result = change(doc)
+                await asyncio.to_thread(self._save, doc)
+            except _EditedMeanwhile:
+                self._doc, self._signature = backup, None  # re-read the file, edits included
+                continue
+            except OSError as e:
+                self._doc = backup
+                raise TransientPersistError(
+                    f"cannot write {self.path}: {e.strerror or e}"
+                ) from None
+            except BaseException:
+                self._doc = backup
+                raise
+            return result
+        raise TransientPersistError(f"{self.path} keeps changing while kidecar writes it")
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -182,8 +228,7 @@ class LocalStore:
             return copy.deepcopy(obj) if isinstance(obj, dict) else None
 
     async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
-        async with self._lock:
-            doc = self._load()
+        def change(doc: dict[str, Any]) -> dict[str, JSON]:
             holder, key = self._slot(doc, ref)
             obj = holder.get(key)
             if not isinstance(obj, dict):
@@ -195,8 +240,11 @@ class LocalStore:
             new = merge_patch(obj, patch)
             _validate(ref, new)
             _bump(new)
-            await self._commit(doc, holder, key, new)
+            holder[key] = new
             return copy.deepcopy(new)
+
+        async with self._lock:
+            return await self._write(change)
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         """The status subresource, as the API server's strategic merge does it for a pod:
@@ -204,8 +252,8 @@ class LocalStore:
         conditions = (patch.get("status") or {}).get("conditions")
         if not isinstance(conditions, list):
             return await self.patch(ref, patch)
-        async with self._lock:
-            doc = self._load()
+
+        def change(doc: dict[str, Any]) -> dict[str, JSON]:
             holder, key = self._slot(doc, ref)
             obj = holder.get(key)
             if not isinstance(obj, dict):
@@ -217,8 +265,11 @@ class LocalStore:
             )
             _validate(ref, new)
             _bump(new)
-            await self._commit(doc, holder, key, new)
+            holder[key] = new
             return copy.deepcopy(new)
+
+        async with self._lock:
+            return await self._write(change)
 
     async def list(self, ref: ObjectRef) -> list[dict[str, JSON]]:
         """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored)."""
@@ -235,8 +286,7 @@ class LocalStore:
             return [copy.deepcopy(v) for v in found if isinstance(v, dict)]
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
-        async with self._lock:
-            doc = self._load()
+        def change(doc: dict[str, Any]) -> dict[str, JSON]:
             holder, key = self._slot(doc, ref)
             if key in holder:
                 raise ConflictError(f"{ref} already exists")
@@ -246,34 +296,16 @@ class LocalStore:
             meta.update(name=ref.name, namespace=ref.namespace, resourceVersion="0")
             _validate(ref, obj)
             _bump(obj)
-            await self._commit(doc, holder, key, obj)
+            holder[key] = obj
             return copy.deepcopy(obj)
 
-    async def _commit(
-        self, doc: dict[str, Any], holder: dict[str, Any], key: str, value: Any
-    ) -> None:
-        """Set ``holder[key]`` and save; on a failed save the document is left as it was.
-
-        A failed save (disk full, permissions) is transient for the writer: it keeps the desired
-        state and retries, as it would with an API server that is away.
-        """
-        previous = holder.get(key, _ABSENT)
-        holder[key] = value
-        try:
-            await asyncio.to_thread(self._save, doc)
-        except OSError as e:
-            if previous is _ABSENT:
-                del holder[key]
-            else:
-                holder[key] = previous
-            raise TransientPersistError(f"cannot write {self.path}: {e.strerror or e}") from None
+        async with self._lock:
+            return await self._write(change)
 
     async def record_event(self, about: ObjectRef, event: Event) -> None:
-        async with self._lock:
-            doc = self._load()
-            events = doc.get("events", [])
+        def change(doc: dict[str, Any]) -> None:
             doc["events"] = [
-                *events[-(MAX_EVENTS - 1) :],
+                *doc.get("events", [])[-(MAX_EVENTS - 1) :],
                 {
                     "involvedObject": str(about),
                     "reason": event.reason,
@@ -282,13 +314,9 @@ class LocalStore:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             ]
-            try:
-                await asyncio.to_thread(self._save, doc)
-            except OSError as e:
-                doc["events"] = events
-                raise TransientPersistError(
-                    f"cannot write {self.path}: {e.strerror or e}"
-                ) from None
+
+        async with self._lock:
+            await self._write(change)
 
     async def watch(self, ref: ObjectRef) -> AsyncIterator[Observation]:
         """The object now, then after every change (see the module docstring).

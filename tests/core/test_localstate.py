@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,5 +140,69 @@ def test_list_objects_of_a_resource_in_a_namespace(tmp_path: Path) -> None:
         assert [p["metadata"]["name"] for p in await store.list(POD)] == ["gs-0"]
         assert await store.list(CM) == [{"data": {}}]
         assert await store.list(ObjectRef.pod(PodIdentity("x", "elsewhere"))) == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("write", ["patch", "event", "create"])
+def test_a_hand_edit_made_while_kidecar_saves_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    """A human saves the file between kidecar's read and its rename (the moment a real editor can
+    hit; made certain here by editing inside kidecar's fsync): both changes end up in the file."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        await store.get(GS)
+        real_fsync = os.fsync
+        edits = ["x"]
+
+        def fsync_then_edit(fd: int) -> None:
+            real_fsync(fd)
+            if edits:
+                doc = json.loads(path.read_text())
+                doc["gameserver"]["metadata"]["labels"][edits.pop()] = "human"
+                path.write_text(json.dumps(doc))  # in place, as `echo > file` or an editor does
+
+        monkeypatch.setattr(os, "fsync", fsync_then_edit)
+        if write == "patch":
+            await store.patch(GS, {"spec": {"opsState": "Allocated"}})
+        elif write == "event":
+            await store.record_event(GS, Event("Tested", "a test event"))
+        else:
+            await store.create(CM, {"data": {"a": "1"}})
+        on_disk = json.loads(path.read_text())
+        assert on_disk["gameserver"]["metadata"]["labels"] == {"x": "human"}
+        assert (on_disk["gameserver"]["spec"]["opsState"] == "Allocated") == (write == "patch")
+        assert len(on_disk["events"]) == (write == "event")
+        assert ("sidecar-result" in on_disk["configmaps"]) == (write == "create")
+        assert (await store.get(GS))["metadata"]["labels"] == {"x": "human"}  # type: ignore[index]
+
+    asyncio.run(main())
+
+
+def test_a_file_that_never_stops_changing_is_a_transient_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        real_fsync = os.fsync
+        edits = iter(range(1000))
+
+        def fsync_then_edit(fd: int) -> None:
+            real_fsync(fd)
+            doc = json.loads(path.read_text())
+            doc["gameserver"]["metadata"]["labels"]["n"] = str(next(edits))
+            path.write_text(json.dumps(doc))
+
+        monkeypatch.setattr(os, "fsync", fsync_then_edit)
+        with pytest.raises(TransientPersistError, match="keeps changing while kidecar writes"):
+            await store.patch(GS, {"spec": {"opsState": "Allocated"}})
+        assert "opsState" not in json.loads(path.read_text())["gameserver"]["spec"] or (
+            json.loads(path.read_text())["gameserver"]["spec"]["opsState"] != "Allocated"
+        )
 
     asyncio.run(main())
