@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kidecar_core import ManualClock
-from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome
+from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome, condition_message
 from kidecar_plugins.pod_probe.spec import ExecAction, PodProbe, Timing
 from kidecar_plugins.pod_probe.worker import ProbeWorker, Thresholds, Update, container_state
 
@@ -124,6 +124,13 @@ def test_past_its_threshold_every_result_is_reported_with_its_message() -> None:
     assert [rig.tick(1) for _ in range(3)] == [
         [(SUCCEEDED, "out-1")], [(SUCCEEDED, "out-2")], [(SUCCEEDED, "players=3")],
     ]  # fmt: skip
+
+
+def test_a_message_of_few_characters_but_many_bytes_is_capped_too() -> None:
+    # kruise-daemon counts bytes (Go's len): 1000 "é" are 2000 bytes, 1024 kept.
+    message = condition_message("é" * 1000)
+    assert message == "é" * 512
+    assert len(message.encode()) == 1024
 
 
 def test_a_long_message_is_capped_like_kruise_daemon() -> None:
