@@ -128,6 +128,10 @@ def options_from(
         raise InjectError(f"--config-map {config_map!r} is not a valid ConfigMap name")
     if not image.strip():
         raise InjectError("--image must not be empty")
+    if service_account and not is_dns1123_subdomain(service_account):
+        raise InjectError(
+            f"--service-account {service_account!r} is not a valid ServiceAccount name"
+        )
     return InjectOptions(
         image=image,
         config_map=config_map,
