@@ -32,17 +32,16 @@ class Outcome:
 
 def condition_message(output: str) -> str:
     """The condition message for a probe's output: surrounding whitespace trimmed, then capped
-    as kruise-daemon caps it (more than 1024 bytes of UTF-8: the first 1024 bytes, cut at a
+    as kruise-daemon caps it (more than 1024 characters: the first 1024 bytes, cut at a
     character boundary so that the message stays valid UTF-8).
 
     OpenKruiseGame compares the message with ``serviceQualities[].serviceQualityAction[].result``
     after removing ``|`` and line breaks, so ``echo idle`` and ``printf idle`` both give ``idle``.
     """
     text = output.strip()
-    data = text.encode("utf-8")
-    if len(data) <= MAX_MESSAGE_LENGTH:
+    if len(text) <= MAX_MESSAGE_LENGTH:
         return text
-    return data[:MAX_MESSAGE_LENGTH].decode("utf-8", "ignore")
+    return text.encode("utf-8")[:MAX_MESSAGE_LENGTH].decode("utf-8", "ignore")
 
 
 def decode(data: bytes) -> str:

@@ -126,11 +126,10 @@ def test_past_its_threshold_every_result_is_reported_with_its_message() -> None:
     ]  # fmt: skip
 
 
-def test_a_message_of_few_characters_but_many_bytes_is_capped_too() -> None:
-    # kruise-daemon counts bytes (Go's len): 1000 "é" are 2000 bytes, 1024 kept.
-    message = condition_message("é" * 1000)
-    assert message == "é" * 512
-    assert len(message.encode()) == 1024
+def test_the_cap_counts_characters_and_cuts_bytes_like_kruise_daemon() -> None:
+    # prober.go: utf8 length > 1024 → msg[:1024] (bytes). 1000 "é" (2000 bytes) stay whole.
+    assert condition_message("é" * 1000) == "é" * 1000
+    assert condition_message("é" * 1025).encode() == ("é" * 512).encode()
 
 
 def test_a_long_message_is_capped_like_kruise_daemon() -> None:
