@@ -141,6 +141,19 @@ def test_a_changed_spec_restarts_the_probe_and_a_removed_one_stops(tmp_path: Pat
         assert condition(sc, "gone") is not None  # left as last written, as Kruise leaves it
 
 
+def test_a_removed_probe_leaves_no_metric_series_behind(tmp_path: Path) -> None:
+    # Probe names come and go with the annotation: their series must not pile up.
+    sc = sidecar(tmp_path)
+    seed_pod(sc.state_path, [exec_probe("first", "echo 1")])
+    with sc.start(wait_ready=True):
+        wait_condition(sc, "first", "True", "1")
+        sc.wait_for(lambda: 'probe="first"' in sc.get("/metrics")[1], 10, "first's series")
+        set_annotation(sc, [exec_probe("second", "echo 2")])
+        wait_condition(sc, "second", "True", "2")
+        sc.wait_for(lambda: 'probe="second"' in sc.get("/metrics")[1], 10, "second's series")
+        assert 'probe="first"' not in sc.get("/metrics")[1]
+
+
 def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: Path) -> None:
     config = {"plugins": [{"name": "pod_probe", "config": {"probes": [
         exec_probe("static", "echo from-config")]}}]}  # fmt: skip
