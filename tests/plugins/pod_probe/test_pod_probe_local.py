@@ -170,11 +170,12 @@ def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: 
                 probe_entry("grpc", {"grpc": {"port": 9000}}),
                 exec_probe("negative", "echo never", periodSeconds=-1),
                 probe_entry("named", {"tcpSocket": {"port": "no-such-port"}}),
+                probe_entry("unknown", {"udpSocket": {"port": 9000}}),
             ],
         )
         wait_condition(sc, "good", "True", "fine")
         wait_condition(sc, "static", "True", "from-config")
-        sc.wait_for(lambda: len(events(sc, "InvalidPodProbe")) == 4, 10, "4 InvalidPodProbe")
+        sc.wait_for(lambda: len(events(sc, "InvalidPodProbe")) == 5, 10, "5 InvalidPodProbe")
         time.sleep(2.5)  # more periods: nothing more is reported, nothing written for the bad
         messages = [e["message"] for e in events(sc, "InvalidPodProbe")]
         assert messages == [
@@ -184,11 +185,13 @@ def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: 
             "supported (exec, tcpSocket and httpGet are)",
             "probe not run: annotation kruise.io/podprobe[2].probe.periodSeconds: must be >= 0, "
             "got -1",
+            "probe not run: annotation kruise.io/podprobe[4].probe: no handler: expected one of "
+            "exec, tcpSocket, httpGet (unknown key(s): udpSocket)",
             "probe not run: annotation kruise.io/podprobe[3].probe.tcpSocket.port: container "
             "'game' has no port named 'no-such-port'",
         ]
-        assert sc.log().count("probe not run:") == 4
-        assert {"grpc", "negative", "named"}.isdisjoint(
+        assert sc.log().count("probe not run:") == 5
+        assert {"grpc", "negative", "named", "unknown"}.isdisjoint(
             t.removeprefix("game.kruise.io/") for t in conditions(sc)
         )
     assert "Traceback" not in sc.log()
