@@ -39,6 +39,7 @@ _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOST = re.compile(r"^[A-Za-z0-9._:%-]+$")
 MAX_INT32 = 2**31 - 1
 """The largest value of a probe's counts (``int32`` fields of core/v1 ``Probe``)."""
@@ -214,7 +215,13 @@ def parse_entry(item: Any, path: str, *, strict: bool, source: str = "") -> PodP
     """One ``{"containerName", "name", "podConditionType", "probe"}`` entry (``SpecError``)."""
     fields = _fields(item, _ENTRY_KEYS, path, strict)
     name = _string(fields, "name", path, required=True)
+    if "#" in name or not name.isprintable():
+        raise SpecError(f"{path}.name", f"{name!r} must not contain '#' (Kruise's rule) or "
+                        "control characters")  # fmt: skip
     container = _string(fields, "containerName", path, required=True)
+    if not _CONTAINER_NAME.match(container):
+        raise SpecError(f"{path}.containerName", f"{container!r} is not a container name (a DNS "
+                        "label: a-z, 0-9, '-', at most 63 characters)")  # fmt: skip
     condition = _string(fields, "podConditionType", path, required=True)
     _check_condition_type(condition, f"{path}.podConditionType")
     probe_path = f"{path}.probe"

@@ -163,6 +163,21 @@ def test_a_condition_the_kubelet_or_kruise_writes_is_refused(condition: str) -> 
     ]
 
 
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"name": "a\n13:00:00 ERROR   kidecar: forged"}, "[0].name: 'a\\n13:00:00 ERROR   "
+         "kidecar: forged' must not contain '#' (Kruise's rule) or control characters"),
+        ({"name": "a#b"}, "[0].name: 'a#b' must not contain '#' (Kruise's rule) or control "
+         "characters"),
+        ({"containerName": "Game\n"}, "[0].containerName: 'Game\\n' is not a container name "
+         "(a DNS label: a-z, 0-9, '-', at most 63 characters)"),
+    ],
+)  # fmt: skip
+def test_names_that_would_forge_log_lines_are_refused(fields: dict[str, str], problem: str) -> None:
+    assert problems_of([entry({"exec": {"command": ["true"]}}, **fields)]) == [problem]
+
+
 def test_hosts_that_are_names_or_addresses_are_kept() -> None:
     hosts = ["10.0.0.7", "::1", "fe80::1%eth0", "game.default.svc", "localhost"]
     value = [
