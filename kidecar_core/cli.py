@@ -141,7 +141,9 @@ def _add_inject(inject: argparse.ArgumentParser) -> None:
         "else kidecar-config)",
     )
     inject.add_argument(
-        "--container", metavar="NAME", help="the game's main container (default: the first)"
+        "--container",
+        metavar="NAME",
+        help="with -f: the game's main container (default: the first)",
     )
     inject.add_argument(
         "--admin-port",

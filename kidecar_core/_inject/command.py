@@ -22,8 +22,12 @@ def inject_command(
     if (args.filename is None) == (args.sidecarset is None):
         print("kidecar inject: give either -f WORKLOAD or --sidecarset NAME", file=err)
         return EXIT_CONFIG
-    if args.sidecarset is None and (args.selector or args.namespace):
+    if args.sidecarset is None and (args.selector or args.namespace is not None):
         print("kidecar inject: --selector and --namespace go with --sidecarset", file=err)
+        return EXIT_CONFIG
+    if args.sidecarset is not None and args.container:
+        print("kidecar inject: --container goes with -f (a SidecarSet does not change the "
+              "game's container; the notes say what its pod template needs)", file=err)  # fmt: skip
         return EXIT_CONFIG
     plugins = Plugins.load(env, args.plugin_file)
     try:

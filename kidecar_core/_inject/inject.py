@@ -16,6 +16,7 @@ volumes and mounts it finds, so its output equals its input.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from kidecar_core._config.strict_yaml import (
     parse_yaml_documents,
 )
 from kidecar_core._inject.podedit import (
+    CONFIG_DIR,
+    CONFIG_VOLUME,
     DEFAULT_CONFIG_MAP,
     SIDECAR_NAME,
     InjectError,
@@ -128,6 +131,10 @@ def options_from(
         raise InjectError(f"--config-map {config_map!r} is not a valid ConfigMap name")
     if not image.strip():
         raise InjectError("--image must not be empty")
+    if service_account and not is_dns1123_subdomain(service_account):
+        raise InjectError(
+            f"--service-account {service_account!r} is not a valid ServiceAccount name"
+        )
     return InjectOptions(
         image=image,
         config_map=config_map,
@@ -221,6 +228,16 @@ def _check_volume(who: str, volume: SharedVolume) -> None:
         )
     if not volume.mount_path.startswith("/"):
         raise InjectError(f"{who}: mount path {volume.mount_path!r} is not absolute")
+    if volume.name == CONFIG_VOLUME:
+        raise InjectError(
+            f"{who}: volume name {CONFIG_VOLUME!r} is the sidecar's config volume; choose another"
+        )
+    path = posixpath.normpath(volume.mount_path)
+    if path in ("/", CONFIG_DIR) or path.startswith(f"{CONFIG_DIR}/"):
+        raise InjectError(
+            f"{who}: mount path {volume.mount_path!r} would hide the sidecar's "
+            f"{'root' if path == '/' else 'config at ' + CONFIG_DIR}; choose another"
+        )
 
 
 # -- documents ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from kidecar_core._inject.podedit import (
     security_context,
     sidecar_container,
 )
+from kidecar_core._store.validation import is_dns1123_label
 
 API_VERSION = "apps.kruise.io/v1alpha1"
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -51,6 +52,11 @@ def parse_selector(pairs: Sequence[str]) -> dict[str, str]:
             raise InjectError(f"--selector {pair!r}: expected KEY=VALUE with a valid label")
         if len(value) > 63:
             raise InjectError(f"--selector {pair!r}: a label value has at most 63 characters")
+        if labels.get(key, value) != value:
+            raise InjectError(
+                f"--selector {pair!r}: label {key!r} is already selected as {labels[key]!r} "
+                "(a pod has one value per label)"
+            )
         labels[key] = value
     return labels
 
@@ -73,6 +79,11 @@ def sidecarset(
     """The SidecarSet and the notes for the user (one sentence each)."""
     if not _DNS_SUBDOMAIN.match(name):
         raise InjectError(f"--sidecarset {name!r} is not a valid object name")
+    if namespace is not None and not is_dns1123_label(namespace):
+        raise InjectError(
+            f"--namespace {namespace!r} is not a valid namespace name (a DNS label: a-z, 0-9, "
+            "'-', at most 63 characters)"
+        )
     label = f"SidecarSet {name}"
     notes: list[str] = []
     mounts = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]

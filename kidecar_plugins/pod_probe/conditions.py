@@ -15,7 +15,8 @@ message as its text) and is emitted as a :class:`~kidecar_core.Result` (kind ``c
 
 Failed writes: the API server away, 429/5xx or 409 → retried with backoff (the latest desired
 state is written when it answers); 403 → logged once with the missing RBAC rule, retried every
-30 s; 422 → logged, and that condition is not retried until it changes.
+30 s; 422 → logged, and that condition is not retried until it changes (when several were sent
+together, they are sent again one by one first, so that only the bad one is held back).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class ConditionWriter:
         self._clock = clock
         self._written_version = -1
         self._problem: str | None = None
+        self._one_at_a_time = False
+        """After a 422 for several conditions: one per patch, so that only the bad one is
+        refused."""
         self._wake = asyncio.Event()
 
     def set(self, update: Update) -> None:
@@ -119,8 +123,17 @@ class ConditionWriter:
         return [
             u
             for t, u in sorted(self.desired.items())
-            if differs(self.live.get(t), u) and self.refused.get(t) != u
+            if differs(self.live.get(t), u) and not self._held_back(t, u)
         ]
+
+    def _held_back(self, condition_type: str, update: Update) -> bool:
+        """Whether the API server refused this status and message (a later probe run with the
+        same result is not sent again; a new result is)."""
+        refused = self.refused.get(condition_type)
+        return refused is not None and (refused.status, refused.message) == (
+            update.status,
+            update.message,
+        )
 
     async def run(self) -> None:
         """Write whenever something is pending, until cancelled."""
@@ -141,6 +154,8 @@ class ConditionWriter:
         updates = self.pending()
         if not updates:
             return None
+        if self._one_at_a_time:
+            updates = updates[:1]
         patch = {"status": {"conditions": [self._condition(u) for u in updates]}}
         try:
             pod = await self.ctx.patch_status(self.pod, patch)
@@ -157,6 +172,8 @@ class ConditionWriter:
         self.live = live_conditions(pod)
         for update in updates:
             self._announce(update)
+        if not self.pending():
+            self._one_at_a_time = False
         return None
 
     def _condition(self, update: Update) -> dict[str, Any]:
@@ -172,6 +189,10 @@ class ConditionWriter:
         }
 
     def _refused(self, updates: list[Update], error: PermanentPersistError) -> float:
+        if isinstance(error, InvalidError) and len(updates) > 1:
+            self._one_at_a_time = True  # find the bad one: the others are written
+            self.ctx.log.warning("pod conditions refused; writing them one at a time: %s", error)
+            return 0.0
         if isinstance(error, InvalidError):
             for update in updates:
                 self.refused[update.probe.condition_type] = update

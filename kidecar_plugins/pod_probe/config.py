@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import ConfigError, FieldError, field, positive
+from kidecar_core import ConfigError, FieldError, field
 from kidecar_plugins.pod_probe.spec import PodProbe, SpecError, parse_entry, parse_probe_list
 
 CONFIG_SOURCE = "config probes"
@@ -24,6 +24,14 @@ def _check_name(_: object, __: object, name: str) -> None:
 def _check_path(_: object, __: object, path: str) -> None:
     if not path.startswith("/"):
         raise FieldError("mountPath", f"{path!r} is not an absolute path")
+
+
+def _at_least_one_second(_: object, __: object, seconds: float) -> None:
+    if not seconds >= 1:
+        raise FieldError(
+            "podProbeMarkersPeriodSeconds",
+            f"must be at least 1 (one list request of the API server each period), got {seconds}",
+        )
 
 
 @attrs.frozen
@@ -104,8 +112,9 @@ class PodProbeConfig:
     pod_probe_markers_period_seconds: float = field(
         key="podProbeMarkersPeriodSeconds",
         default=30.0,
-        validator=positive,
-        doc="How often the PodProbeMarkers are listed again (one list request each time).",
+        validator=_at_least_one_second,
+        doc="How often the PodProbeMarkers are listed again (one list request each time). At "
+        "least 1.",
     )
 
     def __attrs_post_init__(self) -> None:

@@ -32,7 +32,9 @@ from yarl import URL
 from kidecar_plugins.pod_probe.outcome import MAX_OUTPUT_BYTES, Outcome, decode
 
 USER_AGENT = "kube-probe"
-"""What kruise-daemon's probes send (games may recognise probes by it)."""
+"""The product token of the probes' ``User-Agent``: kruise-daemon sends
+``kruise-daemon/<version> kube-probe`` and the kubelet ``kube-probe/<version>``, so a game that
+recognises probes looks for ``kube-probe`` (kruise-daemon's ``prober.go``, ``userAgent``)."""
 
 MAX_REDIRECTS = 10
 """Go's http.Client default, kept by the kubelet's same-host redirect checker."""

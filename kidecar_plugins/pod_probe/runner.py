@@ -17,6 +17,7 @@ the bad one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from kidecar_plugins.pod_probe.conditions import ConditionWriter
 from kidecar_plugins.pod_probe.config import PodProbeConfig
 from kidecar_plugins.pod_probe.execprobe import run_exec
 from kidecar_plugins.pod_probe.netprobe import make_session, probe_url, run_http, run_tcp
-from kidecar_plugins.pod_probe.outcome import Outcome
+from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome
 from kidecar_plugins.pod_probe.source import ProbeSources, follow
 from kidecar_plugins.pod_probe.spec import ExecAction, HTTPGetAction, PodProbe, TCPSocketAction
 from kidecar_plugins.pod_probe.worker import ProbeWorker, WallClock
@@ -44,6 +45,15 @@ class ProbeMetrics:
 
     probes: Any
     duration: Any
+
+    def forget(self, plugin: str, probe: str) -> None:
+        """Drop the series of a probe that stopped (probe names come and go with the
+        annotation: kept series would grow without bound)."""
+        for result in (SUCCEEDED, FAILED):
+            with contextlib.suppress(KeyError):
+                self.probes.remove(plugin, probe, result)
+        with contextlib.suppress(KeyError):
+            self.duration.remove(plugin, probe)
 
     @classmethod
     def of(cls, ctx: PluginContext) -> ProbeMetrics:
@@ -144,6 +154,8 @@ class PodProbeRun:
             new = wanted.get(key)
             if new is None or new.condition_type != running.condition_type:
                 self.writer.forget(running.condition_type)
+            if new is None and all(k[1] != key[1] for k in wanted):
+                self.metrics.forget(self.ctx.name, key[1])
             what = "stopped (gone)" if new is None else "restarted (its spec changed)"
             self.ctx.log.info("probe %s of container %s %s", key[1], key[0], what)
         for key, probe in wanted.items():

@@ -44,8 +44,8 @@ POD_PROBE_MARKER = ObjectRef("apps.kruise.io", "v1alpha1", "podprobemarkers", ""
 async def follow(ctx: PluginContext, ref: ObjectRef) -> AsyncIterator[dict[str, Any] | None]:
     """The object now and after each change (``None`` while it does not exist), forever.
 
-    The core's watch of the object (:meth:`~kidecar_core.RuntimeView.watch_object`, from branch
-    ``conv``), which the core shares with its own writer of the pod: no reads at all while the
+    The core's watch of the object (:meth:`~kidecar_core.RuntimeView.watch_object`), which the
+    core shares with its own writer of the pod: no reads at all while the
     pod does not change.  The watch recovers from errors by itself.
     """
     async for obj in ctx.watch_object(ref):

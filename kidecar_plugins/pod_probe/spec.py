@@ -33,11 +33,35 @@ _TIMING_KEYS = (
     "failureThreshold",
     "terminationGracePeriodSeconds",
 )
+_PROBE_KEYS = frozenset(k.lower() for k in ("exec", "tcpSocket", "httpGet", "grpc", *_TIMING_KEYS))
 _ENTRY_KEYS = ("name", "containerName", "podConditionType", "probe", "markerPolicy")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOST = re.compile(r"^[A-Za-z0-9._:%-]+$")
+MAX_INT32 = 2**31 - 1
+"""The largest value of a probe's counts (``int32`` fields of core/v1 ``Probe``)."""
+
+RESERVED_CONDITION_TYPES = frozenset(
+    {
+        "PodScheduled",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodReadyToStartContainers",
+        "DisruptionTarget",
+        "PodResizePending",
+        "PodResizeInProgress",
+        "KruisePodReady",
+        "InPlaceUpdateReady",
+    }
+)
+"""Pod condition types that the kubelet, the scheduler or Kruise write: a probe writing one of
+them would fight its owner (``Ready=False`` takes the pod out of its Services).  Kruise's
+PodProbeMarker webhook refuses these names (``k8sNativePodConditions``); kidecar refuses them as
+``podConditionType``."""
 
 
 @attrs.frozen
@@ -191,22 +215,33 @@ def parse_entry(item: Any, path: str, *, strict: bool, source: str = "") -> PodP
     """One ``{"containerName", "name", "podConditionType", "probe"}`` entry (``SpecError``)."""
     fields = _fields(item, _ENTRY_KEYS, path, strict)
     name = _string(fields, "name", path, required=True)
+    if "#" in name or not name.isprintable():
+        raise SpecError(f"{path}.name", f"{name!r} must not contain '#' (Kruise's rule) or "
+                        "control characters")  # fmt: skip
     container = _string(fields, "containerName", path, required=True)
+    if not _CONTAINER_NAME.match(container):
+        raise SpecError(f"{path}.containerName", f"{container!r} is not a container name (a DNS "
+                        "label: a-z, 0-9, '-', at most 63 characters)")  # fmt: skip
     condition = _string(fields, "podConditionType", path, required=True)
     _check_condition_type(condition, f"{path}.podConditionType")
     probe_path = f"{path}.probe"
-    probe = _fields(fields.get("probe"), (*HANDLERS, "grpc", *_TIMING_KEYS), probe_path, strict)
+    raw = fields.get("probe")
+    probe = _fields(raw, (*HANDLERS, "grpc", *_TIMING_KEYS), probe_path, strict)
     timing = Timing(
         *(_count(probe, key, probe_path) for key in _TIMING_KEYS[:5]),
     )
     _count(probe, "terminationGracePeriodSeconds", probe_path)  # checked, not used
-    return PodProbe(name, container, condition, _handler(probe, probe_path, strict), timing, source)
+    handler = _handler(probe, raw, probe_path, strict)
+    return PodProbe(name, container, condition, handler, timing, source)
 
 
-def _handler(probe: Mapping[str, Any], path: str, strict: bool) -> Handler:
+def _handler(probe: Mapping[str, Any], raw: Any, path: str, strict: bool) -> Handler:
+    """The one handler of ``probe`` (``raw``: the probe as written, to name unknown keys)."""
     given = [key for key in (*HANDLERS, "grpc") if probe.get(key) is not None]
     if not given:
-        raise SpecError(path, "no handler: expected one of exec, tcpSocket, httpGet")
+        unknown = sorted(str(k) for k in raw if str(k).lower() not in _PROBE_KEYS)
+        also = f" (unknown key(s): {', '.join(unknown)})" if unknown else ""
+        raise SpecError(path, f"no handler: expected one of exec, tcpSocket, httpGet{also}")
     if len(given) > 1:
         raise SpecError(path, f"exactly one handler allowed, got {', '.join(given)}")
     kind = given[0]
@@ -232,7 +267,7 @@ def _exec(value: Any, path: str, strict: bool) -> ExecAction:
 
 def _tcp(value: Any, path: str, strict: bool) -> TCPSocketAction:
     fields = _fields(value, ("port", "host"), path, strict)
-    return TCPSocketAction(_port(fields, path), _string(fields, "host", path))
+    return TCPSocketAction(_port(fields, path), _host(fields, path))
 
 
 def _http(value: Any, path: str, strict: bool) -> HTTPGetAction:
@@ -244,7 +279,7 @@ def _http(value: Any, path: str, strict: bool) -> HTTPGetAction:
     if any(c in request_path for c in "\r\n\0"):
         raise SpecError(f"{path}.path", "must not contain line breaks or NUL")
     headers = _headers(fields.get("httpHeaders"), f"{path}.httpHeaders", strict)
-    host = _string(fields, "host", path)
+    host = _host(fields, path)
     return HTTPGetAction(_port(fields, path), host, scheme.upper(), request_path, headers)
 
 
@@ -264,6 +299,17 @@ def _headers(value: Any, path: str, strict: bool) -> tuple[tuple[str, str], ...]
             raise SpecError(f"{path}[{i}].value", "must not contain line breaks or NUL")
         headers.append((name, text))
     return tuple(headers)
+
+
+def _host(fields: Mapping[str, Any], path: str) -> str:
+    """A probe's ``host``: a host name or an IP address, nothing that would change the URL."""
+    host = _string(fields, "host", path)
+    if host and (not _HOST.match(host) or len(host) > 253):
+        raise SpecError(
+            f"{path}.host", f"{host!r} is not a host name or an IP address (no '/', '@', '?', "
+            "'#', spaces or brackets; the port goes in port)",
+        )  # fmt: skip
+    return host
 
 
 def _port(fields: Mapping[str, Any], path: str) -> int | str:
@@ -287,6 +333,8 @@ def _count(fields: Mapping[str, Any], key: str, path: str) -> int:
         raise SpecError(f"{path}.{key}", f"expected an integer, got {_describe(value)}")
     if value < 0:
         raise SpecError(f"{path}.{key}", f"must be >= 0, got {value}")
+    if value > MAX_INT32:
+        raise SpecError(f"{path}.{key}", f"must be at most {MAX_INT32} (an int32), got {value}")
     return value
 
 
@@ -304,6 +352,11 @@ def _string(fields: Mapping[str, Any], key: str, path: str, *, required: bool = 
 def _check_condition_type(value: str, path: str) -> None:
     """A pod condition type must be a qualified name (``[prefix/]name``), as the API server
     checks for conditions other than the kubelet's."""
+    if value in RESERVED_CONDITION_TYPES:
+        raise SpecError(
+            path, f"{value!r} is a condition the kubelet or Kruise writes; use a type of your "
+            "own (game.kruise.io/<name> for OKG)",
+        )  # fmt: skip
     prefix, _, name = value.rpartition("/")
     ok = len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
     if prefix:

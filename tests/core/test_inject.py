@@ -484,6 +484,22 @@ def test_merge_requirements() -> None:
             PodRequirements(shared_volumes=(SharedVolume("ok", "rel"),)),
             "mount path 'rel' is not absolute",
         ),
+        (
+            PodRequirements(shared_volumes=(SharedVolume("kidecar-config", "/data"),)),
+            "volume name 'kidecar-config' is the sidecar's config volume; choose another",
+        ),
+        (
+            PodRequirements(shared_volumes=(SharedVolume("data", "/opt/sidecar/"),)),
+            "mount path '/opt/sidecar/' would hide the sidecar's config at /opt/sidecar",
+        ),
+        (
+            PodRequirements(shared_volumes=(SharedVolume("data", "/opt/x/../sidecar/y"),)),
+            "mount path '/opt/x/../sidecar/y' would hide the sidecar's config at /opt/sidecar",
+        ),
+        (
+            PodRequirements(shared_volumes=(SharedVolume("data", "/"),)),
+            "mount path '/' would hide the sidecar's root",
+        ),
     ],
 )
 def test_conflicting_or_invalid_requirements_are_errors(

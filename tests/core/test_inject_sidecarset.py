@@ -102,8 +102,10 @@ def test_its_containers_and_volumes_are_valid_pod_parts(sidecar: Sidecar) -> Non
         (["a b=c"], "--selector 'a b=c': expected KEY=VALUE with a valid label"),
         (["k=-bad"], "--selector 'k=-bad': expected KEY=VALUE with a valid label"),
         (["k=" + "v" * 64], "a label value has at most 63 characters"),
+        (["a=b", "a=c"], "--selector 'a=c': label 'a' is already selected as 'b' (a pod has one "
+         "value per label)"),
     ],
-)
+)  # fmt: skip
 def test_bad_selectors_are_errors(pairs: list[str], message: str) -> None:
     with pytest.raises(InjectError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_selector(pairs)
@@ -139,8 +141,19 @@ def test_cli_prints_the_sidecarset_and_notes(inject_cli: InjectCli, tmp_path: Pa
         (["-f", "-", "--selector", "a=b"], "--selector and --namespace go with --sidecarset"),
         (["--sidecarset", "s"], "--selector K=V is required"),
         (["--sidecarset", "Bad_Name", "--selector", "a=b"], "'Bad_Name' is not a valid object"),
+        (["--sidecarset", "s", "--selector", "a=b", "--namespace", "Bad_NS"],
+         "kidecar inject: --namespace 'Bad_NS' is not a valid namespace name (a DNS label: a-z, "
+         "0-9, '-', at most 63 characters)"),
+        (["--sidecarset", "s", "--selector", "a=b", "--namespace", ""],
+         "kidecar inject: --namespace '' is not a valid namespace name"),
+        (["--sidecarset", "s", "--selector", "a=b", "--service-account", "Bad SA"],
+         "kidecar inject: --service-account 'Bad SA' is not a valid ServiceAccount name"),
+        (["-f", "-", "--service-account", "Bad SA"],
+         "kidecar inject: --service-account 'Bad SA' is not a valid ServiceAccount name"),
+        (["--sidecarset", "s", "--selector", "a=b", "--container", "game"],
+         "kidecar inject: --container goes with -f"),
     ],
-)
+)  # fmt: skip
 def test_cli_errors(
     inject_cli: InjectCli,  # noqa: F811
     tmp_path: Path,

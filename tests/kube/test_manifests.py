@@ -157,6 +157,9 @@ def test_kustomize_builds(kubectl: Path, kustomization: str) -> None:
         expected = sorted([*expected, "GameServerSet"])
     if (DEPLOY / kustomization / "sidecarset.yaml").is_file():
         expected = sorted([*expected, "SidecarSet"])
+    if (DEPLOY / kustomization / "podprobe-guard.yaml").is_file():
+        guard = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+        expected = sorted([*expected, *guard])
     assert kinds == expected
 
 

@@ -53,7 +53,7 @@ def test_every_mistake_is_reported_at_once_with_its_path(tmp_path: Path) -> None
             {**probe, "name": "d", "podConditionType": "bad type"},
         ],
         "sharedVolumes": [{"name": "Bad_Name", "mountPath": "relative"}],
-        "podProbeMarkersPeriodSeconds": 0,
+        "podProbeMarkersPeriodSeconds": 0.001,  # a list request every millisecond
     }
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, config)
@@ -69,7 +69,8 @@ def test_every_mistake_is_reported_at_once_with_its_path(tmp_path: Path) -> None
         "plugins[0].config.sharedVolumes[0].name: 'Bad_Name' is not a volume name (a DNS label: "
         "a-z, 0-9, '-')",
         "plugins[0].config.sharedVolumes[0].mountPath: 'relative' is not an absolute path",
-        "plugins[0].config.podProbeMarkersPeriodSeconds: must be > 0",
+        "plugins[0].config.podProbeMarkersPeriodSeconds: must be at least 1 (one list request "
+        "of the API server each period), got 0.001",
     ]
 
 

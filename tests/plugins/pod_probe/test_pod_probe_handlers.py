@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -129,6 +130,40 @@ def test_a_cancelled_exec_probe_leaves_no_process_behind(tmp_path: Path) -> None
         return int(pid_file.read_text())
 
     assert not _alive(run(main()))
+
+
+def test_an_exec_probe_whose_child_escapes_costs_no_file_descriptor(tmp_path: Path) -> None:
+    # The command exits at once, but a child in a session of its own keeps its stdout open:
+    # the probe times out, and its pipes must be closed all the same (each run leaked two).
+    pids = tmp_path / "pids"
+    script = f"setsid sleep 60 & echo $! >> {pids}; echo started"
+
+    async def main() -> tuple[int, int, list[Outcome]]:
+        before = len(os.listdir("/proc/self/fd"))
+        outcomes = [await run_exec(ExecAction(("sh", "-c", script)), 1) for _ in range(4)]
+        await asyncio.sleep(0)  # let the closed transports finish
+        return before, len(os.listdir("/proc/self/fd")), outcomes
+
+    try:
+        before, after, outcomes = run(main())
+    finally:
+        for pid in pids.read_text().split():
+            with suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    assert [o.reason for o in outcomes] == ["timed out after 1s"] * 4
+    assert after <= before
+
+
+def test_exec_timeout_kills_the_group_even_after_the_command_exited(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    # The shell exits at once; its background child (same process group) holds stdout.
+    outcome = sh(f"sleep 60 & echo $! > {pid_file}; echo started", timeout=1)
+    assert outcome.reason == "timed out after 1s"
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
 
 
 # -- tcpSocket -------------------------------------------------------------------------------------

@@ -244,3 +244,46 @@ def test_failed_writes_are_retried_and_reported_once(
             rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": rules})
         wait(sc, pod, "s", "True", "two", timeout=60)  # the next attempt, 30 s later
     assert "Traceback" not in sc.log()
+
+
+def test_a_refused_patch_holds_back_only_the_bad_condition(
+    make_game_server: GameServerFactory, pod: Pod, fault_proxy: FaultProxy, sidecar: Any
+) -> None:
+    """A 422 for a patch of several conditions: they are sent again one by one, so the good ones
+    are written (before, every condition of that patch was held back until it changed)."""
+    entries = [exec_probe("a", "echo a"), exec_probe("b", "echo b")]
+    make_game_server(NAME, pod_annotations={"kruise.io/podprobe": json.dumps(entries)})
+    # The API server away first, so that both results are waiting; then one refusal.
+    unavailable = fault_proxy.inject("PATCH", STATUS_PATH, 503, times=5)
+    invalid = fault_proxy.inject("PATCH", STATUS_PATH, 422, times=1)
+    with sidecar({"plugins": [{"name": "pod_probe", "config": {}}]}) as sc:
+        sc.start(wait_ready=True)
+        wait(sc, pod, "a", "True", "a", timeout=60)
+        wait(sc, pod, "b", "True", "b", timeout=60)
+        assert (unavailable.hits, invalid.hits) == (5, 1)
+        assert "writing them one at a time" in sc.log()
+    assert "Traceback" not in sc.log()
+
+
+def test_a_condition_the_api_server_refuses_is_not_sent_again_until_it_changes(
+    make_game_server: GameServerFactory, pod: Pod, fault_proxy: FaultProxy, sidecar: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A 422 for one condition: one log line, and no new attempt per probe run with the same
+    result (before, every run tried again and logged an error); a new result is sent."""
+    state = tmp_path / "state"
+    state.write_text("one")
+    make_game_server(
+        NAME, pod_annotations={"kruise.io/podprobe": json.dumps([exec_probe("s", f"cat {state}")])}
+    )
+    invalid = fault_proxy.inject("PATCH", STATUS_PATH, 422, times=None)
+    with sidecar({"plugins": [{"name": "pod_probe", "config": {}}]}) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: invalid.hits >= 1, 20, "a refused write")
+        time.sleep(3.5)  # more than three probe periods with the same result
+        assert invalid.hits == 1
+        assert sc.log().count("pod conditions refused") == 1
+        fault_proxy.clear_faults()
+        state.write_text("two")  # a new result is sent
+        wait(sc, pod, "s", "True", "two")
+    assert "Traceback" not in sc.log()

@@ -141,6 +141,19 @@ def test_a_changed_spec_restarts_the_probe_and_a_removed_one_stops(tmp_path: Pat
         assert condition(sc, "gone") is not None  # left as last written, as Kruise leaves it
 
 
+def test_a_removed_probe_leaves_no_metric_series_behind(tmp_path: Path) -> None:
+    # Probe names come and go with the annotation: their series must not pile up.
+    sc = sidecar(tmp_path)
+    seed_pod(sc.state_path, [exec_probe("first", "echo 1")])
+    with sc.start(wait_ready=True):
+        wait_condition(sc, "first", "True", "1")
+        sc.wait_for(lambda: 'probe="first"' in sc.get("/metrics")[1], 10, "first's series")
+        set_annotation(sc, [exec_probe("second", "echo 2")])
+        wait_condition(sc, "second", "True", "2")
+        sc.wait_for(lambda: 'probe="second"' in sc.get("/metrics")[1], 10, "second's series")
+        assert 'probe="first"' not in sc.get("/metrics")[1]
+
+
 def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: Path) -> None:
     config = {"plugins": [{"name": "pod_probe", "config": {"probes": [
         exec_probe("static", "echo from-config")]}}]}  # fmt: skip
@@ -157,11 +170,12 @@ def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: 
                 probe_entry("grpc", {"grpc": {"port": 9000}}),
                 exec_probe("negative", "echo never", periodSeconds=-1),
                 probe_entry("named", {"tcpSocket": {"port": "no-such-port"}}),
+                probe_entry("unknown", {"udpSocket": {"port": 9000}}),
             ],
         )
         wait_condition(sc, "good", "True", "fine")
         wait_condition(sc, "static", "True", "from-config")
-        sc.wait_for(lambda: len(events(sc, "InvalidPodProbe")) == 4, 10, "4 InvalidPodProbe")
+        sc.wait_for(lambda: len(events(sc, "InvalidPodProbe")) == 5, 10, "5 InvalidPodProbe")
         time.sleep(2.5)  # more periods: nothing more is reported, nothing written for the bad
         messages = [e["message"] for e in events(sc, "InvalidPodProbe")]
         assert messages == [
@@ -171,11 +185,13 @@ def test_bad_input_is_reported_once_and_the_other_probes_keep_running(tmp_path: 
             "supported (exec, tcpSocket and httpGet are)",
             "probe not run: annotation kruise.io/podprobe[2].probe.periodSeconds: must be >= 0, "
             "got -1",
+            "probe not run: annotation kruise.io/podprobe[4].probe: no handler: expected one of "
+            "exec, tcpSocket, httpGet (unknown key(s): udpSocket)",
             "probe not run: annotation kruise.io/podprobe[3].probe.tcpSocket.port: container "
             "'game' has no port named 'no-such-port'",
         ]
-        assert sc.log().count("probe not run:") == 4
-        assert {"grpc", "negative", "named"}.isdisjoint(
+        assert sc.log().count("probe not run:") == 5
+        assert {"grpc", "negative", "named", "unknown"}.isdisjoint(
             t.removeprefix("game.kruise.io/") for t in conditions(sc)
         )
     assert "Traceback" not in sc.log()

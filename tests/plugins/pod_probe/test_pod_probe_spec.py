@@ -105,7 +105,18 @@ def test_keys_match_case_insensitively_and_unknown_ones_are_ignored_in_the_annot
     [
         ({}, "[0].probe: no handler: expected one of exec, tcpSocket, httpGet"),
         ({"udpSocket": {"port": 1}}, "[0].probe: no handler: expected one of exec, tcpSocket, "
-         "httpGet"),
+         "httpGet (unknown key(s): udpSocket)"),
+        ({"exec": {"command": ["true"]}, "periodSeconds": 2**31},
+         "[0].probe.periodSeconds: must be at most 2147483647 (an int32), got 2147483648"),
+        ({"tcpSocket": {"port": 80, "host": "169.254.169.254/latest?"}},
+         "[0].probe.tcpSocket.host: '169.254.169.254/latest?' is not a host name or an IP "
+         "address (no '/', '@', '?', '#', spaces or brackets; the port goes in port)"),
+        ({"httpGet": {"port": 80, "host": "evil.example/x#"}},
+         "[0].probe.httpGet.host: 'evil.example/x#' is not a host name or an IP address (no "
+         "'/', '@', '?', '#', spaces or brackets; the port goes in port)"),
+        ({"httpGet": {"port": 80, "host": "user@10.0.0.1"}},
+         "[0].probe.httpGet.host: 'user@10.0.0.1' is not a host name or an IP address (no "
+         "'/', '@', '?', '#', spaces or brackets; the port goes in port)"),
         ({"grpc": {"port": 9000}}, "[0].probe.grpc: grpc probes are not supported (exec, "
          "tcpSocket and httpGet are)"),
         ({"exec": {"command": ["a"]}, "tcpSocket": {"port": 1}},
@@ -135,6 +146,47 @@ def test_keys_match_case_insensitively_and_unknown_ones_are_ignored_in_the_annot
 )  # fmt: skip
 def test_a_bad_probe_is_a_problem_with_its_path(probe: Any, problem: str) -> None:
     assert problems_of([entry(probe)]) == [problem]
+
+
+@pytest.mark.parametrize(
+    "condition", ["Ready", "ContainersReady", "PodScheduled", "Initialized", "KruisePodReady",
+                  "InPlaceUpdateReady", "DisruptionTarget", "PodReadyToStartContainers"],
+)  # fmt: skip
+def test_a_condition_the_kubelet_or_kruise_writes_is_refused(condition: str) -> None:
+    # Ready=False from a probe would take the pod out of its Services and fight the kubelet.
+    probes, problems = parse_probe_list([entry({"exec": {"command": ["true"]}},
+                                               podConditionType=condition)], "a")  # fmt: skip
+    assert probes == []
+    assert [str(p) for p in problems] == [
+        f"[0].podConditionType: {condition!r} is a condition the kubelet or Kruise writes; use "
+        "a type of your own (game.kruise.io/<name> for OKG)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"name": "a\n13:00:00 ERROR   kidecar: forged"}, "[0].name: 'a\\n13:00:00 ERROR   "
+         "kidecar: forged' must not contain '#' (Kruise's rule) or control characters"),
+        ({"name": "a#b"}, "[0].name: 'a#b' must not contain '#' (Kruise's rule) or control "
+         "characters"),
+        ({"containerName": "Game\n"}, "[0].containerName: 'Game\\n' is not a container name "
+         "(a DNS label: a-z, 0-9, '-', at most 63 characters)"),
+    ],
+)  # fmt: skip
+def test_names_that_would_forge_log_lines_are_refused(fields: dict[str, str], problem: str) -> None:
+    assert problems_of([entry({"exec": {"command": ["true"]}}, **fields)]) == [problem]
+
+
+def test_hosts_that_are_names_or_addresses_are_kept() -> None:
+    hosts = ["10.0.0.7", "::1", "fe80::1%eth0", "game.default.svc", "localhost"]
+    value = [
+        entry({"tcpSocket": {"port": 80, "host": h}}, name=f"p{i}", podConditionType=f"x/p{i}")
+        for i, h in enumerate(hosts)
+    ]
+    probes, problems = parse_probe_list(value, "a")
+    assert problems == []
+    assert [p.handler.host for p in probes if isinstance(p.handler, TCPSocketAction)] == hosts
 
 
 def test_bad_entries_are_reported_and_the_good_ones_kept() -> None:

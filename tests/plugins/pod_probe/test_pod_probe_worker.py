@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kidecar_core import ManualClock
-from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome
+from kidecar_plugins.pod_probe.outcome import FAILED, SUCCEEDED, Outcome, condition_message
 from kidecar_plugins.pod_probe.spec import ExecAction, PodProbe, Timing
 from kidecar_plugins.pod_probe.worker import ProbeWorker, Thresholds, Update, container_state
 
@@ -124,6 +124,12 @@ def test_past_its_threshold_every_result_is_reported_with_its_message() -> None:
     assert [rig.tick(1) for _ in range(3)] == [
         [(SUCCEEDED, "out-1")], [(SUCCEEDED, "out-2")], [(SUCCEEDED, "players=3")],
     ]  # fmt: skip
+
+
+def test_the_cap_counts_characters_and_cuts_bytes_like_kruise_daemon() -> None:
+    # prober.go: utf8 length > 1024 → msg[:1024] (bytes). 1000 "é" (2000 bytes) stay whole.
+    assert condition_message("é" * 1000) == "é" * 1000
+    assert condition_message("é" * 1025).encode() == ("é" * 512).encode()
 
 
 def test_a_long_message_is_capped_like_kruise_daemon() -> None:
