@@ -13,9 +13,30 @@ from kidecar_core._config.loader import (
     TemplateContext,
     load_config,
 )
-from kidecar_core._config.strict_yaml import read_yaml
+from kidecar_core._config.strict_yaml import parse_yaml, read_yaml
 from kidecar_core._plugins.manager import Plugins
 from kidecar_core.errors import ConfigError
+
+CONFIG_KEY = "config.yaml"
+"""Key of the config in its ConfigMap; mounted as ``/opt/sidecar/config.yaml``."""
+DEFAULT_CONFIG_MAP = "kidecar-config"
+"""Name of the ConfigMap that holds the config when none is named."""
+
+
+def embedded_config(raw: Any) -> tuple[Any, str] | None:
+    """If ``raw`` (a parsed config file) is a ConfigMap manifest (``kind: ConfigMap`` and an
+    ``apiVersion``), its parsed ``data["config.yaml"]`` and the ConfigMap's name; ``None`` for a
+    plain config.  Raises :class:`ConfigError` when the ConfigMap holds no config or it is not
+    YAML."""
+    if not (isinstance(raw, dict) and raw.get("kind") == "ConfigMap" and "apiVersion" in raw):
+        return None
+    name = (raw.get("metadata") or {}).get("name") or DEFAULT_CONFIG_MAP
+    text = (raw.get("data") or {}).get(CONFIG_KEY)
+    if not isinstance(text, str):
+        raise ConfigError.single(
+            "data", f"ConfigMap {name} has no data key {CONFIG_KEY!r} (the sidecar config)"
+        )
+    return parse_yaml(text, f"ConfigMap {name}, data.{CONFIG_KEY}"), str(name)
 
 
 def catalog_of(plugins: Plugins) -> PluginCatalog:
@@ -47,5 +68,9 @@ def load_parsed(
 def load_file(
     path: str | Path, plugins: Plugins, env: Mapping[str, str], *, lenient: bool
 ) -> LoadedConfig:
-    """Read the YAML file at ``path`` and validate it (see :func:`load_parsed`)."""
-    return load_parsed(read_yaml(path), plugins, env, lenient=lenient)
+    """Read the YAML file at ``path`` and validate it (see :func:`load_parsed`).  A ConfigMap
+    manifest is read as the config it holds (see :func:`embedded_config`), as ``kidecar inject``
+    reads it."""
+    raw = read_yaml(path)
+    embedded = embedded_config(raw)
+    return load_parsed(raw if embedded is None else embedded[0], plugins, env, lenient=lenient)

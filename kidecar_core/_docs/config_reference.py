@@ -199,9 +199,11 @@ def render_config_reference(
         GENERATED,
         "",
         f"kidecar reads `$KIDECAR_CONFIG`, else `{DEFAULT_CONFIG_PATH}` (`kidecar run --config` "
-        "and `kidecar check-config PATH` take another). Keys match case-insensitively and "
-        "ignoring `_` and `-` (`bootorder` = `bootOrder`), so the Go version's spellings load "
-        "unchanged; other accepted spellings are listed beside the key. Unknown keys are errors. "
+        "and `kidecar check-config PATH` take another; a ConfigMap manifest is read as the "
+        "config in its `data.config.yaml`, as `kidecar inject` reads it). Keys match "
+        "case-insensitively and ignoring `_` and `-` (`bootorder` = `bootOrder`), so the Go "
+        "version's spellings load unchanged; other accepted spellings are listed beside the key. "
+        "Unknown keys are errors. "
         "Strings may use `${SELF:VAR}` (the sidecar's environment) and `${POD:VAR}` "
         "(`${POD:NAME}`, `${POD:NAMESPACE}`). Every problem is reported at once, with its path.",
         "",

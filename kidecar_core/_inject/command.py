@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import TextIO
 
-from kidecar_core._config.catalog import load_parsed
+from kidecar_core._config.catalog import embedded_config, load_parsed
 from kidecar_core._config.strict_yaml import read_yaml
 from kidecar_core._inject import inject, sidecarset
 from kidecar_core._plugins.manager import Plugins
@@ -87,7 +87,7 @@ def _sidecar(
     """The sidecar the config asks for, and the ConfigMap that holds the config."""
     raw = read_yaml(args.config)
     config_map = args.config_map
-    embedded = inject.embedded_config(raw)
+    embedded = embedded_config(raw)
     if embedded is not None:
         raw, config_map = embedded[0], config_map or embedded[1]
     loaded = load_parsed(raw, plugins, env, lenient=True)

@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
+from kidecar_core._config.catalog import DEFAULT_CONFIG_MAP
 from kidecar_core._config.strict_yaml import (
     YAML12_FLOAT,
     YamlFloat,
-    parse_yaml,
     parse_yaml_documents,
 )
 from kidecar_core._inject.podedit import (
     CONFIG_DIR,
     CONFIG_VOLUME,
-    DEFAULT_CONFIG_MAP,
     SIDECAR_NAME,
     InjectError,
     InjectOptions,
@@ -56,7 +55,6 @@ __all__ = [
     "Sidecar",
     "default_image",
     "dump_documents",
-    "embedded_config",
     "inject",
     "inject_documents",
     "leading_comment",
@@ -67,8 +65,6 @@ __all__ = [
     "sidecar_from_config",
 ]
 
-CONFIG_KEY = "config.yaml"
-"""Key of the config in the ConfigMap; mounted as ``/opt/sidecar/config.yaml``."""
 
 # Kinds whose documents are passed through unchanged: they have no pod template.  Any other
 # kind without a known pod-spec location is an error, so that a workload kind kidecar does not
@@ -367,15 +363,3 @@ def dump_documents(docs: Sequence[Any]) -> str:
     return yaml.dump_all(
         docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=2**16
     )
-
-
-def embedded_config(raw: Any) -> tuple[Any, str] | None:
-    """If ``raw`` (a parsed ``--config`` file) is a ConfigMap manifest, return its parsed
-    ``config.yaml`` and the ConfigMap's name; ``None`` for a plain config file."""
-    if not (isinstance(raw, dict) and raw.get("kind") == "ConfigMap" and "apiVersion" in raw):
-        return None
-    name = (raw.get("metadata") or {}).get("name") or DEFAULT_CONFIG_MAP
-    text = (raw.get("data") or {}).get(CONFIG_KEY)
-    if not isinstance(text, str):
-        raise InjectError(f"ConfigMap {name} has no data key {CONFIG_KEY!r} (the sidecar config)")
-    return parse_yaml(text, f"ConfigMap {name}, data.{CONFIG_KEY}"), str(name)

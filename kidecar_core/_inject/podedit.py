@@ -26,13 +26,13 @@ from typing import Any
 
 import attrs
 
+from kidecar_core._config.catalog import DEFAULT_CONFIG_MAP
 from kidecar_core._config.loader import DEFAULT_CONFIG_PATH, Resources, StartOrder
 from kidecar_core._plugins.podspec import PodRequirements
 from kidecar_core.errors import KidecarError
 
 SIDECAR_NAME = "kidecar"
 """Name of the sidecar container; a container of that name is the one a re-run replaces."""
-DEFAULT_CONFIG_MAP = "kidecar-config"
 DEFAULT_ADMIN_PORT = 9090
 CONFIG_VOLUME = "kidecar-config"
 CONFIG_DIR = DEFAULT_CONFIG_PATH.rpartition("/")[0]

@@ -224,3 +224,33 @@ def test_read_yaml_accepts_a_file_just_under_the_cap(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(b"#" * (MAX_FILE_BYTES - 20) + b"\nplugins: []\n")
     assert read_yaml(path) == {"plugins": []}
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kidecar_core", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+
+
+def test_check_config_reads_a_configmap_manifest_as_the_config_it_holds(tmp_path: Path) -> None:
+    """The serverless-okg example keeps its config in a ConfigMap, as `kidecar inject` reads it."""
+    example = Path(__file__).parents[2] / "deploy/examples/serverless-okg/configmap.yaml"
+    out = _check_config(example)
+    assert out.returncode == 0, out.stderr
+    assert "OK (plugins in boot order:" in out.stdout
+    bad = tmp_path / "cm.yaml"
+    bad.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata:\n"
+        "  config.yaml: |\n    plugins: [{name: nope}]\n"
+    )
+    out = _check_config(bad)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "plugins[0]" in out.stderr and "nope" in out.stderr
+    bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {other: x}\n")
+    out = _check_config(bad)
+    assert out.returncode == 2
+    assert "ConfigMap cfg has no data key 'config.yaml'" in out.stderr

@@ -613,8 +613,9 @@ def test_cli_configmap_without_the_config(inject_cli: InjectCli, tmp_path: Path)
     config.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {other: x}\n")
     code, out, err = inject_cli("-f", "-", "--config", config, stdin=yaml.safe_dump(pod()))
     assert (code, out) == (2, "")
-    assert (
-        err == "kidecar inject: ConfigMap cm has no data key 'config.yaml' (the sidecar config)\n"
+    assert err == (
+        "kidecar: invalid configuration (1 problem):\n"
+        "  data: ConfigMap cm has no data key 'config.yaml' (the sidecar config)\n"
     )
 
 
