@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from tests.rollout.conftest import FleetFactory
@@ -56,3 +58,16 @@ def test_partition_pause_resume_and_a_new_replica(
     wait_until(lambda: member.loads()[-1:] == ["v2 content"], DEADLINE, "the new pod on v2")
     wait_until(lambda: phases(fleet.progress(), 2)["Updated"] == 4, DEADLINE, "4 on v2")
     assert member.loads().count("v2 content") == 1
+
+
+def test_a_sha256_spelled_as_post_takes_it(make_fleet: FleetFactory, files: FleetFiles) -> None:
+    """``--sha256`` in upper case with ``sha256:`` is what ``POST /hot-update`` and the check of
+    ``start`` accept: every pod updates once and reports Updated (it used to fail the first pod,
+    comparing the file's lower-case digest with the text as given, and pause the rollout)."""
+    fleet = make_fleet(2)
+    url = files.add("v1", "v1 content")
+    digest = hashlib.sha256(b"v1 content").hexdigest().upper()
+    start(fleet, "v1", url, "--sha256", f"sha256:{digest}", "--max-unavailable", "2")
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 2, DEADLINE, "both on v1")
+    assert [m.loads().count("v1 content") for m in fleet.members] == [1, 1]
+    assert "complete" in fleet.rollout("status", "gss/game")[1]

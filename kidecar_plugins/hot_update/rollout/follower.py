@@ -50,7 +50,7 @@ from kidecar_plugins.hot_update.record import read_retrying
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.rollout.follow import follow
 from kidecar_plugins.hot_update.rollout.probes import ProbeWatch
-from kidecar_plugins.hot_update.rollout.run import UpdateRun
+from kidecar_plugins.hot_update.rollout.run import UpdateRun, as_requested
 from kidecar_plugins.hot_update.rollout.slots import Held, Slots
 from kidecar_plugins.hot_update.updater import HotUpdater
 from kidecar_plugins.hot_update.urls import parse_url
@@ -188,7 +188,7 @@ class RolloutFollower:
         current = self.updater.current
         if current is None:
             return False
-        wanted = attrs.evolve(target, url=recorded_form(target.url))
+        wanted = attrs.evolve(as_requested(target), url=recorded_form(target.url))
         return wanted.same_file(current.version, current.url, current.sha256)
 
     async def allocated(self) -> bool:

@@ -18,7 +18,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import attrs
+
 from kidecar_core import Rollout, RolloutPhase, RolloutTarget, read_failure_pause
+from kidecar_plugins.hot_update.api import parse_sha256
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.record import Applied
 from kidecar_plugins.hot_update.rollout.slots import Held
@@ -28,6 +31,16 @@ if TYPE_CHECKING:
     from kidecar_plugins.hot_update.rollout.follower import RolloutFollower
 
 log = logging.getLogger("kidecar.plugin.hot_update")
+
+
+def as_requested(target: RolloutTarget) -> RolloutTarget:
+    """``target`` with its sha256 as ``POST /hot-update`` takes it (the same rule: lower case,
+    an optional ``sha256:`` prefix dropped), so ``sha256:AB..`` names the file hot_update records
+    as ``ab..``; a sha256 hot_update would refuse is left for the update to refuse."""
+    try:
+        return attrs.evolve(target, sha256=parse_sha256(target.sha256))
+    except UpdateError:
+        return target
 
 
 class UpdateRun:
@@ -132,7 +145,8 @@ class UpdateRun:
         (an update through the API, or the restart replay, may have been faster)."""
         updater = self.follower.updater
         try:
-            request = UpdateRequest.create(target.version, target.url, target.sha256)
+            sha256 = as_requested(target).sha256
+            request = UpdateRequest.create(target.version, target.url, sha256)
             async with updater.lock:
                 if self.follower.at(target):
                     return None
