@@ -63,6 +63,16 @@ class RolloutRefused(RolloutError):
     rollout is already running, nothing to undo, ..."""
 
 
+def loads(text: str) -> Any:
+    """``json.loads`` whose every failure is a :class:`ValueError`: text read from the cluster
+    (anyone who can write an annotation or a ConfigMap wrote it) may nest deeper than Python
+    recurses (``RecursionError``) or hold numbers beyond a float (``1e400`` is ``inf``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def utc_now() -> str:
     """The current time as the API shows it: ``2025-01-01T10:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -284,7 +294,7 @@ class Rollout:
     def from_json(cls, text: Any, where: str) -> Rollout:
         """Parse a stored document; :class:`RolloutError` naming ``where`` when it is not one."""
         try:
-            data = json.loads(text) if isinstance(text, str) else None
+            data = loads(text) if isinstance(text, str) else None
         except ValueError as e:
             raise RolloutError(f"{where}: not JSON: {e}") from None
         if not isinstance(data, dict):
@@ -304,6 +314,9 @@ def _rollout_from(data: Mapping[str, Any], where: str) -> Rollout:
     if when not in WHEN_VALUES:
         raise RolloutError(f"{where}.when: expected idle or always, got {when!r}")
     previous = data.get("previous")
+    paused = data.get("paused", False)
+    if not isinstance(paused, bool):
+        raise RolloutError(f"{where}.paused: expected true or false, got {paused!r}")
     try:
         max_unavailable = parse_max_unavailable(str(data.get("maxUnavailable", "1")))
     except RolloutError as e:
@@ -317,7 +330,7 @@ def _rollout_from(data: Mapping[str, Any], where: str) -> Rollout:
         slots=_int(data, "slots", where, 1),
         partition=_int(data, "partition", where, 0),
         when=when,
-        paused=bool(data.get("paused", False)),
+        paused=paused,
         pause_reason=str(data.get("pauseReason") or ""),
         attempt=_int(data, "attempt", where, 1),
         started_at=str(data.get("startedAt") or ""),
@@ -366,7 +379,7 @@ class PodProgress:
     def from_json(cls, text: Any) -> PodProgress | None:
         """Parse an annotation; ``None`` when it is missing or unreadable."""
         try:
-            data = json.loads(text)
+            data = loads(text)
             return cls(
                 revision=int(data["revision"]),
                 attempt=int(data.get("attempt", 1)),
@@ -376,7 +389,7 @@ class PodProgress:
                 message=str(data.get("message", "")),
                 at=str(data.get("at", "")),
             )
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, ArithmeticError):  # 1e400: int(inf)
             return None
 
     def done(self, rollout: Rollout, target: RolloutTarget | None) -> bool:

@@ -135,6 +135,7 @@ def test_the_document_round_trips() -> None:
         ({"previous": "v1"}, "here: expected an object"),
         ({"maxUnavailable": "0"}, "here.maxUnavailable: "),
         ({"sha256": 7}, "here.sha256: must be a string or null"),
+        ({"paused": "false"}, "here.paused: expected true or false, got 'false'"),
     ],
 )
 def test_unreadable_documents(change: dict[str, Any] | None, message: str) -> None:
@@ -143,6 +144,15 @@ def test_unreadable_documents(change: dict[str, Any] | None, message: str) -> No
         Rollout.from_json(text, "here")
     with pytest.raises(RolloutError, match="not JSON"):
         Rollout.from_json("{", "here")
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"revision": 1e400}'])
+def test_hostile_documents_are_unreadable_not_a_crash(text: str) -> None:
+    """Nesting deeper than Python recurses, numbers beyond a float: a RolloutError (the sidecar
+    logs it and goes on; it used to be a RecursionError that restarted hot_update in a loop on
+    every pod of the namespace, and a traceback from the command)."""
+    with pytest.raises(RolloutError, match="here"):
+        Rollout.from_json(text, "here")
 
 
 def test_same_file() -> None:
@@ -157,6 +167,9 @@ def test_pod_progress() -> None:
     report = PodProgress(2, 1, "v2", "v2", "Updated", "v2 applied", "2025-01-01T10:00:00Z")
     assert PodProgress.from_json(report.to_json()) == report
     assert PodProgress.from_json("{") is None and PodProgress.from_json(None) is None
+    # Anyone who can patch a pod can write its annotation: never a crash of `status`.
+    assert PodProgress.from_json("[" * 100_000) is None
+    assert PodProgress.from_json('{"revision": 1e400, "target": "v2", "phase": "x"}') is None
     assert report.done(rollout(), V2)
     assert not report.done(rollout(revision=3), V2)
     assert not attrs.evolve(report, phase="Updating").done(rollout(), V2)
