@@ -146,6 +146,10 @@ def _read_config(path: str) -> tuple[str, str]:
         return Path(path).read_text(encoding="utf-8"), path
     except OSError as e:
         raise RolloutUsageError(f"--config {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise RolloutUsageError(
+            f"--config {path}: not UTF-8 text (byte {e.start}); a config.yaml is UTF-8"
+        ) from None
 
 
 async def _run(args: argparse.Namespace, env: Mapping[str, str], check: Checker) -> str:

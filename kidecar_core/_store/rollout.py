@@ -44,7 +44,9 @@ PROGRESS_ANNOTATION = "rollout.kidecar.io/status"
 OWNER_GSS_LABEL = "game.kruise.io/owner-gss"
 POD_TEMPLATE_HASH = "pod-template-hash"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ORDINAL = re.compile(r"-(\d+)$")
+_COUNT = re.compile(r"([0-9]+)(%?)")
 
 When = Literal["idle", "always"]
 WHEN_VALUES: tuple[When, ...] = ("idle", "always")
@@ -128,8 +130,13 @@ class Workload:
         if not sep or kind_key not in KINDS:
             kinds = ", ".join(f"{k}/NAME" for k in KINDS)
             raise RolloutUsageError(f"workload {text!r}: expected {kinds}")
-        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
             raise RolloutUsageError(f"workload {text!r}: {name!r} is not a valid object name")
+        if not _DNS_LABEL.fullmatch(namespace):
+            raise RolloutUsageError(
+                f"namespace {namespace!r} is not a namespace name (RFC 1123 label: lower-case "
+                "letters, digits and '-', at most 63 characters)"
+            )
         return cls(KINDS[kind_key], name, namespace)
 
     @classmethod
@@ -189,14 +196,14 @@ def parse_max_unavailable(text: str) -> str:
 
     The same spelling as ``maxUnavailable`` of Kubernetes and Kruise rolling updates.
     """
-    value = text.strip()
-    number = value[:-1] if value.endswith("%") else value
-    if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
+    found = _COUNT.fullmatch(text.strip())  # ASCII digits: str.isdigit() takes '²' and '٣'
+    number, percent = (int(found.group(1)), found.group(2)) if found else (0, "")
+    if number < 1 or (percent and number > 100):
         raise RolloutUsageError(
             f"--max-unavailable {text!r}: expected a number of pods (>= 1) or a percentage "
             "(1%-100%)"
         )
-    return f"{int(number)}%" if value.endswith("%") else str(int(number))
+    return f"{number}{percent}"
 
 
 def resolve_max_unavailable(text: str, replicas: int) -> int:

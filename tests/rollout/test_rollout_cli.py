@@ -105,6 +105,33 @@ def test_bad_input_is_refused_with_exit_2(
     assert document(fleet.cluster, fleet.namespace) is None
 
 
+@pytest.mark.parametrize("namespace", ["play/configmaps", "../.."])
+def test_a_namespace_that_is_no_namespace_name(
+    kube_cluster: TestCluster, kube_namespace: str, namespace: str
+) -> None:
+    """It used to become part of the request's path (``the cluster does not serve
+    gameserversets``, exit 1)."""
+    for verb in ("status", "pause", "resume", "undo"):
+        code, out, err = rollout_cli(kube_cluster, namespace, verb, GSS)
+        assert (code, out) == (2, ""), err
+        assert err == (
+            f"kidecar rollout {verb}: error: namespace {namespace!r} is not a namespace name "
+            "(RFC 1123 label: lower-case letters, digits and '-', at most 63 characters)\n"
+        )
+
+
+def test_a_config_that_is_not_utf8(fleet: Fleet, files: FleetFiles, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"plugins: []\n\xff\xfe")
+    url = files.add("v1", "v1")
+    code, out, err = fleet.rollout("start", GSS, "--version", "v1", "--url", url, "--config",
+                                   str(config))  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == f"kidecar rollout start: error: --config {config}: not UTF-8 text (byte 12); " \
+        "a config.yaml is UTF-8\n"  # fmt: skip
+    assert document(fleet.cluster, fleet.namespace) is None
+
+
 def test_url_outside_the_allow_list_names_the_config(fleet: Fleet, files: FleetFiles) -> None:
     code, _, err = fleet.rollout(
         "start", GSS, "--version", "v1", "--url", "http://elsewhere.example/v1/game.pak"

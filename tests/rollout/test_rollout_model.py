@@ -64,6 +64,10 @@ def test_workload_spellings(text: str, kind: str, resource: str) -> None:
 
 @pytest.mark.parametrize("text", ["game", "pod/game", "gss/", "gss/Game", "gss/a_b", "/game"])
 def test_bad_workloads(text: str) -> None:
+    """(Also: a namespace that is not a namespace name never reaches a request path.)"""
+    for namespace in ("play/configmaps", "../..", "a?b=c", "Games", "", "x" * 64, "ok\n"):
+        with pytest.raises(RolloutUsageError, match="is not a namespace name"):
+            Workload.parse("gss/game", namespace)
     with pytest.raises(RolloutUsageError, match="workload"):
         Workload.parse(text, "prod")
 
@@ -103,7 +107,9 @@ def test_max_unavailable(text: str, replicas: int, slots: int) -> None:
     assert resolve_max_unavailable(text, replicas) == slots
 
 
-@pytest.mark.parametrize("text", ["0", "0%", "101%", "-1", "1.5", "x", "%", ""])
+@pytest.mark.parametrize(
+    "text", ["0", "0%", "101%", "-1", "1.5", "x", "%", "", "²", "\u0663", "1\u0660%", "20 %", "5%%"]
+)
 def test_bad_max_unavailable(text: str) -> None:
     with pytest.raises(RolloutUsageError, match="--max-unavailable"):
         parse_max_unavailable(text)
