@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from kidecar_core import (
     FailurePause,
@@ -28,6 +29,7 @@ from kidecar_plugins.hot_update.rollout.check import check_target
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.rollout.probes import ProbeWatch
 from kidecar_plugins.hot_update.rollout.slots import Slots, home_slot
+from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy
 
 
@@ -205,6 +207,27 @@ async def a_dead_holder_is_taken_over(cluster: Cluster) -> None:
     lease = await cluster.get_object(taken.ref)
     assert lease is not None and lease["spec"]["holderIdentity"] == "game-1"
     assert lease["spec"]["leaseTransitions"] == 1
+
+
+@pytest.mark.kube
+def test_a_slot_deleted_while_held(
+    on_cluster: Callable[[Scenario], None], kube_cluster: TestCluster
+) -> None:
+    """Someone deletes the Lease of a held slot (``kubectl delete lease``): the holder learns it
+    lost it and giving it back ends (it used to retry the 404 for ever, and the pod never
+    followed another rollout)."""
+
+    async def scenario(cluster: Cluster) -> None:
+        holder = slots_for(cluster, "game-0", Clock())
+        held = await holder.try_acquire(1, revision=1)
+        assert held is not None
+        with kube_cluster.admin_api_client() as api:
+            k8s.CoordinationV1Api(api).delete_namespaced_lease(held.ref.name, cluster.namespace)
+        assert await holder.renew(held) is False
+        await asyncio.wait_for(holder.release(held), 30)
+        assert await cluster.get_object(held.ref) is None  # not made again by giving it back
+
+    on_cluster(scenario)
 
 
 @pytest.mark.kube
