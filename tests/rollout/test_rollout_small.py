@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from kubernetes import client as k8s
 
 from tests.rollout.conftest import FleetFactory
 from tests.rollout.fleet import Fleet, FleetFiles, phases, wait_until
+from tests.support.apiserver import TestCluster
 
 pytestmark = pytest.mark.kube
 
@@ -71,3 +73,33 @@ def test_a_sha256_spelled_as_post_takes_it(make_fleet: FleetFactory, files: Flee
     wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 2, DEADLINE, "both on v1")
     assert [m.loads().count("v1 content") for m in fleet.members] == [1, 1]
     assert "complete" in fleet.rollout("status", "gss/game")[1]
+
+
+def test_a_slot_the_role_forbids_is_shown_by_status(
+    make_fleet: FleetFactory, files: FleetFiles, kube_cluster: TestCluster
+) -> None:
+    """A Role without the Lease rule: each pod says why it cannot take a slot in its report
+    (it used to say only "waiting for a slot", the reason in its log), and goes on once the
+    rule is back."""
+    fleet = make_fleet(1)
+    with kube_cluster.admin_api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+        full = list(role.rules)
+        role.rules = [r for r in full if "leases" not in (r.resources or [])]
+        rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+        start(fleet, "v1", files.add("v1", "v1 content"))
+
+        def forbidden() -> bool:
+            report = fleet.progress()["game-0"]
+            return report is not None and "cannot take one: forbidden" in report.message
+
+        wait_until(forbidden, DEADLINE, "game-0 saying why it cannot take a slot")
+        assert (
+            "add {apiGroups: [coordination.k8s.io], resources: [leases]"
+            in (fleet.rollout("status", "gss/game")[1])
+        )
+        role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+        role.rules = full
+        rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")

@@ -84,6 +84,8 @@ class RolloutFollower:
         self._reported: PodProgress | None = None
         self.busy = 0
         """Busy slots in a row (the attempts back off)."""
+        self.slot_problem: str | None = None
+        """Why the last attempt on a slot failed (RBAC, the API server away), if it did."""
         self.paused_seen: tuple[int, int] | None = None
         """(revision, attempt) found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
 
@@ -174,7 +176,8 @@ class RolloutFollower:
         held = await self._try_slot(rollout)
         if held is None:
             self.busy += 1
-            self.report(rollout, RolloutPhase.PENDING, "waiting for a slot")
+            problem = f" (cannot take one: {self.slot_problem})" if self.slot_problem else ""
+            self.report(rollout, RolloutPhase.PENDING, f"waiting for a slot{problem}")
             return self.period(self.busy)
         self.busy = 0
         await UpdateRun(self, held, rollout, target).run()
@@ -204,10 +207,13 @@ class RolloutFollower:
     async def _try_slot(self, rollout: Rollout) -> Held | None:
         assert self.slots is not None
         try:
-            return await self.slots.try_acquire(rollout.slots, rollout.revision)
+            held = await self.slots.try_acquire(rollout.slots, rollout.revision)
         except Exception as e:  # the API server away, RBAC: try again at the next step
             self._once("slot", f"cannot take a rollout slot: {e}")
+            self.slot_problem = str(e)  # shown by `kidecar rollout status`, not only logged
             return None
+        self.slot_problem = None
+        return held
 
     async def fresh_rollout(self) -> Rollout | None:
         """The rollout as stored now (a direct read, not the followed copy)."""
