@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from kubernetes import client as k8s
@@ -75,31 +76,38 @@ def test_a_sha256_spelled_as_post_takes_it(make_fleet: FleetFactory, files: Flee
     assert "complete" in fleet.rollout("status", "gss/game")[1]
 
 
-def test_a_slot_the_role_forbids_is_shown_by_status(
+def test_what_the_role_forbids_is_shown_by_status(
     make_fleet: FleetFactory, files: FleetFiles, kube_cluster: TestCluster
 ) -> None:
-    """A Role without the Lease rule: each pod says why it cannot take a slot in its report
-    (it used to say only "waiting for a slot", the reason in its log), and goes on once the
-    rule is back."""
+    """A Role without the GameServer rule, then without the Lease rule: each pod says why it
+    waits in its report (it used to say "its GameServer is Allocated" and "waiting for a slot",
+    the reason only in its log), and goes on once the rules are back."""
     fleet = make_fleet(1)
+
+    def saying(text: str) -> Callable[[], bool]:
+        def check() -> bool:
+            report = fleet.progress()["game-0"]
+            return report is not None and text in report.message
+
+        return check
+
     with kube_cluster.admin_api_client() as api:
         rbac = k8s.RbacAuthorizationV1Api(api)
-        role = rbac.read_namespaced_role("kidecar", fleet.namespace)
-        full = list(role.rules)
-        role.rules = [r for r in full if "leases" not in (r.resources or [])]
-        rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
-        start(fleet, "v1", files.add("v1", "v1 content"))
 
-        def forbidden() -> bool:
-            report = fleet.progress()["game-0"]
-            return report is not None and "cannot take one: forbidden" in report.message
+        def rules_without(*resources: str) -> None:
+            role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+            role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
+            rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
 
-        wait_until(forbidden, DEADLINE, "game-0 saying why it cannot take a slot")
+        full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
+        rules_without("leases", "gameservers")
+        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+        wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
+        rules_without("leases")
+        wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
         assert (
             "add {apiGroups: [coordination.k8s.io], resources: [leases]"
             in (fleet.rollout("status", "gss/game")[1])
         )
-        role = rbac.read_namespaced_role("kidecar", fleet.namespace)
-        role.rules = full
-        rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+        rules_without()
     wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")

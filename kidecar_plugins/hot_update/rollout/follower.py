@@ -85,6 +85,8 @@ class RolloutFollower:
         self.busy = 0
         """Busy slots in a row (the attempts back off)."""
         self.slot_problem: str | None = None
+        self.gameserver_problem: str | None = None
+        """Why the last read of the GameServer failed (it then counts as Allocated)."""
         """Why the last attempt on a slot failed (RBAC, the API server away), if it did."""
         self.paused_seen: tuple[int, int] | None = None
         """(revision, attempt) found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
@@ -171,7 +173,8 @@ class RolloutFollower:
             self.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return None
         if rollout.when == "idle" and await self.allocated():
-            self.report(rollout, RolloutPhase.WAITING_FOR_IDLE, "its GameServer is Allocated")
+            why = self.gameserver_problem or "its GameServer is Allocated"
+            self.report(rollout, RolloutPhase.WAITING_FOR_IDLE, why)
             return self.period()
         held = await self._try_slot(rollout)
         if held is None:
@@ -199,8 +202,10 @@ class RolloutFollower:
         try:
             server = await self.ctx.get_object(ObjectRef.gameserver(self.ctx.identity))
         except Exception as e:  # unknown: do not disturb a server that may have players
+            self.gameserver_problem = f"cannot read its GameServer ({e}): waiting"
             self._once("gameserver", f"cannot read this pod's GameServer ({e}); waiting")
             return True
+        self.gameserver_problem = None
         spec = (server or {}).get("spec") or {}
         return spec.get("opsState") == "Allocated"
 
