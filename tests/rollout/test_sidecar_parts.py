@@ -23,6 +23,7 @@ from kidecar_core._config.schema import make_converter
 from kidecar_core._rollout.cluster import Cluster
 from kidecar_core._store.kube import KubeStore
 from kidecar_core._store.rollout_leases import lease_base
+from kidecar_core.errors import ConfigError
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.hot_update.plugin import kidecar_check_rollout
 from kidecar_plugins.hot_update.rollout.check import check_target
@@ -288,3 +289,27 @@ async def first_failure_names_the_pause(cluster: Cluster) -> None:
     after_resume = FailurePause(2, 2, "game-4", "game-4: probe Failed again")
     assert await record_failure_pause(cluster, workload, after_resume)
     assert await read_failure_pause(cluster, workload) == after_resume
+
+
+@pytest.mark.parametrize(
+    ("rollout", "problem"),
+    [
+        ({"retrySeconds": 1e-9}, "rollout.retrySeconds: must be >= 1, got 1e-09 (each period"),
+        ({"pollSeconds": 0.5}, "rollout.pollSeconds: must be >= 1, got 0.5"),
+        ({"leaseSeconds": 2**31}, "rollout.leaseSeconds: must be between 1 and 2147483647"),
+        ({"leaseSeconds": 0}, "rollout.leaseSeconds: must be between 1 and 2147483647"),
+    ],
+)
+def test_rollout_settings_that_would_hurt_the_api_server(
+    rollout: dict[str, Any], problem: str
+) -> None:
+    """A period of a nanosecond was accepted (every waiting pod of the fleet in a loop of GETs),
+    and a Lease duration the API server refuses (no pod could ever take a slot)."""
+    with pytest.raises(ConfigError) as caught:
+        hot_update(rollout=rollout)
+    assert any(problem in str(p) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_shortest_rollout_settings_are_accepted() -> None:
+    config = hot_update(rollout={"pollSeconds": 1, "retrySeconds": 1, "leaseSeconds": 1})
+    assert (config.rollout.poll_seconds, config.rollout.lease_seconds) == (1, 1)
