@@ -270,6 +270,13 @@ class Rollout:
     started_at: str = ""
     updated_at: str = ""
 
+    @property
+    def run_key(self) -> tuple[int, int, str]:
+        """``(revision, attempt, startedAt)``: one run of the rollout, what a pod's failure
+        pauses. ``startedAt`` tells apart a document deleted and started again, whose revisions
+        count from 1 again."""
+        return (self.revision, self.attempt, self.started_at)
+
     def desired_for(self, ordinal: int | None) -> RolloutTarget | None:
         """The target of the pod with ``ordinal``: pods below ``partition`` keep the previous
         version (Kruise's partition); ``None`` means "leave it as it is"."""

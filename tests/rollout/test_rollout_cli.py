@@ -282,6 +282,32 @@ def test_the_namespace_comes_from_the_kubeconfig_context(fleet: Fleet, tmp_path:
     assert missing == 1 and "has no context 'nope'" in err.getvalue()
 
 
+def test_a_pause_left_by_a_deleted_document_does_not_pause_a_new_one(
+    fleet: Fleet, files: FleetFiles
+) -> None:
+    """``kubectl delete configmap kidecar-rollout`` to start afresh: the new document counts
+    from revision 1 again, and the failure pause its predecessor left for revision 1 must not
+    pause it (it did, naming a failure of the deleted rollout)."""
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": "kidecar-rollout-gameserverset-game-paused",
+            "annotations": {
+                "rollout.kidecar.io/revision": "1",
+                "rollout.kidecar.io/attempt": "1",
+                "rollout.kidecar.io/reason": "pod game-1: http_probe state Failed",
+                "rollout.kidecar.io/started-at": "2026-01-01T00:00:00Z",
+            },
+        },
+        "spec": {"holderIdentity": "game-1"},
+    }
+    fleet.cluster.apply_yaml([lease], fleet.namespace)
+    out = fleet.rollout("start", GSS, "--version", "v1", "--url", files.add("v1", "v1"))[1]
+    assert "revision 1" in out and "PAUSED" not in out
+    assert "PAUSED" not in fleet.rollout("status", GSS)[1]
+
+
 def test_a_pod_failure_pauses_until_resumed(fleet: Fleet, files: FleetFiles) -> None:
     """A failing sidecar pauses with a Lease (it cannot write the rollout): the command reads
     it for status, start and resume."""

@@ -224,6 +224,15 @@ def test_a_paused_rollout_is_replaced_and_keeps_what_ran_before() -> None:
         plan_start(rollout(attempt=2), v3, 6, None, [reporting("Failed")], failed)
 
 
+def test_a_pause_of_a_document_started_again_does_not_apply() -> None:
+    current = rollout(started_at="2026-01-02T00:00:00Z")
+    run = (current.revision, current.attempt, "game-0", "probe Failed")
+    assert not FailurePause(*run, started="2026-01-01T00:00:00Z").applies_to(current)
+    assert FailurePause(*run, started=current.started_at).applies_to(current)
+    assert FailurePause(*run).applies_to(current)  # written before startedAt was recorded
+    assert current.run_key == (current.revision, current.attempt, current.started_at)
+
+
 def test_effective_pause() -> None:
     failed = FailurePause(revision=2, attempt=1, pod="game-0", reason="probe Failed")
     assert effective_pause(rollout(), None) is None

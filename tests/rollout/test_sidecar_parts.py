@@ -289,6 +289,13 @@ async def first_failure_names_the_pause(cluster: Cluster) -> None:
     after_resume = FailurePause(2, 2, "game-4", "game-4: probe Failed again")
     assert await record_failure_pause(cluster, workload, after_resume)
     assert await read_failure_pause(cluster, workload) == after_resume
+    # The document deleted and started again counts from revision 1 again: its first failure
+    # replaces the pause of the old document's run with the same numbers.
+    old = FailurePause(1, 1, "game-3", "old", started="2026-01-01T00:00:00Z")
+    assert await record_failure_pause(cluster, workload, old)
+    new = FailurePause(1, 1, "game-5", "new", started="2026-01-02T00:00:00Z")
+    assert await record_failure_pause(cluster, workload, new)
+    assert await read_failure_pause(cluster, workload) == new
 
 
 @pytest.mark.parametrize(

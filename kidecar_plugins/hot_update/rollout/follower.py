@@ -79,8 +79,8 @@ class RolloutFollower:
         self.slots: Slots | None = None
         self.rollout: Rollout | None = None
         self.changed = asyncio.Event()
-        self.failed: tuple[int, int] | None = None
-        """(revision, attempt) this pod failed: it does not try them again."""
+        self.failed: tuple[int, int, str] | None = None
+        """The run (``Rollout.run_key``) this pod failed: it does not try it again."""
         self._reported: PodProgress | None = None
         self.busy = 0
         """Busy slots in a row (the attempts back off)."""
@@ -88,8 +88,8 @@ class RolloutFollower:
         self.gameserver_problem: str | None = None
         """Why the last read of the GameServer failed (it then counts as Allocated)."""
         """Why the last attempt on a slot failed (RBAC, the API server away), if it did."""
-        self.paused_seen: tuple[int, int] | None = None
-        """(revision, attempt) found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
+        self.paused_seen: tuple[int, int, str] | None = None
+        """The run found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -167,9 +167,9 @@ class RolloutFollower:
         if self.at(target):
             self.report(rollout, RolloutPhase.UPDATED, f"at {target.version}")
             return None
-        if self.failed == (rollout.revision, rollout.attempt):
+        if self.failed == rollout.run_key:
             return None
-        if rollout.paused or self.paused_seen == (rollout.revision, rollout.attempt):
+        if rollout.paused or self.paused_seen == rollout.run_key:
             self.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return None
         if rollout.when == "idle" and await self.allocated():
@@ -264,7 +264,7 @@ class RolloutFollower:
     async def fail(self, rollout: Rollout, why: str) -> None:
         """This pod failed ``rollout``: report it, say so on the workload, pause the rollout."""
         assert self.workload is not None
-        self.failed = (rollout.revision, rollout.attempt)
+        self.failed = rollout.run_key
         self.report(rollout, RolloutPhase.FAILED, why)
         who = f"pod {self.ctx.identity.name}"
         log.error("rollout of %s to %s: %s; pausing it", self.workload, rollout.target, why)
@@ -277,8 +277,10 @@ class RolloutFollower:
         """Pause this revision and attempt of ``rollout`` with a failure pause (its Lease),
         retrying while the API server is away: a bad version must not roll on."""
         assert self.workload is not None
-        self.paused_seen = (rollout.revision, rollout.attempt)
-        pause = FailurePause(rollout.revision, rollout.attempt, self.ctx.identity.name, reason)
+        self.paused_seen = rollout.run_key
+        pause = FailurePause(
+            rollout.revision, rollout.attempt, self.ctx.identity.name, reason, rollout.started_at
+        )
         delay = 1.0
         while True:
             try:

@@ -76,15 +76,7 @@ class UpdateRun:
             log.warning("cannot read the rollout again after taking a slot (%s)", e)
             return False
         old = self.rollout
-        if (
-            fresh is None
-            or fresh.paused
-            or (fresh.revision, fresh.attempt)
-            != (
-                old.revision,
-                old.attempt,
-            )
-        ):
+        if fresh is None or fresh.paused or fresh.run_key != old.run_key:
             return False
         if fresh.desired_for(f.ordinal) != self.target:
             return False
@@ -105,7 +97,7 @@ class UpdateRun:
             log.warning("cannot read the rollout's failure pause (%s)", e)
             return False
         if failure is not None and failure.applies_to(rollout):
-            f.paused_seen = (rollout.revision, rollout.attempt)
+            f.paused_seen = rollout.run_key
             f.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return False
         return True
