@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
@@ -11,6 +12,7 @@ from kubernetes import client as k8s
 from tests.rollout.conftest import FleetFactory
 from tests.rollout.fleet import Fleet, FleetFiles, phases, wait_until
 from tests.support.apiserver import TestCluster
+from tests.support.faultproxy import FaultProxy, status_body
 
 pytestmark = pytest.mark.kube
 
@@ -74,6 +76,31 @@ def test_a_sha256_spelled_as_post_takes_it(make_fleet: FleetFactory, files: Flee
     wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 2, DEADLINE, "both on v1")
     assert [m.loads().count("v1 content") for m in fleet.members] == [1, 1]
     assert "complete" in fleet.rollout("status", "gss/game")[1]
+
+
+def test_when_idle_without_openkruisegame(
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    files: FleetFiles,
+    fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """A cluster that does not serve GameServers (a StatefulSet or a Deployment without
+    OpenKruiseGame): nothing can allocate the pod, so ``--when idle`` (the default) updates it.
+    It used to wait for ever, the unreadable GameServer counting as Allocated."""
+    not_served = status_body(404, "the server could not find the requested resource")
+    fault_proxy.inject("*", r"/gameservers", 404, times=None, body=not_served)
+    fleet = Fleet(
+        kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, fault_proxy_kubeconfig
+    )
+    fleet.create_objects()
+    try:
+        fleet.start()
+        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+    finally:
+        fleet.stop()
 
 
 def test_what_the_role_forbids_is_shown_by_status(

@@ -29,6 +29,7 @@ from kidecar_core import PROGRESS_ANNOTATION as ANNOTATION
 from kidecar_core import (
     Event,
     FailurePause,
+    NotFoundError,
     ObjectRef,
     PluginContext,
     PodProgress,
@@ -198,9 +199,14 @@ class RolloutFollower:
         return wanted.same_file(current.version, current.url, current.sha256)
 
     async def allocated(self) -> bool:
-        """Whether this pod's GameServer is ``Allocated`` (unknown counts as yes: wait)."""
+        """Whether this pod's GameServer is ``Allocated`` (unknown counts as yes: wait). No
+        GameServer, or a cluster that does not serve the type (no OpenKruiseGame: a StatefulSet
+        or a Deployment), is idle: nothing allocates it."""
         try:
             server = await self.ctx.get_object(ObjectRef.gameserver(self.ctx.identity))
+        except NotFoundError:  # get_object answers None for a missing object: the type is
+            self.gameserver_problem = None  # not served
+            return False
         except Exception as e:  # unknown: do not disturb a server that may have players
             self.gameserver_problem = f"cannot read its GameServer ({e}): waiting"
             self._once("gameserver", f"cannot read this pod's GameServer ({e}); waiting")
