@@ -99,6 +99,18 @@ async def probe_watch_sees_a_failed_state() -> None:
     assert not watch.armed
 
 
+def test_probe_plugins_never_heard_from_are_named() -> None:
+    """``probePlugins: [http_prob]`` (a typo) or a probe that never ran: no result ever comes,
+    so nothing is verified; the watch names them (the pod's report says so) instead of passing
+    every update in silence."""
+    watch = ProbeWatch("hot_update", RolloutFollowConfig(probe_plugins=("http_prob",)))
+    watch.observe(result("http_probe", "Ready"))
+    assert watch.unheard() == "http_prob"
+    watch.observe(result("http_prob", "Ready"))
+    assert watch.unheard() is None
+    assert ProbeWatch("hot_update", RolloutFollowConfig()).unheard() is None  # every plugin
+
+
 def test_the_probe_watch_waits_for_the_window() -> None:
     asyncio.run(probe_watch_waits())
 

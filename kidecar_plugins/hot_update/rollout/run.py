@@ -123,7 +123,12 @@ class UpdateRun:
             )
         failure = await f.probes.wait_failed(seconds)
         if failure is None:
-            f.report(self.rollout, RolloutPhase.UPDATED, f"{target.version} applied")
+            unheard = f.probes.unheard() if seconds else None
+            note = f" (not verified: no result of probePlugins {unheard} yet)" if unheard else ""
+            if unheard and f.ctx.first_time(("rollout-unheard", unheard)):
+                log.warning("rollout: probePlugins %s never emitted a result: is each a "
+                            "configured plugin? Updates are not verified", unheard)  # fmt: skip
+            f.report(self.rollout, RolloutPhase.UPDATED, f"{target.version} applied{note}")
             return
         after = time.monotonic() - started
         back = await self._roll_back(previous, self.rollout.previous)
