@@ -5,7 +5,6 @@ does every request, so errors are kidecar's (unreachable, forbidden with the mis
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from kidecar_core._store.rollout import (
     RolloutRefused,
     RolloutTarget,
     Workload,
+    loads,
 )
 
 SIDECAR_CONTAINER = "kidecar"
@@ -125,7 +125,7 @@ class Cluster:
         found = await self.store.get(ObjectRef.configmap(self.namespace, configmap))
         text = ((found or {}).get("data") or {}).get(f"workload.{workload.key}")
         try:
-            data = json.loads(text) if isinstance(text, str) else None
+            data = loads(text) if isinstance(text, str) else None
             return RolloutTarget.from_dict(data, "record") if data else None
         except (ValueError, RolloutError):
             return None

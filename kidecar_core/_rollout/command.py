@@ -38,7 +38,14 @@ WORKLOAD_HELP = "gameserverset/NAME, statefulset/NAME or deployment/NAME (also g
 
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("workload", metavar="WORKLOAD", help=WORKLOAD_HELP)
-    parser.add_argument("--plugin-file", action="append", default=[], metavar="PATH")
+    parser.add_argument(
+        "--plugin-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a local plugin file the sidecars load (repeatable, as `kidecar run "
+        "--plugin-file`): its kidecar_check_rollout answers for its part of the config",
+    )
     parser.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"
     )
@@ -146,6 +153,10 @@ def _read_config(path: str) -> tuple[str, str]:
         return Path(path).read_text(encoding="utf-8"), path
     except OSError as e:
         raise RolloutUsageError(f"--config {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise RolloutUsageError(
+            f"--config {path}: not UTF-8 text (byte {e.start}); a config.yaml is UTF-8"
+        ) from None
 
 
 async def _run(args: argparse.Namespace, env: Mapping[str, str], check: Checker) -> str:

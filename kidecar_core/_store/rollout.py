@@ -44,7 +44,9 @@ PROGRESS_ANNOTATION = "rollout.kidecar.io/status"
 OWNER_GSS_LABEL = "game.kruise.io/owner-gss"
 POD_TEMPLATE_HASH = "pod-template-hash"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ORDINAL = re.compile(r"-(\d+)$")
+_COUNT = re.compile(r"([0-9]+)(%?)")
 
 When = Literal["idle", "always"]
 WHEN_VALUES: tuple[When, ...] = ("idle", "always")
@@ -61,6 +63,16 @@ class RolloutUsageError(RolloutError):
 class RolloutRefused(RolloutError):
     """The cluster's state refuses the request (exit code 1): the workload does not exist, a
     rollout is already running, nothing to undo, ..."""
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` whose every failure is a :class:`ValueError`: text read from the cluster
+    (anyone who can write an annotation or a ConfigMap wrote it) may nest deeper than Python
+    recurses (``RecursionError``) or hold numbers beyond a float (``1e400`` is ``inf``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def utc_now() -> str:
@@ -118,8 +130,13 @@ class Workload:
         if not sep or kind_key not in KINDS:
             kinds = ", ".join(f"{k}/NAME" for k in KINDS)
             raise RolloutUsageError(f"workload {text!r}: expected {kinds}")
-        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
             raise RolloutUsageError(f"workload {text!r}: {name!r} is not a valid object name")
+        if not _DNS_LABEL.fullmatch(namespace):
+            raise RolloutUsageError(
+                f"namespace {namespace!r} is not a namespace name (RFC 1123 label: lower-case "
+                "letters, digits and '-', at most 63 characters)"
+            )
         return cls(KINDS[kind_key], name, namespace)
 
     @classmethod
@@ -179,14 +196,14 @@ def parse_max_unavailable(text: str) -> str:
 
     The same spelling as ``maxUnavailable`` of Kubernetes and Kruise rolling updates.
     """
-    value = text.strip()
-    number = value[:-1] if value.endswith("%") else value
-    if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
+    found = _COUNT.fullmatch(text.strip())  # ASCII digits: str.isdigit() takes '²' and '٣'
+    number, percent = (int(found.group(1)), found.group(2)) if found else (0, "")
+    if number < 1 or (percent and number > 100):
         raise RolloutUsageError(
             f"--max-unavailable {text!r}: expected a number of pods (>= 1) or a percentage "
             "(1%-100%)"
         )
-    return f"{int(number)}%" if value.endswith("%") else str(int(number))
+    return f"{number}{percent}"
 
 
 def resolve_max_unavailable(text: str, replicas: int) -> int:
@@ -253,6 +270,13 @@ class Rollout:
     started_at: str = ""
     updated_at: str = ""
 
+    @property
+    def run_key(self) -> tuple[int, int, str]:
+        """``(revision, attempt, startedAt)``: one run of the rollout, what a pod's failure
+        pauses. ``startedAt`` tells apart a document deleted and started again, whose revisions
+        count from 1 again."""
+        return (self.revision, self.attempt, self.started_at)
+
     def desired_for(self, ordinal: int | None) -> RolloutTarget | None:
         """The target of the pod with ``ordinal``: pods below ``partition`` keep the previous
         version (Kruise's partition); ``None`` means "leave it as it is"."""
@@ -284,7 +308,7 @@ class Rollout:
     def from_json(cls, text: Any, where: str) -> Rollout:
         """Parse a stored document; :class:`RolloutError` naming ``where`` when it is not one."""
         try:
-            data = json.loads(text) if isinstance(text, str) else None
+            data = loads(text) if isinstance(text, str) else None
         except ValueError as e:
             raise RolloutError(f"{where}: not JSON: {e}") from None
         if not isinstance(data, dict):
@@ -304,6 +328,9 @@ def _rollout_from(data: Mapping[str, Any], where: str) -> Rollout:
     if when not in WHEN_VALUES:
         raise RolloutError(f"{where}.when: expected idle or always, got {when!r}")
     previous = data.get("previous")
+    paused = data.get("paused", False)
+    if not isinstance(paused, bool):
+        raise RolloutError(f"{where}.paused: expected true or false, got {paused!r}")
     try:
         max_unavailable = parse_max_unavailable(str(data.get("maxUnavailable", "1")))
     except RolloutError as e:
@@ -317,7 +344,7 @@ def _rollout_from(data: Mapping[str, Any], where: str) -> Rollout:
         slots=_int(data, "slots", where, 1),
         partition=_int(data, "partition", where, 0),
         when=when,
-        paused=bool(data.get("paused", False)),
+        paused=paused,
         pause_reason=str(data.get("pauseReason") or ""),
         attempt=_int(data, "attempt", where, 1),
         started_at=str(data.get("startedAt") or ""),
@@ -366,7 +393,7 @@ class PodProgress:
     def from_json(cls, text: Any) -> PodProgress | None:
         """Parse an annotation; ``None`` when it is missing or unreadable."""
         try:
-            data = json.loads(text)
+            data = loads(text)
             return cls(
                 revision=int(data["revision"]),
                 attempt=int(data.get("attempt", 1)),
@@ -376,7 +403,7 @@ class PodProgress:
                 message=str(data.get("message", "")),
                 at=str(data.get("at", "")),
             )
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, ArithmeticError):  # 1e400: int(inf)
             return None
 
     def done(self, rollout: Rollout, target: RolloutTarget | None) -> bool:

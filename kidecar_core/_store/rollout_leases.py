@@ -31,6 +31,7 @@ WORKLOAD_LABEL = "rollout.kidecar.io/workload"
 REVISION = "rollout.kidecar.io/revision"
 ATTEMPT = "rollout.kidecar.io/attempt"
 REASON = "rollout.kidecar.io/reason"
+STARTED = "rollout.kidecar.io/started-at"
 _MAX_BASE = 240
 _MAX_REASON = 1000
 
@@ -72,6 +73,8 @@ class FailurePause:
     attempt: int
     pod: str
     reason: str
+    started: str = ""
+    """The paused rollout's ``startedAt`` (empty in a pause written before it was recorded)."""
 
     @classmethod
     def from_lease(cls, lease: Mapping[str, Any] | None) -> FailurePause | None:
@@ -84,18 +87,31 @@ class FailurePause:
                 attempt=int(annotations[ATTEMPT]),
                 pod=str((lease.get("spec") or {}).get("holderIdentity") or ""),
                 reason=str(annotations.get(REASON, "")),
+                started=str(annotations.get(STARTED, "")),
             )
         except (KeyError, ValueError):
             return None
 
     def applies_to(self, rollout: Rollout) -> bool:
-        return (self.revision, self.attempt) == (rollout.revision, rollout.attempt)
+        """It pauses ``rollout``: the same revision and attempt of the same document (a pause
+        left by a document that was deleted and started again does not)."""
+        if (self.revision, self.attempt) != (rollout.revision, rollout.attempt):
+            return False
+        return not self.started or self.started == rollout.started_at
+
+    def same_run(self, other: FailurePause) -> bool:
+        return (self.revision, self.attempt, self.started) == (
+            other.revision,
+            other.attempt,
+            other.started,
+        )
 
     def patch(self) -> dict[str, Any]:
         annotations = {
             REVISION: str(self.revision),
             ATTEMPT: str(self.attempt),
             REASON: self.reason[:_MAX_REASON],
+            STARTED: self.started,
         }
         now = micro_time()
         spec = {"holderIdentity": self.pod, "acquireTime": now, "renewTime": now}
@@ -126,10 +142,7 @@ async def record_failure_pause(
     for _ in range(attempts):
         lease = await objects.get_object(ref)
         found = FailurePause.from_lease(lease)
-        if found is not None and (found.revision, found.attempt) == (
-            pause.revision,
-            pause.attempt,
-        ):
+        if found is not None and found.same_run(pause):
             return False
         body = pause.patch()
         try:

@@ -105,6 +105,33 @@ def test_bad_input_is_refused_with_exit_2(
     assert document(fleet.cluster, fleet.namespace) is None
 
 
+@pytest.mark.parametrize("namespace", ["play/configmaps", "../.."])
+def test_a_namespace_that_is_no_namespace_name(
+    kube_cluster: TestCluster, kube_namespace: str, namespace: str
+) -> None:
+    """It used to become part of the request's path (``the cluster does not serve
+    gameserversets``, exit 1)."""
+    for verb in ("status", "pause", "resume", "undo"):
+        code, out, err = rollout_cli(kube_cluster, namespace, verb, GSS)
+        assert (code, out) == (2, ""), err
+        assert err == (
+            f"kidecar rollout {verb}: error: namespace {namespace!r} is not a namespace name "
+            "(RFC 1123 label: lower-case letters, digits and '-', at most 63 characters)\n"
+        )
+
+
+def test_a_config_that_is_not_utf8(fleet: Fleet, files: FleetFiles, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"plugins: []\n\xff\xfe")
+    url = files.add("v1", "v1")
+    code, out, err = fleet.rollout("start", GSS, "--version", "v1", "--url", url, "--config",
+                                   str(config))  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == f"kidecar rollout start: error: --config {config}: not UTF-8 text (byte 12); " \
+        "a config.yaml is UTF-8\n"  # fmt: skip
+    assert document(fleet.cluster, fleet.namespace) is None
+
+
 def test_url_outside_the_allow_list_names_the_config(fleet: Fleet, files: FleetFiles) -> None:
     code, _, err = fleet.rollout(
         "start", GSS, "--version", "v1", "--url", "http://elsewhere.example/v1/game.pak"
@@ -253,6 +280,32 @@ def test_the_namespace_comes_from_the_kubeconfig_context(fleet: Fleet, tmp_path:
         err.getvalue()
     )
     assert missing == 1 and "has no context 'nope'" in err.getvalue()
+
+
+def test_a_pause_left_by_a_deleted_document_does_not_pause_a_new_one(
+    fleet: Fleet, files: FleetFiles
+) -> None:
+    """``kubectl delete configmap kidecar-rollout`` to start afresh: the new document counts
+    from revision 1 again, and the failure pause its predecessor left for revision 1 must not
+    pause it (it did, naming a failure of the deleted rollout)."""
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": "kidecar-rollout-gameserverset-game-paused",
+            "annotations": {
+                "rollout.kidecar.io/revision": "1",
+                "rollout.kidecar.io/attempt": "1",
+                "rollout.kidecar.io/reason": "pod game-1: http_probe state Failed",
+                "rollout.kidecar.io/started-at": "2026-01-01T00:00:00Z",
+            },
+        },
+        "spec": {"holderIdentity": "game-1"},
+    }
+    fleet.cluster.apply_yaml([lease], fleet.namespace)
+    out = fleet.rollout("start", GSS, "--version", "v1", "--url", files.add("v1", "v1"))[1]
+    assert "revision 1" in out and "PAUSED" not in out
+    assert "PAUSED" not in fleet.rollout("status", GSS)[1]
 
 
 def test_a_pod_failure_pauses_until_resumed(fleet: Fleet, files: FleetFiles) -> None:

@@ -64,6 +64,10 @@ def test_workload_spellings(text: str, kind: str, resource: str) -> None:
 
 @pytest.mark.parametrize("text", ["game", "pod/game", "gss/", "gss/Game", "gss/a_b", "/game"])
 def test_bad_workloads(text: str) -> None:
+    """(Also: a namespace that is not a namespace name never reaches a request path.)"""
+    for namespace in ("play/configmaps", "../..", "a?b=c", "Games", "", "x" * 64, "ok\n"):
+        with pytest.raises(RolloutUsageError, match="is not a namespace name"):
+            Workload.parse("gss/game", namespace)
     with pytest.raises(RolloutUsageError, match="workload"):
         Workload.parse(text, "prod")
 
@@ -103,7 +107,9 @@ def test_max_unavailable(text: str, replicas: int, slots: int) -> None:
     assert resolve_max_unavailable(text, replicas) == slots
 
 
-@pytest.mark.parametrize("text", ["0", "0%", "101%", "-1", "1.5", "x", "%", ""])
+@pytest.mark.parametrize(
+    "text", ["0", "0%", "101%", "-1", "1.5", "x", "%", "", "²", "\u0663", "1\u0660%", "20 %", "5%%"]
+)
 def test_bad_max_unavailable(text: str) -> None:
     with pytest.raises(RolloutUsageError, match="--max-unavailable"):
         parse_max_unavailable(text)
@@ -135,6 +141,7 @@ def test_the_document_round_trips() -> None:
         ({"previous": "v1"}, "here: expected an object"),
         ({"maxUnavailable": "0"}, "here.maxUnavailable: "),
         ({"sha256": 7}, "here.sha256: must be a string or null"),
+        ({"paused": "false"}, "here.paused: expected true or false, got 'false'"),
     ],
 )
 def test_unreadable_documents(change: dict[str, Any] | None, message: str) -> None:
@@ -143,6 +150,15 @@ def test_unreadable_documents(change: dict[str, Any] | None, message: str) -> No
         Rollout.from_json(text, "here")
     with pytest.raises(RolloutError, match="not JSON"):
         Rollout.from_json("{", "here")
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"revision": 1e400}'])
+def test_hostile_documents_are_unreadable_not_a_crash(text: str) -> None:
+    """Nesting deeper than Python recurses, numbers beyond a float: a RolloutError (the sidecar
+    logs it and goes on; it used to be a RecursionError that restarted hot_update in a loop on
+    every pod of the namespace, and a traceback from the command)."""
+    with pytest.raises(RolloutError, match="here"):
+        Rollout.from_json(text, "here")
 
 
 def test_same_file() -> None:
@@ -157,6 +173,9 @@ def test_pod_progress() -> None:
     report = PodProgress(2, 1, "v2", "v2", "Updated", "v2 applied", "2025-01-01T10:00:00Z")
     assert PodProgress.from_json(report.to_json()) == report
     assert PodProgress.from_json("{") is None and PodProgress.from_json(None) is None
+    # Anyone who can patch a pod can write its annotation: never a crash of `status`.
+    assert PodProgress.from_json("[" * 100_000) is None
+    assert PodProgress.from_json('{"revision": 1e400, "target": "v2", "phase": "x"}') is None
     assert report.done(rollout(), V2)
     assert not report.done(rollout(revision=3), V2)
     assert not attrs.evolve(report, phase="Updating").done(rollout(), V2)
@@ -203,6 +222,15 @@ def test_a_paused_rollout_is_replaced_and_keeps_what_ran_before() -> None:
     # A failure of an earlier attempt (resumed since) pauses nothing.
     with pytest.raises(RolloutRefused, match="in progress"):
         plan_start(rollout(attempt=2), v3, 6, None, [reporting("Failed")], failed)
+
+
+def test_a_pause_of_a_document_started_again_does_not_apply() -> None:
+    current = rollout(started_at="2026-01-02T00:00:00Z")
+    run = (current.revision, current.attempt, "game-0", "probe Failed")
+    assert not FailurePause(*run, started="2026-01-01T00:00:00Z").applies_to(current)
+    assert FailurePause(*run, started=current.started_at).applies_to(current)
+    assert FailurePause(*run).applies_to(current)  # written before startedAt was recorded
+    assert current.run_key == (current.revision, current.attempt, current.started_at)
 
 
 def test_effective_pause() -> None:

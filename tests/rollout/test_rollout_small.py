@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from kubernetes import client as k8s
 
 from tests.rollout.conftest import FleetFactory
 from tests.rollout.fleet import Fleet, FleetFiles, phases, wait_until
+from tests.support.apiserver import TestCluster
+from tests.support.faultproxy import FaultProxy, status_body
 
 pytestmark = pytest.mark.kube
 
@@ -56,3 +63,78 @@ def test_partition_pause_resume_and_a_new_replica(
     wait_until(lambda: member.loads()[-1:] == ["v2 content"], DEADLINE, "the new pod on v2")
     wait_until(lambda: phases(fleet.progress(), 2)["Updated"] == 4, DEADLINE, "4 on v2")
     assert member.loads().count("v2 content") == 1
+
+
+def test_a_sha256_spelled_as_post_takes_it(make_fleet: FleetFactory, files: FleetFiles) -> None:
+    """``--sha256`` in upper case with ``sha256:`` is what ``POST /hot-update`` and the check of
+    ``start`` accept: every pod updates once and reports Updated (it used to fail the first pod,
+    comparing the file's lower-case digest with the text as given, and pause the rollout)."""
+    fleet = make_fleet(2)
+    url = files.add("v1", "v1 content")
+    digest = hashlib.sha256(b"v1 content").hexdigest().upper()
+    start(fleet, "v1", url, "--sha256", f"sha256:{digest}", "--max-unavailable", "2")
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 2, DEADLINE, "both on v1")
+    assert [m.loads().count("v1 content") for m in fleet.members] == [1, 1]
+    assert "complete" in fleet.rollout("status", "gss/game")[1]
+
+
+def test_when_idle_without_openkruisegame(
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    files: FleetFiles,
+    fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """A cluster that does not serve GameServers (a StatefulSet or a Deployment without
+    OpenKruiseGame): nothing can allocate the pod, so ``--when idle`` (the default) updates it.
+    It used to wait for ever, the unreadable GameServer counting as Allocated."""
+    not_served = status_body(404, "the server could not find the requested resource")
+    fault_proxy.inject("*", r"/gameservers", 404, times=None, body=not_served)
+    fleet = Fleet(
+        kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, fault_proxy_kubeconfig
+    )
+    fleet.create_objects()
+    try:
+        fleet.start()
+        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+    finally:
+        fleet.stop()
+
+
+def test_what_the_role_forbids_is_shown_by_status(
+    make_fleet: FleetFactory, files: FleetFiles, kube_cluster: TestCluster
+) -> None:
+    """A Role without the GameServer rule, then without the Lease rule: each pod says why it
+    waits in its report (it used to say "its GameServer is Allocated" and "waiting for a slot",
+    the reason only in its log), and goes on once the rules are back."""
+    fleet = make_fleet(1)
+
+    def saying(text: str) -> Callable[[], bool]:
+        def check() -> bool:
+            report = fleet.progress()["game-0"]
+            return report is not None and text in report.message
+
+        return check
+
+    with kube_cluster.admin_api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+
+        def rules_without(*resources: str) -> None:
+            role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+            role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
+            rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+
+        full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
+        rules_without("leases", "gameservers")
+        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+        wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
+        rules_without("leases")
+        wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
+        assert (
+            "add {apiGroups: [coordination.k8s.io], resources: [leases]"
+            in (fleet.rollout("status", "gss/game")[1])
+        )
+        rules_without()
+    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from kidecar_core import (
     FailurePause,
@@ -22,12 +23,14 @@ from kidecar_core._config.schema import make_converter
 from kidecar_core._rollout.cluster import Cluster
 from kidecar_core._store.kube import KubeStore
 from kidecar_core._store.rollout_leases import lease_base
+from kidecar_core.errors import ConfigError
 from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.hot_update.plugin import kidecar_check_rollout
 from kidecar_plugins.hot_update.rollout.check import check_target
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.rollout.probes import ProbeWatch
 from kidecar_plugins.hot_update.rollout.slots import Slots, home_slot
+from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy
 
 
@@ -94,6 +97,18 @@ async def probe_watch_sees_a_failed_state() -> None:
     assert await watch.wait_failed(30) == "http_probe state Failed (status 500)"
     watch.observe(result("http_probe", "Failed"))  # disarmed again
     assert not watch.armed
+
+
+def test_probe_plugins_never_heard_from_are_named() -> None:
+    """``probePlugins: [http_prob]`` (a typo) or a probe that never ran: no result ever comes,
+    so nothing is verified; the watch names them (the pod's report says so) instead of passing
+    every update in silence."""
+    watch = ProbeWatch("hot_update", RolloutFollowConfig(probe_plugins=("http_prob",)))
+    watch.observe(result("http_probe", "Ready"))
+    assert watch.unheard() == "http_prob"
+    watch.observe(result("http_prob", "Ready"))
+    assert watch.unheard() is None
+    assert ProbeWatch("hot_update", RolloutFollowConfig()).unheard() is None  # every plugin
 
 
 def test_the_probe_watch_waits_for_the_window() -> None:
@@ -208,6 +223,27 @@ async def a_dead_holder_is_taken_over(cluster: Cluster) -> None:
 
 
 @pytest.mark.kube
+def test_a_slot_deleted_while_held(
+    on_cluster: Callable[[Scenario], None], kube_cluster: TestCluster
+) -> None:
+    """Someone deletes the Lease of a held slot (``kubectl delete lease``): the holder learns it
+    lost it and giving it back ends (it used to retry the 404 for ever, and the pod never
+    followed another rollout)."""
+
+    async def scenario(cluster: Cluster) -> None:
+        holder = slots_for(cluster, "game-0", Clock())
+        held = await holder.try_acquire(1, revision=1)
+        assert held is not None
+        with kube_cluster.admin_api_client() as api:
+            k8s.CoordinationV1Api(api).delete_namespaced_lease(held.ref.name, cluster.namespace)
+        assert await holder.renew(held) is False
+        await asyncio.wait_for(holder.release(held), 30)
+        assert await cluster.get_object(held.ref) is None  # not made again by giving it back
+
+    on_cluster(scenario)
+
+
+@pytest.mark.kube
 def test_a_renewing_holder_is_never_taken_over(on_cluster: Callable[[Scenario], None]) -> None:
     on_cluster(a_renewing_holder_is_never_taken_over)
 
@@ -265,3 +301,34 @@ async def first_failure_names_the_pause(cluster: Cluster) -> None:
     after_resume = FailurePause(2, 2, "game-4", "game-4: probe Failed again")
     assert await record_failure_pause(cluster, workload, after_resume)
     assert await read_failure_pause(cluster, workload) == after_resume
+    # The document deleted and started again counts from revision 1 again: its first failure
+    # replaces the pause of the old document's run with the same numbers.
+    old = FailurePause(1, 1, "game-3", "old", started="2026-01-01T00:00:00Z")
+    assert await record_failure_pause(cluster, workload, old)
+    new = FailurePause(1, 1, "game-5", "new", started="2026-01-02T00:00:00Z")
+    assert await record_failure_pause(cluster, workload, new)
+    assert await read_failure_pause(cluster, workload) == new
+
+
+@pytest.mark.parametrize(
+    ("rollout", "problem"),
+    [
+        ({"retrySeconds": 1e-9}, "rollout.retrySeconds: must be >= 1, got 1e-09 (each period"),
+        ({"pollSeconds": 0.5}, "rollout.pollSeconds: must be >= 1, got 0.5"),
+        ({"leaseSeconds": 2**31}, "rollout.leaseSeconds: must be between 1 and 2147483647"),
+        ({"leaseSeconds": 0}, "rollout.leaseSeconds: must be between 1 and 2147483647"),
+    ],
+)
+def test_rollout_settings_that_would_hurt_the_api_server(
+    rollout: dict[str, Any], problem: str
+) -> None:
+    """A period of a nanosecond was accepted (every waiting pod of the fleet in a loop of GETs),
+    and a Lease duration the API server refuses (no pod could ever take a slot)."""
+    with pytest.raises(ConfigError) as caught:
+        hot_update(rollout=rollout)
+    assert any(problem in str(p) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_shortest_rollout_settings_are_accepted() -> None:
+    config = hot_update(rollout={"pollSeconds": 1, "retrySeconds": 1, "leaseSeconds": 1})
+    assert (config.rollout.poll_seconds, config.rollout.lease_seconds) == (1, 1)

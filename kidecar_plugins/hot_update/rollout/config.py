@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-from kidecar_core import field, non_negative, positive
+from kidecar_core import field, non_negative
+
+MIN_PERIOD_SECONDS = 1.0
+"""The shortest ``pollSeconds`` and ``retrySeconds``: every pod of the fleet makes a request
+each period, so a period of a millisecond is a thousand requests per second per pod."""
+MAX_LEASE_SECONDS = 2**31 - 1
+"""A Lease's ``spec.leaseDurationSeconds`` is an int32: the API server refuses more."""
+
+
+def at_least_a_second(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    """attrs validator: ``value >= MIN_PERIOD_SECONDS``."""
+    if value < MIN_PERIOD_SECONDS:
+        raise ValueError(
+            f"must be >= {MIN_PERIOD_SECONDS:g}, got {value:g} (each period is a request by "
+            "every pod of the fleet)",
+            attribute,
+        )
+
+
+def lease_duration(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    """attrs validator: a Lease duration the API server accepts (1 to 2^31-1 seconds)."""
+    if not 0 < value <= MAX_LEASE_SECONDS:
+        raise ValueError(f"must be between 1 and {MAX_LEASE_SECONDS} (an int32), got {value}",
+                         attribute)  # fmt: skip
 
 
 @attrs.frozen
@@ -21,17 +46,18 @@ class RolloutFollowConfig:
     poll_seconds: float = field(
         key="pollSeconds",
         default=10.0,
-        validator=positive,
-        doc="How often the rollout ConfigMap is read: the only request while nothing rolls "
+        validator=at_least_a_second,
+        doc="How often the rollout ConfigMap is read (at least 1): the only request while "
+        "nothing rolls "
         "(a rollout starts on a pod within this time). A pod that takes a slot reads it again "
         "first, so a pause holds at once. The API cost is measured in docs/benchmarks.md.",
     )
     retry_seconds: float = field(
         key="retrySeconds",
         default=2.0,
-        validator=positive,
+        validator=at_least_a_second,
         doc="While this pod waits to update: how often it tries a slot, and reads its "
-        "GameServer under `--when idle` (jittered by ±50%).",
+        "GameServer under `--when idle` (jittered by ±50%; at least 1).",
     )
     verify_seconds: float = field(
         key="verifySeconds",
@@ -56,7 +82,8 @@ class RolloutFollowConfig:
     lease_seconds: int = field(
         key="leaseSeconds",
         default=60,
-        validator=positive,
+        validator=lease_duration,
         doc="Duration of a slot's Lease, renewed every third of it while held. A slot whose "
-        "Lease has not changed for this long (its pod died) is taken over.",
+        "Lease has not changed for this long (its pod died) is taken over. 1 to 2147483647 (a "
+        "Lease's int32).",
     )

@@ -1,8 +1,9 @@
 """Following one object: every new version of it, as it changes.
 
-This polls ``get_object`` at a modest period. The watch of objects is being added to the core by
-branch ``conv``; when it lands, :func:`follow` becomes that watch and nothing else changes (the
-callers only see "a new version of the object").
+This polls ``get_object`` at a modest period (``pollSeconds``, at least 1 s). The core now
+offers a watch (``RuntimeView.watch_object``); :func:`follow` can become that watch with nothing
+else changing (the callers only see "a new version of the object"), once the Role grants
+``watch`` on ``kidecar-rollout`` and figure 10 is measured again (docs/rollout.md, Limits).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from kidecar_core import PROGRESS_ANNOTATION as ANNOTATION
 from kidecar_core import (
     Event,
     FailurePause,
+    NotFoundError,
     ObjectRef,
     PluginContext,
     PodProgress,
@@ -50,7 +51,7 @@ from kidecar_plugins.hot_update.record import read_retrying
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.rollout.follow import follow
 from kidecar_plugins.hot_update.rollout.probes import ProbeWatch
-from kidecar_plugins.hot_update.rollout.run import UpdateRun
+from kidecar_plugins.hot_update.rollout.run import UpdateRun, as_requested
 from kidecar_plugins.hot_update.rollout.slots import Held, Slots
 from kidecar_plugins.hot_update.updater import HotUpdater
 from kidecar_plugins.hot_update.urls import parse_url
@@ -79,13 +80,17 @@ class RolloutFollower:
         self.slots: Slots | None = None
         self.rollout: Rollout | None = None
         self.changed = asyncio.Event()
-        self.failed: tuple[int, int] | None = None
-        """(revision, attempt) this pod failed: it does not try them again."""
+        self.failed: tuple[int, int, str] | None = None
+        """The run (``Rollout.run_key``) this pod failed: it does not try it again."""
         self._reported: PodProgress | None = None
         self.busy = 0
         """Busy slots in a row (the attempts back off)."""
-        self.paused_seen: tuple[int, int] | None = None
-        """(revision, attempt) found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
+        self.slot_problem: str | None = None
+        self.gameserver_problem: str | None = None
+        """Why the last read of the GameServer failed (it then counts as Allocated)."""
+        """Why the last attempt on a slot failed (RBAC, the API server away), if it did."""
+        self.paused_seen: tuple[int, int, str] | None = None
+        """The run found paused by a pod's failure (see :meth:`UpdateRun.run`)."""
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -163,18 +168,20 @@ class RolloutFollower:
         if self.at(target):
             self.report(rollout, RolloutPhase.UPDATED, f"at {target.version}")
             return None
-        if self.failed == (rollout.revision, rollout.attempt):
+        if self.failed == rollout.run_key:
             return None
-        if rollout.paused or self.paused_seen == (rollout.revision, rollout.attempt):
+        if rollout.paused or self.paused_seen == rollout.run_key:
             self.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return None
         if rollout.when == "idle" and await self.allocated():
-            self.report(rollout, RolloutPhase.WAITING_FOR_IDLE, "its GameServer is Allocated")
+            why = self.gameserver_problem or "its GameServer is Allocated"
+            self.report(rollout, RolloutPhase.WAITING_FOR_IDLE, why)
             return self.period()
         held = await self._try_slot(rollout)
         if held is None:
             self.busy += 1
-            self.report(rollout, RolloutPhase.PENDING, "waiting for a slot")
+            problem = f" (cannot take one: {self.slot_problem})" if self.slot_problem else ""
+            self.report(rollout, RolloutPhase.PENDING, f"waiting for a slot{problem}")
             return self.period(self.busy)
         self.busy = 0
         await UpdateRun(self, held, rollout, target).run()
@@ -188,26 +195,36 @@ class RolloutFollower:
         current = self.updater.current
         if current is None:
             return False
-        wanted = attrs.evolve(target, url=recorded_form(target.url))
+        wanted = attrs.evolve(as_requested(target), url=recorded_form(target.url))
         return wanted.same_file(current.version, current.url, current.sha256)
 
     async def allocated(self) -> bool:
-        """Whether this pod's GameServer is ``Allocated`` (unknown counts as yes: wait)."""
+        """Whether this pod's GameServer is ``Allocated`` (unknown counts as yes: wait). No
+        GameServer, or a cluster that does not serve the type (no OpenKruiseGame: a StatefulSet
+        or a Deployment), is idle: nothing allocates it."""
         try:
             server = await self.ctx.get_object(ObjectRef.gameserver(self.ctx.identity))
+        except NotFoundError:  # get_object answers None for a missing object: the type is
+            self.gameserver_problem = None  # not served
+            return False
         except Exception as e:  # unknown: do not disturb a server that may have players
+            self.gameserver_problem = f"cannot read its GameServer ({e}): waiting"
             self._once("gameserver", f"cannot read this pod's GameServer ({e}); waiting")
             return True
+        self.gameserver_problem = None
         spec = (server or {}).get("spec") or {}
         return spec.get("opsState") == "Allocated"
 
     async def _try_slot(self, rollout: Rollout) -> Held | None:
         assert self.slots is not None
         try:
-            return await self.slots.try_acquire(rollout.slots, rollout.revision)
+            held = await self.slots.try_acquire(rollout.slots, rollout.revision)
         except Exception as e:  # the API server away, RBAC: try again at the next step
             self._once("slot", f"cannot take a rollout slot: {e}")
+            self.slot_problem = str(e)  # shown by `kidecar rollout status`, not only logged
             return None
+        self.slot_problem = None
+        return held
 
     async def fresh_rollout(self) -> Rollout | None:
         """The rollout as stored now (a direct read, not the followed copy)."""
@@ -253,7 +270,7 @@ class RolloutFollower:
     async def fail(self, rollout: Rollout, why: str) -> None:
         """This pod failed ``rollout``: report it, say so on the workload, pause the rollout."""
         assert self.workload is not None
-        self.failed = (rollout.revision, rollout.attempt)
+        self.failed = rollout.run_key
         self.report(rollout, RolloutPhase.FAILED, why)
         who = f"pod {self.ctx.identity.name}"
         log.error("rollout of %s to %s: %s; pausing it", self.workload, rollout.target, why)
@@ -266,8 +283,10 @@ class RolloutFollower:
         """Pause this revision and attempt of ``rollout`` with a failure pause (its Lease),
         retrying while the API server is away: a bad version must not roll on."""
         assert self.workload is not None
-        self.paused_seen = (rollout.revision, rollout.attempt)
-        pause = FailurePause(rollout.revision, rollout.attempt, self.ctx.identity.name, reason)
+        self.paused_seen = rollout.run_key
+        pause = FailurePause(
+            rollout.revision, rollout.attempt, self.ctx.identity.name, reason, rollout.started_at
+        )
         delay = 1.0
         while True:
             try:

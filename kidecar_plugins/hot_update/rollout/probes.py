@@ -27,6 +27,16 @@ class ProbeWatch:
         self.failed = asyncio.Event()
         self.reason = ""
         self.armed = False
+        self.heard: set[str] = set()
+        """Plugins that emitted a result since the sidecar started."""
+
+    def unheard(self) -> str | None:
+        """The ``probePlugins`` when none of them has emitted any result since the sidecar
+        started (a name that is not a configured plugin, or a probe that never ran): a window
+        that watched them verified nothing. ``None`` otherwise, and when none are named."""
+        if not self.plugins or self.plugins & self.heard:
+            return None
+        return ", ".join(sorted(self.plugins))
 
     def arm(self) -> None:
         """Start watching (before the update, so a failure during it counts too)."""
@@ -38,6 +48,7 @@ class ProbeWatch:
         self.armed = False
 
     def observe(self, result: Result) -> None:
+        self.heard.add(result.plugin)
         if not self.armed or result.plugin == self.own_plugin:
             return
         if self.plugins and result.plugin not in self.plugins:

@@ -18,7 +18,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import attrs
+
 from kidecar_core import Rollout, RolloutPhase, RolloutTarget, read_failure_pause
+from kidecar_plugins.hot_update.api import parse_sha256
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.record import Applied
 from kidecar_plugins.hot_update.rollout.slots import Held
@@ -28,6 +31,16 @@ if TYPE_CHECKING:
     from kidecar_plugins.hot_update.rollout.follower import RolloutFollower
 
 log = logging.getLogger("kidecar.plugin.hot_update")
+
+
+def as_requested(target: RolloutTarget) -> RolloutTarget:
+    """``target`` with its sha256 as ``POST /hot-update`` takes it (the same rule: lower case,
+    an optional ``sha256:`` prefix dropped), so ``sha256:AB..`` names the file hot_update records
+    as ``ab..``; a sha256 hot_update would refuse is left for the update to refuse."""
+    try:
+        return attrs.evolve(target, sha256=parse_sha256(target.sha256))
+    except UpdateError:
+        return target
 
 
 class UpdateRun:
@@ -63,15 +76,7 @@ class UpdateRun:
             log.warning("cannot read the rollout again after taking a slot (%s)", e)
             return False
         old = self.rollout
-        if (
-            fresh is None
-            or fresh.paused
-            or (fresh.revision, fresh.attempt)
-            != (
-                old.revision,
-                old.attempt,
-            )
-        ):
+        if fresh is None or fresh.paused or fresh.run_key != old.run_key:
             return False
         if fresh.desired_for(f.ordinal) != self.target:
             return False
@@ -92,7 +97,7 @@ class UpdateRun:
             log.warning("cannot read the rollout's failure pause (%s)", e)
             return False
         if failure is not None and failure.applies_to(rollout):
-            f.paused_seen = (rollout.revision, rollout.attempt)
+            f.paused_seen = rollout.run_key
             f.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return False
         return True
@@ -118,7 +123,12 @@ class UpdateRun:
             )
         failure = await f.probes.wait_failed(seconds)
         if failure is None:
-            f.report(self.rollout, RolloutPhase.UPDATED, f"{target.version} applied")
+            unheard = f.probes.unheard() if seconds else None
+            note = f" (not verified: no result of probePlugins {unheard} yet)" if unheard else ""
+            if unheard and f.ctx.first_time(("rollout-unheard", unheard)):
+                log.warning("rollout: probePlugins %s never emitted a result: is each a "
+                            "configured plugin? Updates are not verified", unheard)  # fmt: skip
+            f.report(self.rollout, RolloutPhase.UPDATED, f"{target.version} applied{note}")
             return
         after = time.monotonic() - started
         back = await self._roll_back(previous, self.rollout.previous)
@@ -132,7 +142,8 @@ class UpdateRun:
         (an update through the API, or the restart replay, may have been faster)."""
         updater = self.follower.updater
         try:
-            request = UpdateRequest.create(target.version, target.url, target.sha256)
+            sha256 = as_requested(target).sha256
+            request = UpdateRequest.create(target.version, target.url, sha256)
             async with updater.lock:
                 if self.follower.at(target):
                     return None

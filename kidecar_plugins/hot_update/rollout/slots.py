@@ -29,6 +29,7 @@ import attrs
 
 from kidecar_core import (
     ConflictError,
+    NotFoundError,
     ObjectRef,
     RuntimeView,
     Workload,
@@ -147,8 +148,8 @@ class Slots:
         return True
 
     async def renew(self, held: Held) -> bool:
-        """Renew ``held``; ``False`` when it was taken over (we were too slow). Store errors
-        propagate (the caller tries again at the next renewal)."""
+        """Renew ``held``; ``False`` when it was taken over (we were too slow) or deleted. Store
+        errors propagate (the caller tries again at the next renewal)."""
         patch = {
             "metadata": {"resourceVersion": held.resource_version},
             "spec": {"renewTime": micro_time()},
@@ -157,12 +158,17 @@ class Slots:
             stored = await self.runtime.patch_object(held.ref, patch)
         except ConflictError:
             return await self._still_ours(held)
+        except NotFoundError:
+            log.warning("slot %s was deleted while this pod held it", held.ref)
+            return False
         held.resource_version = str(stored["metadata"]["resourceVersion"])
         return True
 
     async def release(self, held: Held) -> None:
-        """Give ``held`` back (``holderIdentity`` removed). Returns once it is given back or
-        someone else holds it; store errors propagate (the caller retries)."""
+        """Give ``held`` back (``holderIdentity`` removed). Returns once it is given back, or
+        someone else holds it, or it was deleted (someone cleaned up: nothing to give back,
+        where retrying would keep this pod from following rollouts for ever); store errors
+        propagate (the caller retries)."""
         patch = {
             "metadata": {"resourceVersion": held.resource_version},
             "spec": {"holderIdentity": None, "renewTime": micro_time()},
@@ -170,6 +176,9 @@ class Slots:
         while True:
             try:
                 await self.runtime.patch_object(held.ref, patch)
+                return
+            except NotFoundError:
+                log.warning("slot %s was deleted while this pod held it", held.ref)
                 return
             except ConflictError:
                 if not await self._still_ours(held):
