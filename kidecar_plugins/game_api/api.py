@@ -105,7 +105,10 @@ class GameApi:
         if self.feed.closed:
             raise ApiError(503, "the sidecar is stopping", retry_after=1)
         response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-store"})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:
+            return response  # the game went away before the first byte: nothing to tell it
         async with contextlib.aclosing(self.feed.changes()) as changes:
             async for obj in changes:
                 if obj is None:

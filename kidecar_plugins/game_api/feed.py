@@ -23,8 +23,9 @@ EAGER_AGE = 0.1
 """The age a copy may have instead of ``max_age`` for a while after the plugin sent a write to
 the object: the write lands within milliseconds, and the game expects to read it back."""
 EAGER_WINDOW = 2.0
-WATCH_IDLE = 5.0
-"""Seconds without a change after which a watch checks that its client is still connected."""
+WATCH_IDLE = 1.0
+"""Seconds without a change after which a watch checks that its client is still connected: a
+gone client's connection counts against the server's connection cap until then."""
 
 _UNSET: Any = object()
 

@@ -13,6 +13,13 @@ GameServer CRD (``game.kruise.io/v1alpha1``, ``spec``):
   ``10.0`` (an integer to JSON Schema and to the API server) is written as ``10``, which OKG
   can decode;
 * ``networkDisabled``: a boolean.
+
+OKG also copies ``opsState`` and the two priorities (``IntOrString.String()``) into labels of
+the Pod (``game.kruise.io/gs-opsState``, ``game.kruise.io/gs-update-priority``,
+``game.kruise.io/gs-deletion-priority``; ``GameServerManager.SyncGsToPod``). A value that is
+not a valid label value (longer than 63 characters, a space, a sign such as ``-5`` or ``+5``)
+passes the GameServer's API server but makes every later Pod update of OKG fail, so that the
+GameServer's state never reaches the Pod: such values are refused here.
 """
 
 from __future__ import annotations
@@ -22,13 +29,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kidecar_core import label_value_problem
 from kidecar_plugins.game_api.errors import ApiError
 
 OPS_STATES = ("None", "WaitToBeDeleted", "Allocated", "Maintaining", "Kill")
 """The opsStates OpenKruiseGame acts on."""
 SPEC_FIELDS = ("opsState", "updatePriority", "deletionPriority", "networkDisabled")
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
+INT32_MAX = 2**31 - 1
+_DIGITS = re.compile(r"[0-9]+")
+POD_LABEL = {
+    "opsState": "game.kruise.io/gs-opsState",
+    "updatePriority": "game.kruise.io/gs-update-priority",
+    "deletionPriority": "game.kruise.io/gs-deletion-priority",
+}
+"""The Pod label OKG copies each field into (``kruise-game``, ``apis/v1alpha1``)."""
 
 
 def view(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,16 +72,22 @@ def _unknown_field(key: str) -> ApiError:
 
 
 def check_priority(name: str, value: Any) -> int | str:
-    """An ``updatePriority``/``deletionPriority`` value OKG reads as written; 400 otherwise."""
+    """An ``updatePriority``/``deletionPriority`` value OKG reads as written and can copy into
+    its Pod label: an integer from 0 to 2147483647, or a string of digits holding one; 400
+    otherwise."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 10.0 is an integer to JSON Schema and the API server; OKG needs 10
     if isinstance(value, int) and not isinstance(value, bool):
-        if INT32_MIN <= value <= INT32_MAX:
+        if 0 <= value <= INT32_MAX:
             return value
+        if value < 0:
+            raise ApiError(400, _label_refusal(name, str(value), "cannot begin with '-'"))
         raise ApiError(400, f"{name}: {value} is outside the 32-bit range OKG reads it in")
     if isinstance(value, str):
-        if _DECIMAL.fullmatch(value) and INT32_MIN <= int(value) <= INT32_MAX:
+        if _DIGITS.fullmatch(value) and int(value) <= INT32_MAX:
             return value
+        if value[:1] in ("+", "-") and _DIGITS.fullmatch(value[1:]):
+            raise ApiError(400, _label_refusal(name, value, f"cannot begin with {value[0]!r}"))
         raise ApiError(
             400,
             f"{name}: {value[:64]!r} is not a 32-bit integer; OKG reads a non-numeric string "
@@ -76,11 +96,25 @@ def check_priority(name: str, value: Any) -> int | str:
     raise ApiError(400, f"{name}: must be an integer (or a string holding one), got {_kind(value)}")
 
 
+def _label_refusal(name: str, text: str, why: str) -> str:
+    hint = "e.g. 'Allocated' or 'room-full'" if name == "opsState" else "0 or more, e.g. 10"
+    label = POD_LABEL.get(name, name)
+    return (
+        f"{name}: {text[:64]!r} {why}: OKG copies {name} into the Pod label {label}, "
+        "and a label value must be at most 63 characters [A-Za-z0-9-_.] starting and ending "
+        f"with an alphanumeric, or OKG cannot update the Pod (use {hint})"
+    )
+
+
 def check_ops_state(value: Any) -> str:
+    """An ``opsState`` OKG can act on and copy into its Pod label; 400 otherwise."""
     if not isinstance(value, str):
         raise ApiError(400, f"opsState: must be a string, got {_kind(value)}")
     if not value:
         raise ApiError(400, "opsState: must not be empty (OKG's idle state is 'None')")
+    if label_value_problem(value) is not None:
+        why = "is longer than 63 characters" if len(value) > 63 else "is not a label value"
+        raise ApiError(400, _label_refusal("opsState", value, why))
     return value
 
 

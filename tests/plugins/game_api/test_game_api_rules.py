@@ -36,8 +36,8 @@ def test_patch_fields_are_checked_against_okgs_crd() -> None:
         "opsState": "Allocated",
         "deletionPriority": 5,
     }
-    assert parse_spec_patch({"updatePriority": "-12", "networkDisabled": True}) == {
-        "updatePriority": "-12",
+    assert parse_spec_patch({"updatePriority": "012", "networkDisabled": True}) == {
+        "updatePriority": "012",
         "networkDisabled": True,
     }
     assert parse_spec_patch({"opsState": "Draining"}) == {"opsState": "Draining"}  # custom
@@ -60,6 +60,15 @@ def test_patch_fields_are_checked_against_okgs_crd() -> None:
         ({"deletionPriority": "high"}, "OKG reads a non-numeric string as 0"),
         ({"deletionPriority": "50%"}, "not a 32-bit integer"),
         ({"networkDisabled": "true"}, "must be true or false"),
+        # OKG copies these into Pod labels: a value no label can hold breaks its Pod updates.
+        ({"opsState": "a" * 64}, "longer than 63 characters"),
+        ({"opsState": "room full"}, "game.kruise.io/gs-opsState"),
+        ({"opsState": "x\u0000y"}, "not a label value"),
+        ({"opsState": "   "}, "not a label value"),
+        ({"opsState": "-Draining"}, "not a label value"),
+        ({"deletionPriority": -5}, "game.kruise.io/gs-deletion-priority"),
+        ({"updatePriority": "+5"}, "cannot begin with '+'"),
+        ({"updatePriority": "-12"}, "game.kruise.io/gs-update-priority"),
     ],
 )
 def test_bad_patches_are_400_with_the_reason(body: Any, why: str) -> None:
@@ -82,6 +91,7 @@ INT32_STRING = _int32_string_schema()
 @given(
     st.one_of(
         st.integers(-(2**33), 2**33).map(str),
+        st.integers(0, 2**32).map(lambda n: f"{n:012d}"),
         st.integers(-(2**33), 2**33).map(lambda n: f"+{n}" if n >= 0 else str(n)),
         st.from_regex(r"[+-]?0{0,3}[0-9]{1,11}", fullmatch=True),
         st.text(max_size=12),
