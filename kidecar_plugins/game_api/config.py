@@ -23,6 +23,20 @@ WRITE_INTERVAL = 0.5
 ``--request-rate-limit``); kidecar uses the same window per object."""
 
 
+RESERVED_DOMAINS = ("kubernetes.io", "k8s.io", "kruise.io")
+"""Key domains (and their subdomains) of Kubernetes and OpenKruise: their keys are read by the
+kubelet, controllers, OKG (``game.kruise.io/network-conf``...). The game may set one only when a
+prefix names it past the ``/`` (``controller.kubernetes.io/pod-deletion-cost``)."""
+
+
+def reserved_domain(domain: str) -> str | None:
+    """The reserved domain of :data:`RESERVED_DOMAINS` that ``domain`` is or is under."""
+    for reserved in RESERVED_DOMAINS:
+        if domain == reserved or domain.endswith("." + reserved):
+            return reserved
+    return None
+
+
 def prefix_problem(prefix: str) -> str | None:
     """Why ``prefix`` cannot begin a label/annotation key the game may use; ``None`` if it can.
 
@@ -40,6 +54,13 @@ def prefix_problem(prefix: str) -> str | None:
         return "a key has at most one '/'"
     if not is_dns1123_subdomain(domain):
         return "the part before '/' must be a DNS subdomain (lower case a-z, 0-9, '-', '.')"
+    reserved = reserved_domain(domain)
+    if reserved is not None and not name:
+        return (
+            f"would give the game every {domain}/ key, and {reserved} keys belong to "
+            "Kubernetes and OpenKruise: name the key past the '/', e.g. "
+            "controller.kubernetes.io/pod-deletion-cost"
+        )
     return None
 
 
@@ -72,7 +93,9 @@ class GameApiConfig:
         factory=lambda: DEFAULT_PREFIXES,
         doc="The game may set and delete labels and annotations whose keys start with one of "
         "these (403 otherwise). Agones forces `agones.dev/sdk-`; here the prefix is the game's "
-        "to choose, e.g. `game.example.com/`.",
+        "to choose, e.g. `game.example.com/`. Keys of `kubernetes.io`, `k8s.io` and `kruise.io` "
+        "(and their subdomains) need an entry that names the key past the `/`, e.g. "
+        "`controller.kubernetes.io/pod-deletion-cost`.",
     )
     metadata_target: Literal["gameserver", "pod"] = field(
         key="metadataTarget",

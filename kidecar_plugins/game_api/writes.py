@@ -29,7 +29,7 @@ from kidecar_core import (
     qualified_name_problem,
 )
 from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
-from kidecar_plugins.game_api.config import GameApiConfig
+from kidecar_plugins.game_api.config import GameApiConfig, reserved_domain
 from kidecar_plugins.game_api.errors import ApiError
 from kidecar_plugins.game_api.feed import ObjectFeed
 from kidecar_plugins.game_api.gameserver import OPS_STATES
@@ -54,6 +54,12 @@ def field_manager(obj: Mapping[str, Any], path: tuple[str, ...]) -> str | None:
         if best is None or when >= best[0]:
             best = (when, entry["manager"])
     return best[1] if best else None
+
+
+def _names(prefix: str, domain: str) -> bool:
+    """Whether ``prefix`` spells out ``domain`` and part of a name after it."""
+    head, slash, name = prefix.partition("/")
+    return bool(slash and name) and head == domain
 
 
 class Writer:
@@ -148,6 +154,17 @@ class Writer:
             )
         if kind == "labels" and key.startswith(OKG_LABELS):
             raise ApiError(403, f"{key!r}: OpenKruiseGame owns {OKG_LABELS}* labels")
+        domain, slash, _ = key.partition("/")
+        reserved = reserved_domain(domain.lower()) if slash else None
+        if reserved is not None and not any(
+            _names(p, domain) for p in prefixes if key.startswith(p)
+        ):
+            raise ApiError(
+                403,
+                f"{kind[:-1]} key {key[:300]!r} is under {reserved}, whose keys belong to "
+                "Kubernetes and OpenKruise: a metadataPrefixes entry must name it past the '/' "
+                f"(e.g. {domain}/{key.partition('/')[2][:63]})",
+            )
         check = qualified_name_problem if kind == "labels" else annotation_key_problem
         problem = check(key)
         if problem is not None:

@@ -126,6 +126,28 @@ def test_metadata_target_pod(game_api: Start) -> None:
     assert e.value.status == 403
 
 
+def test_kubernetes_and_openkruise_keys_need_a_prefix_that_names_them(game_api: Start) -> None:
+    # A prefix without '/' matches keys of any domain starting so, kubernetes.io's too.
+    sidecar, api = game_api(
+        metadataTarget="pod",
+        metadataPrefixes=["g", "k", "controller.kubernetes.io/pod-deletion-cost"],
+    )
+    for key in ("k8s.io/x", "kubernetes.io/x", "game.kruise.io/network-conf", "g.k8s.io/y"):
+        with pytest.raises(GameApiError) as e:
+            api.set_annotation(key, "1")
+        assert e.value.status == 403 and "belong to Kubernetes and OpenKruise" in e.value.message
+    api.set_annotation("controller.kubernetes.io/pod-deletion-cost", "-100")
+    api.set_label("game-room", "1")
+    sidecar.wait_for(
+        lambda: sidecar.state()["pod"]["metadata"].get("labels") == {"game-room": "1"},
+        10,
+        "pod label",
+    )
+    annotations = sidecar.state()["pod"]["metadata"]["annotations"]
+    assert annotations.get("controller.kubernetes.io/pod-deletion-cost") == "-100"
+    assert not any(k.startswith(("k8s.io", "kubernetes.io", "game.kruise.io")) for k in annotations)
+
+
 REFUSED = [
     ("PATCH", "/v1/gameserver", {"opsstate": "None"}, 400, "did you mean 'opsState'"),
     ("PATCH", "/v1/gameserver", {"deletionPriority": "high"}, 400, "OKG reads a non-numeric"),
@@ -137,6 +159,9 @@ REFUSED = [
     ("PUT", "/v1/metadata/labels/game.kidecar.io/a b", {"value": "1"}, 400, "invalid label key"),
     ("PUT", "/v1/metadata/labels/app", {"value": "web"}, 403, "not under metadataPrefixes"),
     ("DELETE", "/v1/metadata/annotations/kubernetes.io/x", None, 403, "not under"),
+    ("PATCH", "/v1/gameserver", {"opsState": "room full"}, 400, "game.kruise.io/gs-opsState"),
+    ("PATCH", "/v1/gameserver", {"opsState": "a" * 20_000}, 400, "longer than 63"),
+    ("PATCH", "/v1/gameserver", {"deletionPriority": -1}, 400, "gs-deletion-priority"),
 ]
 
 
