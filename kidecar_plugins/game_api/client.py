@@ -13,7 +13,8 @@ Standard library only: copy this one file into a game that does not install kide
             break
 
 Every call raises :class:`GameApiError` (with the API's ``status``, ``reason`` and ``message``)
-when the sidecar refuses it, and :class:`OSError` when it cannot be reached. Writes are queued
+when the sidecar refuses it, and :class:`GameApiUnreachable` (an :class:`OSError`) when it
+cannot be reached. Writes are queued
 by the sidecar (HTTP 202) and reach the GameServer within about half a second; ``watch()`` shows
 them when they have.
 """
@@ -81,6 +82,19 @@ class GameApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+class GameApiUnreachable(ConnectionError):
+    """The sidecar's game API does not answer at ``url`` (not started yet, stopped, or
+    ``game_api`` not in its config): ``reason`` is the socket's error. Retry after a while."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        super().__init__(
+            f"cannot reach kidecar's game API at {url} ({reason}): is the sidecar running with "
+            "the game_api plugin listening there? (set $KIDECAR_GAME_API to its address)"
+        )
+        self.url = url
+        self.reason = reason
 
 
 def _api_error(status: int, reason: str, raw: bytes) -> GameApiError:
@@ -187,6 +201,8 @@ class GameApiClient:
             with e:
                 raw = e.read()
             raise _api_error(e.code, str(e.reason), raw) from None
+        except urllib.error.URLError as e:
+            raise GameApiUnreachable(self.url, e.reason) from e
 
     def _call(self, method: str, path: str, body: Any) -> dict[str, Any]:
         with self._open(self._request(method, path, body), self.timeout) as response:

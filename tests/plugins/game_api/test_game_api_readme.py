@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +37,7 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[Sidecar, GameApiClient]]:
 
 def test_the_curl_lines(sidecar: tuple[Sidecar, GameApiClient]) -> None:
     sc, api = sidecar
-    (block,) = section_blocks("sh")
+    _, block = section_blocks("sh")
     # The watch streams until stopped: let it run two seconds.
     script = block.replace(DEFAULT, api.url).replace("curl -sN ", "curl -sN --max-time 2 ")
     run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
@@ -56,3 +59,33 @@ def test_the_python_loop(sidecar: tuple[Sidecar, GameApiClient]) -> None:
     gs = sc.state()["gameserver"]
     assert gs["spec"]["opsState"] == "WaitToBeDeleted"
     assert gs["metadata"]["labels"] == {"game.kidecar.io/map": "dust2"}
+
+
+def test_trying_it_without_a_cluster(tmp_path: Path) -> None:
+    """The README's first block, as written: a local-mode sidecar answering on 5001."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 5001)) == 0:
+            pytest.skip("something else listens on 127.0.0.1:5001")
+    block, _ = section_blocks("sh")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    script = block.replace(" &\n", " & echo $! > pid; wait\n")
+    env = {**os.environ, "PATH": path}
+    shell = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env)
+    try:
+        api = GameApiClient(DEFAULT)
+
+        def answers() -> bool:
+            try:
+                return api.gameserver().ops_state == "None"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 60  # generous: a wait for a condition, not a timing
+        while not answers():
+            assert time.monotonic() < deadline, "the game API never answered on 127.0.0.1:5001"
+            time.sleep(0.2)
+        assert (tmp_path / "state.json").exists()
+    finally:
+        pid = int((tmp_path / "pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        assert shell.wait(timeout=30) == 0

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from kidecar_core import ManualClock, ObjectRef, Write
 from kidecar_core.errors import ConfigError
-from kidecar_core.testing import load_config
+from kidecar_core.testing import free_port, load_config
 from kidecar_plugins.game_api.batch import Batcher, BatcherClosed
+from kidecar_plugins.game_api.client import GameApiClient, GameApiUnreachable
 from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.game_api.errors import ApiError
 from kidecar_plugins.game_api.gameserver import check_priority, parse_spec_patch, view
@@ -287,3 +288,21 @@ def test_config_mistakes_are_reported_with_their_path(
 def test_a_token_allows_listening_beyond_loopback(tmp_path: Path) -> None:
     config = plugin_config(tmp_path, {"listen": ":5001", "auth": {"tokenEnv": "GAME_API_TOKEN"}})
     assert config.listen == ":5001"
+
+
+# -- the client -----------------------------------------------------------------------------
+
+
+def test_the_client_says_what_to_do_when_nothing_listens() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    client = GameApiClient(url, timeout=5)
+    calls: list[Callable[[], object]] = [
+        client.gameserver,
+        lambda: client.set_ops_state("Allocated"),
+        lambda: next(client.watch()),  # watch() connects on the first item
+    ]
+    for call in calls:
+        with pytest.raises(GameApiUnreachable) as e:
+            call()
+        assert isinstance(e.value, OSError)  # what callers caught before
+        assert url in str(e.value) and "game_api" in str(e.value)
