@@ -204,3 +204,31 @@ def test_watch_delivers_changes_and_keeps_going_across_an_api_server_restart(
         assert watch.error is None and not watch.ended.is_set()
     assert admin.gs()["spec"]["opsState"] == "Allocated"
     assert sidecar.stop() == 0
+
+
+def test_reads_while_the_api_server_is_away_answer_503_not_a_stale_copy(
+    make_game_server: GameServerFactory,
+    game_api: Start,
+    kube_cluster: TestCluster,
+) -> None:
+    make_game_server(NAME)
+    sidecar, api = game_api()
+    assert api.gameserver().ops_state == "None"
+    kube_cluster.stop_apiserver()
+    try:
+        time.sleep(1.5)  # the copy (at most a second old) is stale now
+        with pytest.raises(GameApiError) as e:
+            GameApiClient(api.url, timeout=120).gameserver()
+        assert e.value.status == 503 and "cannot read the GameServer" in e.value.message
+        assert api.set_ops_state("Allocated")["status"] == "queued"  # writes still queue
+    finally:
+        kube_cluster.start_apiserver()
+
+    def written() -> bool:
+        try:
+            return api.gameserver().ops_state == "Allocated"
+        except GameApiError:  # 503 until the sidecar reads again
+            return False
+
+    sidecar.wait_for(written, 60, "the queued write")
+    assert sidecar.stop() == 0
