@@ -79,7 +79,8 @@ class Writer:
         self.gameserver = gameserver
         self.metadata_feed = metadata
         self.annotations: dict[str, str | None] = {}
-        """The annotations the game set (``None``: removed), the values the writer converges on."""
+        """The annotations the game set (``None``: removed) that the copy did not show yet at
+        the last size check (then forgotten: a game naming a key per match leaks nothing)."""
         protected = tuple(config.protected_ops_states)
         # Always a guard of the field, even an empty one: the core guards every write of
         # spec.opsState that brings none (Maintaining, Kill); `protectedOpsStates: []` decides.
@@ -194,6 +195,9 @@ class Writer:
             live = None  # not known now: the API server has the last word (422, logged)
         ref = self.metadata_feed.ref
         annotations = dict(((live or {}).get("metadata") or {}).get("annotations") or {})
+        if live is not None:  # what the copy shows already needs no remembering
+            for landed in [k for k, v in self.annotations.items() if annotations.get(k) == v]:
+                del self.annotations[landed]
         # What the game set before may not be in the copy yet; the writer makes it so.
         annotations.update(self.annotations)
         annotations[key] = value

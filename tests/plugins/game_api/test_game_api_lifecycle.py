@@ -150,3 +150,31 @@ def test_a_watch_whose_game_went_away_is_let_go(tmp_path: Path) -> None:
         assert api.feed.watchers == 0
 
     run(tmp_path, scenario)
+
+
+def test_annotations_the_object_shows_are_not_remembered(tmp_path: Path) -> None:
+    """A game that names an annotation per match (set, then deleted) leaves nothing behind in
+    the plugin's bookkeeping once the GameServer shows the change."""
+
+    async def scenario(h: Harness) -> None:
+        api = h.ctx.state[API]
+        key = "/v1/metadata/annotations/game.kidecar.io/"
+        for i in range(20):
+            put = await h.client.put(f"{key}match-{i}", json={"value": "over"})
+            assert put.status == 202
+            assert (await h.client.delete(f"{key}match-{i}")).status == 202
+
+        async def landed() -> bool:
+            obj = await api.feed.current()
+            annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+            return not any(k.startswith("game.kidecar.io/match-") for k in annotations)
+
+        for _ in range(600):  # a condition, waited for generously: not a timing
+            if await landed():
+                break
+            await asyncio.sleep(0.05)
+        assert await landed()
+        assert (await h.client.put(f"{key}last", json={"value": "x"})).status == 202
+        assert set(api.writer.annotations) == {"game.kidecar.io/last"}
+
+    run(tmp_path, scenario)
