@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +181,24 @@ def test_annotations_the_object_shows_are_not_remembered(tmp_path: Path) -> None
         assert set(api.writer.annotations) == {"game.kidecar.io/last"}
 
     run(tmp_path, scenario)
+
+
+def test_a_watch_whose_game_left_before_the_answer_logs_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(h: Harness) -> None:
+        host, port = h.client.server.host, h.client.server.port
+        assert isinstance(port, int)
+        for _ in range(20):
+            sock = socket.create_connection((host, port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(b"GET /v1/gameserver/watch HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.close()  # a reset: gone before the first byte of the answer
+        await asyncio.sleep(0.5)  # let the handlers run (what is checked is the log, not time)
+        watch = await h.client.get("/v1/gameserver/watch")  # the API still serves
+        assert (await watch.content.readline()).startswith(b"{")
+        watch.close()
+
+    with caplog.at_level(logging.ERROR):
+        run(tmp_path, scenario)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
