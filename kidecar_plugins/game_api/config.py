@@ -21,6 +21,9 @@ DEFAULT_PROTECTED = ("Maintaining", "Kill")
 WRITE_INTERVAL = 0.5
 """Agones' SDK server writes each kind of change at most once per 500 ms (its
 ``--request-rate-limit``); kidecar uses the same window per object."""
+MAX_WRITE_INTERVAL = 60.0
+"""A longer window holds the game's later writes back for longer than any scale-in decision
+waits (OKG acts on ``opsState`` at once): a larger value is a mistake, refused."""
 
 
 RESERVED_DOMAINS = ("kubernetes.io", "k8s.io", "kruise.io")
@@ -115,7 +118,8 @@ class GameApiConfig:
         default=WRITE_INTERVAL,
         validator=positive,
         doc="Writes to one object are coalesced: at most one write per object per interval (the "
-        "first at once, later ones at the end of the interval, the newest value of each field).",
+        "first at once, later ones at the end of the interval, the newest value of each field). "
+        "Seconds, at most 60.",
     )
 
     def __attrs_post_init__(self) -> None:
@@ -134,6 +138,12 @@ class GameApiConfig:
             problem = prefix_problem(prefix)
             if problem is not None:
                 raise FieldError(f"metadataPrefixes[{i}]", f"{prefix!r}: {problem}")
+        if self.write_interval_seconds > MAX_WRITE_INTERVAL:
+            raise FieldError(
+                "writeIntervalSeconds",
+                f"{self.write_interval_seconds:g}: at most {MAX_WRITE_INTERVAL:g} seconds (later "
+                "writes of the game wait that long; Agones waits 0.5)",
+            )
         for i, state in enumerate(self.protected_ops_states):
             if not state.strip():
                 raise FieldError(f"protectedOpsStates[{i}]", "must not be empty")

@@ -273,6 +273,7 @@ def test_defaults(tmp_path: Path) -> None:
         ({"metadataPrefixes": ["game.kruise.io/"]}, "name the key past the '/'"),
         ({"metadataTarget": "node"}, "metadataTarget: must be one of"),
         ({"writeIntervalSeconds": 0}, "writeIntervalSeconds: must be > 0"),
+        ({"writeIntervalSeconds": 1e308}, "writeIntervalSeconds: 1e+308: at most 60 seconds"),
         ({"protectedOpsStates": [""]}, "protectedOpsStates[0]: must not be empty"),
         ({"auth": {"tokenFile": "/x", "tokenEnv": "T"}}, "set tokenFile or tokenEnv, not both"),
     ],
