@@ -105,6 +105,11 @@ class Contest:
         done = [p for p, c in self.contested.items() if now - c.last >= self.policy.quiet]
         for path in done:
             del self.contested[path]
+        window = self.policy.window
+        for path in [p for p, t in self._times.items() if not t or now - t[-1] > window]:
+            del self._times[path]  # memory stays bounded by the fields reverted lately
+        for path in [p for p, s in self._streaks.items() if now - s.last > window]:
+            del self._streaks[path]
         return done
 
 

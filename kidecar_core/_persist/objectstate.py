@@ -33,6 +33,11 @@ AWAIT_LIMIT = 5.0
 event of the write itself normally ends the wait within milliseconds)."""
 
 _SEEN = 32
+MAX_HELD_DELETIONS = 256
+"""Deletions (``None`` leaves: a label or annotation kidecar removed) kept in the desired state
+after they hold, at most; the oldest beyond this are forgotten (their key is no longer
+kidecar's), so a game that sets and deletes a new key per match does not grow the sidecar's
+memory, while recent removals are still re-asserted against a stale writer."""
 
 
 @attrs.define(eq=False)
@@ -187,7 +192,17 @@ class ObjectState:
                 self.blocked = True
                 continue
             out[path] = leaf
+        self._forget_old_deletions(live)
         return out
+
+    def _forget_old_deletions(self, live: Mapping[str, Any]) -> None:
+        """Drop the oldest held deletions beyond :data:`MAX_HELD_DELETIONS`."""
+        held = [
+            p for p, leaf in self.desired.items() if leaf.value is None and holds(live, p, None)
+        ]
+        for path in held[: max(0, len(held) - MAX_HELD_DELETIONS)]:
+            del self.desired[path]
+            self.ours.pop(path, None)
 
     def guard_blocks(self, live: Any, guard: FieldNotIn) -> bool:
         return guard_blocks(guard, live, self.ours)

@@ -19,6 +19,7 @@ from kidecar_core._base.clock import ManualClock
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._persist.applier import Applier, ApplierOptions, flatten
 from kidecar_core._persist.contest import ContestPolicy, manager_of
+from kidecar_core._persist.objectstate import MAX_HELD_DELETIONS
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._store.objects import Event, ObjectRef, Observation, merge_patch
 from kidecar_core._store.watches import Watches
@@ -539,5 +540,43 @@ def test_flush_ends_at_once_when_what_is_left_has_no_object() -> None:
         async with asyncio.timeout(5):
             assert await rig.applier.flush(3600.0) is True
         assert rig.store.objects[POD]["metadata"]["labels"] == {"state": "idle"}
+
+    run(scenario)
+
+
+def test_removed_keys_are_forgotten_beyond_a_bound_but_recent_ones_are_repaired() -> None:
+    """A game that sets and removes a new label per match must not grow the desired state for
+    ever; the newest removals still hold against a writer that puts the label back."""
+
+    def label(key: str, value: str | None) -> Write:
+        return Write(GS, {"metadata": {"labels": {key: value}}}, "game_api.labels")
+
+    async def scenario(rig: Rig) -> None:
+        rig.store.put(GS, gameserver(), manager="okg")
+        rig.applier.start()
+        count = MAX_HELD_DELETIONS + 100
+        for i in range(count):
+            rig.applier.submit([label(f"match-{i}", "on")])
+            rig.applier.submit([label(f"match-{i}", None)])
+        await until(
+            lambda: rig.applier.objects[GS].written_generation == rig.applier.objects[GS].generation
+        )
+        await quiet(rig.store)
+        labels = rig.store.objects[GS]["metadata"]["labels"]
+        assert not [k for k in labels if k.startswith("match-")]
+        rig.applier.submit([ops("Allocated")])  # one more look at the object
+        await until(lambda: rig.ops() == "Allocated")
+        state = rig.applier.objects[GS]
+        removed = [p for p, leaf in state.desired.items() if leaf.value is None]
+        assert len(removed) == MAX_HELD_DELETIONS
+        assert ("metadata", "labels", f"match-{count - 1}") in state.desired
+        assert ("metadata", "labels", "match-0") not in state.desired
+        assert len(state.ours) <= MAX_HELD_DELETIONS + 1
+        # the newest removal is still kidecar's: a stale writer putting it back is repaired
+        rig.store.edit(GS, {"metadata": {"labels": {f"match-{count - 1}": "on"}}}, "stale")
+        await until(
+            lambda: f"match-{count - 1}" not in rig.store.objects[GS]["metadata"]["labels"],
+            what="the repair",
+        )
 
     run(scenario)
