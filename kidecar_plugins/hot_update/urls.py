@@ -36,6 +36,9 @@ MAX_DECODES = 3
 """Percent-decoding rounds a path is checked for (a server that decodes more is broken)."""
 TEMP_SUFFIX = ".kidecar-tmp"
 BACKUP_SUFFIX = ".kidecar-prev"
+MAX_NAME_BYTES = 255 - len(".") - len(".12345678") - len(TEMP_SUFFIX)
+"""Longest file name (UTF-8 bytes): its temporary file ``.<name>.<8 random>.kidecar-tmp``
+must fit in the 255 bytes a file name may have (Linux ``NAME_MAX``)."""
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -81,8 +84,8 @@ def file_name(url: URL) -> str:
         problem = "names a file with control characters"
     elif name.endswith((TEMP_SUFFIX, BACKUP_SUFFIX)):
         problem = f"names {name!r}, which kidecar reserves for its temporary files"
-    elif len(name.encode()) > 255:
-        problem = "names a file longer than 255 bytes"
+    elif len(name.encode()) > MAX_NAME_BYTES:
+        problem = f"names a file longer than {MAX_NAME_BYTES} bytes"
     if problem:
         raise BadRequest("bad url", f"url {redact_url(url)!r} {problem}")
     return name
