@@ -46,7 +46,8 @@ _IDENT = r"[0-9A-Za-z-]+"
 VERSION = re.compile(rf"^v?[0-9]+(\.[0-9]+)*(-{_IDENT}(\.{_IDENT})*)?(\+{_IDENT}(\.{_IDENT})*)?$")
 """``v`` (optional) and any number of dot-separated numbers, as the Go API accepted (``v1``,
 ``v1.2.3.4``, calendar versions such as ``v2024.01.15.1``, leading zeros included), plus semver
-pre-release and build (``v1.2.3-rc.1+b5``). ASCII digits only (``\\d`` would take ``v١``)."""
+pre-release and build (``v1.2.3-rc.1+b5``). ASCII digits only (``\\d`` would take other
+scripts' digits)."""
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 FIELDS = ("version", "url", "sha256")
 

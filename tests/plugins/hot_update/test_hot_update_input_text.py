@@ -8,7 +8,7 @@ downloaded or changed:
 * a percent-escape that is not UTF-8 text (``url=.../%ff.cfg``, in a form or in the query):
   aiohttp's parsers put U+FFFD in its place, so kidecar downloaded ``.../%EF%BF%BD.cfg``, a URL
   nobody sent; a lone surrogate in a JSON string (``"\\ud800"``) was dropped from the URL;
-* a version with non-ASCII digits (``v١``, which ``\\d`` matched);
+* a version with non-ASCII digits (Arabic-Indic ``v\\u0661``, which ``\\d`` matched);
 * a file name so long that its temporary file cannot be created: 400, not 500.
 """
 
