@@ -102,6 +102,12 @@ async def read_fields(request: web.Request) -> dict[str, str]:
         put(key, value, "query parameter")
     if not request.body_exists:
         return fields
+    if request.content_length is not None and request.content_length > request.client_max_size:
+        raise TooLarge(
+            "request too large",
+            f"the request body ({request.content_length} bytes) is larger than "
+            f"{request.client_max_size} bytes",
+        )
     ctype = request.content_type
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
