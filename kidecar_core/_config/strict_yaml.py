@@ -29,7 +29,7 @@ from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from kidecar_core._config.files import read_regular_file
+from kidecar_core._base.files import read_regular_file
 from kidecar_core.errors import ConfigError
 
 MAX_FILE_BYTES = 1024 * 1024

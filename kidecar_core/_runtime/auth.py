@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 
-from kidecar_core._config.files import read_regular_file
+from kidecar_core._base.files import read_regular_file
 from kidecar_core._config.schema import FieldError, field
 from kidecar_core.errors import ConfigError, KidecarError
 
