@@ -141,7 +141,7 @@ class LocalStore:
         signature = (info.st_ino, info.st_mtime_ns, info.st_size)
         if self._doc is not None and signature == self._signature:
             return self._doc
-        doc = self._read()
+        doc = read_state_file(self.path)
         if not isinstance(doc, dict):
             raise PermanentPersistError(f"{self.path} must hold a JSON object")
         for key, default in initial_state(self.who).items():
@@ -150,23 +150,6 @@ class LocalStore:
             _new_versions_for_edits(self._doc, doc)
         self._doc, self._signature = doc, signature
         return doc
-
-    def _read(self) -> Any:
-        """The file's JSON; :class:`PermanentPersistError` when it is not a regular file (a FIFO
-        would block forever), too large, not UTF-8, not JSON or nested too deeply."""
-        reason: object
-        try:
-            data = read_regular_file(self.path, MAX_STATE_BYTES)
-            if len(data) > MAX_STATE_BYTES:
-                raise ValueError(f"larger than {MAX_STATE_BYTES // 2**20} MiB")
-            return json.loads(data.decode("utf-8"))
-        except OSError as e:
-            reason = e.strerror or e
-        except ValueError as e:
-            reason = e
-        except RecursionError:  # json has no depth limit of its own
-            reason = "JSON nested too deeply"
-        raise PermanentPersistError(f"{self.path} is not a readable JSON file: {reason}")
 
     def _save(self, doc: dict[str, Any]) -> None:
         """Write ``doc`` atomically; :class:`_EditedMeanwhile` (nothing written) when the file
@@ -450,3 +433,21 @@ def _new_versions_for_edits(old_doc: Mapping[str, Any], new_doc: Mapping[str, An
 def _without_version(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
     return {**obj, "metadata": meta}
+
+
+def read_state_file(path: Path) -> Any:
+    """The state file's JSON; :class:`PermanentPersistError` when it is not a regular file (a
+    FIFO would block forever), too large, not UTF-8, not JSON or nested too deeply."""
+    reason: object
+    try:
+        data = read_regular_file(path, MAX_STATE_BYTES)
+        if len(data) > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES // 2**20} MiB")
+        return json.loads(data.decode("utf-8"))
+    except OSError as e:
+        reason = e.strerror or e
+    except ValueError as e:
+        reason = e
+    except RecursionError:  # json has no depth limit of its own
+        reason = "JSON nested too deeply"
+    raise PermanentPersistError(f"{path} is not a readable JSON file: {reason}")
