@@ -184,6 +184,9 @@ class Converter:
             if isinstance(value, bool):
                 return "true" if value else "false"
             if isinstance(value, str):
+                if "\0" in value:
+                    # No path, name, URL or header may hold one; os calls raise ValueError.
+                    raise ConfigError.single(path, "must not contain a NUL character (\\0)")
                 return value
             if isinstance(value, int | float):
                 return str(getattr(value, "text", value))  # `1e3` as written, not `1000.0`

@@ -29,6 +29,7 @@ from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kidecar_core._base.files import read_regular_file
 from kidecar_core.errors import ConfigError
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -176,10 +177,11 @@ def parse_yaml_documents(text: str, name: str = "<input>") -> list[Any]:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Read and parse a config file: at most :data:`MAX_FILE_BYTES`, UTF-8."""
+    """Read and parse a config file: a regular file (a symlink to one, as a mounted ConfigMap
+    is), at most :data:`MAX_FILE_BYTES`, UTF-8. A FIFO or a device is refused without being
+    read (reading a FIFO nobody writes to would block forever)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_FILE_BYTES)
     except OSError as e:
         raise ConfigError.single("", f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > MAX_FILE_BYTES:

@@ -22,10 +22,14 @@ from pathlib import Path
 
 import attrs
 
+from kidecar_core._base.files import read_regular_file
 from kidecar_core._config.schema import FieldError, field
 from kidecar_core.errors import ConfigError, KidecarError
 
 log = logging.getLogger("kidecar.auth")
+
+MAX_TOKEN_BYTES = 64 * 1024
+"""A token file larger than this is refused (a Secret holds at most 1 MiB; a token is short)."""
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -121,7 +125,10 @@ class TokenSource:
         path = Path(self.config.token_file)
         mtime = path.stat().st_mtime_ns
         if mtime != self._mtime:
-            self._token = path.read_bytes().strip()
+            data = read_regular_file(path, MAX_TOKEN_BYTES)
+            if len(data) > MAX_TOKEN_BYTES:
+                raise OSError(0, f"larger than {MAX_TOKEN_BYTES} bytes: not a token")
+            self._token = data.strip()
             self._mtime = mtime
 
     def _current(self) -> bytes | None:
@@ -145,7 +152,10 @@ class TokenSource:
         if scheme.lower() != "bearer" or not given.strip():
             raise AuthFailure(401, "missing bearer token: send 'Authorization: Bearer <token>'")
         expected = self._current()
-        if expected is None or not hmac.compare_digest(given.strip().encode(), expected):
+        # aiohttp keeps header bytes that are not UTF-8 as surrogate escapes: compare the bytes
+        # as sent (a strict encode() would raise on them and turn a wrong token into a 500).
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if expected is None or not hmac.compare_digest(given_bytes, expected):
             raise AuthFailure(403, "invalid bearer token")
 
 

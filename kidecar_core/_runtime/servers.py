@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_urldispatcher import _default_expect_handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kidecar_core._base.metrics import Metrics
@@ -40,6 +41,8 @@ log = logging.getLogger("kidecar")
 http_log = logging.getLogger("kidecar.http")
 
 MAX_REQUEST_LINE = 64 * 1024
+MAX_BODY = 64 * 1024
+"""Largest request body of every kidecar server (bytes); a larger one is a JSON ``413``."""
 """aiohttp's default (8190 bytes) would answer a long query string with its own plain-text 400:
 a 4096-character download URL passed as a query parameter takes up to 12 bytes per character
 once percent-encoded, and the API must answer it (JSON) itself."""
@@ -173,11 +176,35 @@ def make_admin_app(readiness: Readiness, metrics: Metrics) -> web.Application:
             body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", exposition)
     return app
+
+
+async def expect_small_body(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` with a ``Content-Length`` over :data:`MAX_BODY`: a JSON ``413``
+    at once, instead of inviting the body and then waiting for it (aiohttp's default)."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return too_large(length)
+    await _default_expect_handler(request)  # 100 Continue (or 417 for another expectation)
+    return None
+
+
+def too_large(length: int) -> web.Response:
+    """The ``413`` of a body of ``length`` bytes (over :data:`MAX_BODY`)."""
+    return web.json_response(
+        {
+            "status": "error",
+            "code": 413,
+            "reason": "request too large",
+            "message": f"the request body ({length} bytes) is larger than {MAX_BODY} bytes",
+        },
+        status=413,
+        headers={"Connection": "close"},
+    )
 
 
 class Servers:
@@ -196,14 +223,14 @@ class Servers:
         for r in routes.routes:
             by_listen.setdefault(r.listen, []).append(r)
         for r in by_listen.pop(None, []):
-            admin.router.add_route(r.method, r.path, r.handler)
+            admin.router.add_route(r.method, r.path, r.handler, expect_handler=expect_small_body)
         cap = connection_cap(servers=1 + len(by_listen))
         await self._serve(admin, admin_listen, "admin", cap)
         for listen, rs in by_listen.items():
             assert listen is not None
-            app = web.Application(client_max_size=64 * 1024)
+            app = web.Application(client_max_size=MAX_BODY)
             for r in rs:
-                app.router.add_route(r.method, r.path, r.handler)
+                app.router.add_route(r.method, r.path, r.handler, expect_handler=expect_small_body)
             await self._serve(app, listen, ",".join(sorted({r.plugin for r in rs})), cap)
 
     async def _serve(self, app: web.Application, listen: str, what: str, cap: int) -> None:

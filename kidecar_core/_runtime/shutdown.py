@@ -2,6 +2,10 @@
 
 The first SIGTERM/SIGINT asks for a graceful stop within the budget (``--shutdown-timeout``); a
 second one exits at once (Ctrl-C twice), losing unwritten state, and says how much.
+
+SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored: in a pod with ``shareProcessNamespace``
+(which ``hot_update``'s signal mode needs) another container's ``kill -HUP`` or ``pkill`` may
+reach kidecar, and their default action would end it without a word.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kidecar_core._base.clock import Clock
+from kidecar_core._runtime.logs import LogBudget
 
 log = logging.getLogger("kidecar")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+"""The reload signals a game handles: logged (a few a minute at most), never fatal."""
 
 
 class Budget:
@@ -58,11 +65,26 @@ def install_signal_handlers(
         log.info("received %s: stopping (budget %.0fs)", sig.name, budget_seconds)
         stopping.set()
 
+    budget = LogBudget(burst=5)
+
+    def on_ignored(sig: signal.Signals) -> None:
+        allowed, held = budget.allow()
+        if allowed:
+            more = f" ({held} more not logged)" if held else ""
+            log.warning(
+                "received %s: ignored (kidecar stops on SIGTERM or SIGINT; was it meant for the "
+                "game? check what sends it)%s",
+                sig.name,
+                more,
+            )
+
     for sig in SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    for sig in IGNORED_SIGNALS:
+        loop.add_signal_handler(sig, on_ignored, sig)
 
     def remove() -> None:
-        for sig in SIGNALS:
+        for sig in (*SIGNALS, *IGNORED_SIGNALS):
             loop.remove_signal_handler(sig)
 
     return remove

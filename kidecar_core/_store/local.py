@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from kidecar_core._base.files import read_regular_file
 from kidecar_core._store.objects import (
     JSON,
     Event,
@@ -73,6 +74,9 @@ from kidecar_core.errors import (
 log = logging.getLogger("kidecar.local")
 
 MAX_EVENTS = 100
+MAX_STATE_BYTES = 64 * 2**20
+"""A local state file larger than this is refused (it holds a pod, a GameServer, ConfigMaps
+and the last :data:`MAX_EVENTS` Events: a few hundred KiB)."""
 POLL_INTERVAL = 0.5
 """Seconds between two looks at the state file for changes made by someone else."""
 EDIT_RETRIES = 5
@@ -137,10 +141,7 @@ class LocalStore:
         signature = (info.st_ino, info.st_mtime_ns, info.st_size)
         if self._doc is not None and signature == self._signature:
             return self._doc
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise PermanentPersistError(f"{self.path} is not a readable JSON file: {e}") from None
+        doc = read_state_file(self.path)
         if not isinstance(doc, dict):
             raise PermanentPersistError(f"{self.path} must hold a JSON object")
         for key, default in initial_state(self.who).items():
@@ -432,3 +433,21 @@ def _new_versions_for_edits(old_doc: Mapping[str, Any], new_doc: Mapping[str, An
 def _without_version(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
     return {**obj, "metadata": meta}
+
+
+def read_state_file(path: Path) -> Any:
+    """The state file's JSON; :class:`PermanentPersistError` when it is not a regular file (a
+    FIFO would block forever), too large, not UTF-8, not JSON or nested too deeply."""
+    reason: object
+    try:
+        data = read_regular_file(path, MAX_STATE_BYTES)
+        if len(data) > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES // 2**20} MiB")
+        return json.loads(data.decode("utf-8"))
+    except OSError as e:
+        reason = e.strerror or e
+    except ValueError as e:
+        reason = e
+    except RecursionError:  # json has no depth limit of its own
+        reason = "JSON nested too deeply"
+    raise PermanentPersistError(f"{path} is not a readable JSON file: {reason}")

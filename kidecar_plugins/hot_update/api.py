@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -42,10 +43,11 @@ BODY_TIMEOUT = 10.0
 """Seconds the whole request body may take to arrive (408 after that); the body is small (the
 server accepts 64 KiB), so this is generous."""
 _IDENT = r"[0-9A-Za-z-]+"
-VERSION = re.compile(rf"^v?\d+(\.\d+)*(-{_IDENT}(\.{_IDENT})*)?(\+{_IDENT}(\.{_IDENT})*)?$")
+VERSION = re.compile(rf"^v?[0-9]+(\.[0-9]+)*(-{_IDENT}(\.{_IDENT})*)?(\+{_IDENT}(\.{_IDENT})*)?$")
 """``v`` (optional) and any number of dot-separated numbers, as the Go API accepted (``v1``,
 ``v1.2.3.4``, calendar versions such as ``v2024.01.15.1``, leading zeros included), plus semver
-pre-release and build (``v1.2.3-rc.1+b5``)."""
+pre-release and build (``v1.2.3-rc.1+b5``). ASCII digits only (``\\d`` would take other
+scripts' digits)."""
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 FIELDS = ("version", "url", "sha256")
 
@@ -90,21 +92,34 @@ async def read_fields(request: web.Request) -> dict[str, str]:
             return
         if not isinstance(value, str):
             raise BadRequest("bad request", f"{key} must be a string ({where})")
+        if not valid_text(value):  # a lone surrogate (JSON "\ud800") would be dropped later
+            raise BadRequest("bad request", f"{key} is not valid Unicode text ({where})")
         if key in fields and fields[key] != value:
             raise BadRequest("bad request", f"{key} is given twice with different values")
         fields[key] = value
 
-    for key, value in request.query.items():
+    for key, value in strict_pairs(request.rel_url.raw_query_string, "utf-8", "query string"):
         put(key, value, "query parameter")
     if not request.body_exists:
         return fields
+    if request.content_length is not None and request.content_length > request.client_max_size:
+        raise TooLarge(
+            "request too large",
+            f"the request body ({request.content_length} bytes) is larger than "
+            f"{request.client_max_size} bytes",
+        )
     ctype = request.content_type
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
             if ctype == "application/json":
                 for key, item in parse_json_object(await request.text()):
                     put(key, item, "JSON body")
-            elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            elif ctype == "application/x-www-form-urlencoded":
+                charset = request.charset or "utf-8"
+                text = (await request.read()).decode(charset)
+                for key, field in strict_pairs(text, charset, "form body"):
+                    put(key, field, "form field")
+            elif ctype == "multipart/form-data":
                 for key, field in await read_form(request):
                     put(key, field, "form field")
             elif await request.read():
@@ -123,6 +138,27 @@ async def read_fields(request: web.Request) -> dict[str, str]:
     except (UnicodeDecodeError, LookupError) as e:  # not in its charset, or an unknown charset
         raise BadRequest("bad request", f"body is not readable text: {e}") from None
     return fields
+
+
+def valid_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text that UTF-8 can carry (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def strict_pairs(text: str, charset: str, where: str) -> list[tuple[str, str]]:
+    """``a=1&b=2`` as pairs, percent-escapes decoded in ``charset``; 400 when an escape is not
+    text in it. (aiohttp's parsers put U+FFFD in their place: ``url=.../%ff.cfg`` would
+    download ``.../%EF%BF%BD.cfg``, a URL nobody sent.)"""
+    try:
+        return parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
+    except UnicodeDecodeError as e:
+        raise BadRequest(
+            "bad request", f"{where} has a percent-escape that is not {charset} text: {e}"
+        ) from None
 
 
 def parse_json_object(text: str) -> list[tuple[str, Any]]:

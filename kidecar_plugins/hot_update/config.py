@@ -18,13 +18,16 @@ from yarl import URL
 
 from kidecar_core import (
     BearerAuth,
+    ConfigError,
     FieldError,
+    Problem,
     StorageConfig,
     field,
     http_headers,
     is_dns1123_subdomain,
     non_negative,
     positive,
+    redact_url,
 )
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
 from kidecar_plugins.hot_update.urls import refused_address
@@ -307,22 +310,57 @@ class HotUpdateConfig:
     )
 
     def __attrs_post_init__(self) -> None:
+        """Every problem of the keys below at once (SPEC §3), as :class:`ConfigError`."""
+        problems = [
+            Problem(key, message)
+            for key, message in (
+                *self._mode_problems(),
+                *self._prefix_problems(),
+                *self._place_problems(),
+            )
+        ]
+        if problems:
+            raise ConfigError(problems)
+
+    def _mode_problems(self) -> list[tuple[str, str]]:
         if self.load_patch_type == "signal" and self.signal is None:
-            raise FieldError("signal", "required with loadPatchType: signal (processName, ...)")
+            return [("signal", "required with loadPatchType: signal (processName, ...)")]
         if self.load_patch_type == "request" and self.request is None:
-            raise FieldError("request", "required with loadPatchType: request (url, ...)")
+            return [("request", "required with loadPatchType: request (url, ...)")]
         if self.request is not None and not self.allow_link_local:
             reason = refused_address(self.request.endpoint.host or "")
             if reason:
                 key = "request.url" if self.request.url is not None else "request.address"
-                raise FieldError(key, f"refused: {reason}; set allowLinkLocal to allow it")
-        if not self.file_dir.startswith("/"):
-            raise FieldError("fileDir", f"{self.file_dir!r} must be an absolute path")
+                return [(key, f"refused: {reason}; set allowLinkLocal to allow it")]
+        return []
+
+    def _prefix_problems(self) -> list[tuple[str, str]]:
+        """Each ``allowedUrlPrefixes`` entry an http(s) URL that :class:`Prefix` can parse (a bad
+        port or IPv6 literal would otherwise stop the plugin when it starts)."""
+        problems = []
         for i, prefix in enumerate(self.allowed_url_prefixes):
+            key = f"allowedUrlPrefixes[{i}]"
             if not re.match(r"^https?://[^/?#]+", prefix, re.IGNORECASE):
-                raise FieldError(
-                    f"allowedUrlPrefixes[{i}]", f"{prefix!r} must be an http:// or https:// URL"
+                problems.append((key, f"{prefix!r} must be an http:// or https:// URL"))
+                continue
+            try:
+                url = URL(prefix)
+                url.port  # noqa: B018 - raises ValueError for a port out of range
+            except ValueError as e:
+                shown = redact_url(prefix) if "@" in prefix or "?" in prefix else prefix
+                problems.append((key, f"{shown!r} is not a valid URL: {e}"))
+                continue
+            if url.user is not None or url.password is not None or url.raw_query_string:
+                problems.append(
+                    (key, f"{redact_url(prefix)!r}: a prefix has no userinfo and no query string")
                 )
+        return problems
+
+    def _place_problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if not self.file_dir.startswith("/"):
+            problems.append(("fileDir", f"{self.file_dir!r} must be an absolute path"))
         _host, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise FieldError("listen", f"{self.listen!r}: expected HOST:PORT or :PORT")
+            problems.append(("listen", f"{self.listen!r}: expected HOST:PORT or :PORT"))
+        return problems

@@ -112,6 +112,7 @@ def install(temp: Path, target: Path) -> Installation:
             "remove it (or download to another file name)",
         )
     link = target.parent / f".{target.name}{BACKUP_SUFFIX}"
+    _check_backup_name(link, target)
     try:
         link.unlink(missing_ok=True)
         backup: Path | None = None
@@ -131,10 +132,29 @@ def install(temp: Path, target: Path) -> Installation:
     return Installation(target, backup)
 
 
+def _check_backup_name(link: Path, target: Path) -> None:
+    """500 naming the entry when a directory holds the backup's name (``unlink`` would fail with
+    a bare "Is a directory"; a FIFO or socket there is simply removed)."""
+    try:
+        mode = link.lstat().st_mode
+    except OSError:
+        return  # absent (or unreadable: the unlink reports it)
+    if stat.S_ISDIR(mode):
+        raise UpdateError(
+            500,
+            "cannot write file",
+            f"{link} is {kind_of(mode)}, where kidecar keeps the previous {target.name} during "
+            "an update: remove it",
+        )
+
+
 def unwritable(directory: Path, error: OSError) -> UpdateError:
-    """500 ``cannot write file``: disk full, read-only, fileDir gone (the download was fine)."""
+    """500 ``cannot write file``: disk full, read-only, fileDir gone (the download was fine).
+    The message names the entry the call failed on, when the error says which."""
+    where = error.filename if isinstance(error.filename, str) else None
+    shown = f"{directory} ({where})" if where and where != str(directory) else str(directory)
     return UpdateError(
-        500, "cannot write file", f"cannot write into {directory}: {error.strerror or error}"
+        500, "cannot write file", f"cannot write into {shown}: {error.strerror or error}"
     )
 
 

@@ -36,6 +36,9 @@ MAX_DECODES = 3
 """Percent-decoding rounds a path is checked for (a server that decodes more is broken)."""
 TEMP_SUFFIX = ".kidecar-tmp"
 BACKUP_SUFFIX = ".kidecar-prev"
+MAX_NAME_BYTES = 255 - len(".") - len(".12345678") - len(TEMP_SUFFIX)
+"""Longest file name (UTF-8 bytes): its temporary file ``.<name>.<8 random>.kidecar-tmp``
+must fit in the 255 bytes a file name may have (Linux ``NAME_MAX``)."""
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -60,9 +63,22 @@ def parse_url(text: str) -> URL:
         raise BadRequest("bad url", f"url must be http:// or https://, got {redact_url(url)!r}")
     if not url.host:
         raise BadRequest("bad url", f"url {redact_url(url)!r} has no host")
-    if any(_control(c) for reading in path_readings(url.raw_path) for c in reading):
+    readings = path_readings(url.raw_path)
+    if any(_control(c) for reading in readings for c in reading):
         raise BadRequest("bad url", f"url {redact_url(url)!r} has control characters in its path")
+    if any(c in _OVERLONG for reading in readings for c in reading):
+        raise BadRequest(
+            "bad url",
+            f"url {redact_url(url)!r} has an overlong UTF-8 sequence in its path (%C0 or %C1, "
+            "never valid UTF-8: old servers read %C0%AE as '.')",
+        )
     return url
+
+
+_OVERLONG = frozenset(("\udcc0", "\udcc1"))
+"""Bytes 0xC0 and 0xC1 as :func:`path_readings` keeps them (surrogate escapes): they only start
+overlong UTF-8 forms such as ``%C0%AE`` for ``.``, which some servers decode (CVE-2000-0884,
+CVE-2008-2938), so ``/game/%C0%AE%C0%AE/admin`` could escape a prefix."""
 
 
 def _control(c: str) -> bool:
@@ -81,8 +97,8 @@ def file_name(url: URL) -> str:
         problem = "names a file with control characters"
     elif name.endswith((TEMP_SUFFIX, BACKUP_SUFFIX)):
         problem = f"names {name!r}, which kidecar reserves for its temporary files"
-    elif len(name.encode()) > 255:
-        problem = "names a file longer than 255 bytes"
+    elif len(name.encode()) > MAX_NAME_BYTES:
+        problem = f"names a file longer than {MAX_NAME_BYTES} bytes"
     if problem:
         raise BadRequest("bad url", f"url {redact_url(url)!r} {problem}")
     return name
@@ -208,7 +224,11 @@ class UrlPolicy:
     def _check_prefixes(self, url: URL, what: str) -> None:
         same_origin = [p for p in self.prefixes if p.same_origin(url)]
         readings = path_readings(url.raw_path or "/")
-        outside = [r for r in readings if not any(p.holds(r) for p in same_origin)]
+        outside = [
+            r
+            for r in readings
+            if not any(p.holds(r) for p in same_origin) or _OVERLONG.intersection(r)
+        ]
         if not same_origin or outside:
             read_as = ""
             if same_origin and outside[0] != readings[0]:

@@ -55,3 +55,21 @@ def test_a_normal_stop_does_not_wait_for_the_grace(tmp_path: Path) -> None:
     sidecar.start(wait_ready=True)
     assert sidecar.stop(signal.SIGTERM) == 0
     assert "blocking call(s) still running" not in sidecar.log()
+
+
+def test_a_games_reload_signal_sent_to_kidecar_is_ignored(tmp_path: Path) -> None:
+    """Review of issue 12: with ``shareProcessNamespace`` another container's ``kill -USR2``
+    (or ``-HUP``, ``-USR1``) may reach kidecar, whose default action ended it without a word.
+    Each is logged and ignored; SIGTERM still stops it cleanly."""
+    sidecar = Sidecar(tmp_path / "s", {"plugins": []})
+    sidecar.start(wait_ready=True)
+    try:
+        assert sidecar.proc is not None
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            sidecar.proc.send_signal(sig)
+            line = f"received {sig.name}: ignored"
+            sidecar.wait_for(lambda line=line: line in sidecar.log(), 20, sig.name)
+        assert sidecar.get("/healthz")[0] == 200
+    finally:
+        code = sidecar.stop(signal.SIGTERM)
+    assert code == 0, sidecar.log()

@@ -255,6 +255,13 @@ HOSTILE_BODIES = {
     "not UTF-8": ("application/json", b'{"version": "v1\xff\xfe"}'),
     "over 64 KiB": ("application/json", b'{"version": "' + b"1" * 70_000 + b'"}'),
     "NUL in a form": ("application/x-www-form-urlencoded", b"version=v1\x00&url=http://h/x"),
+    # review of issue 12:
+    "percent-escape not UTF-8": (
+        "application/x-www-form-urlencoded", b"version=v1&url=http://h/%ff.cfg"),
+    "lone surrogate in JSON": ("application/json", b'{"version": "v1", "url": "http://h/\\ud800"}'),
+    "overlong UTF-8 dots": (
+        "application/x-www-form-urlencoded", b"version=v1&url=http://h/a/%25c0%25ae%25c0%25ae/x"),
+    "non-ASCII version digits": ("application/json", '{"version": "v\u0661", "url": "http://h/x"}'.encode()),
 }  # fmt: skip
 
 

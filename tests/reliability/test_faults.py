@@ -237,6 +237,9 @@ def test_an_attack_run_leaves_the_sidecar_whole(
         ("deep JSON", 400, lambda: running.api.post(raw=("application/json", b"[" * 20_000))),
         ("JSON key twice", 400, lambda: running.api.post(raw=(
             "application/json", b'{"version": "v1", "version": "v9", "url": "http://h/x"}'))),
+        ("overlong UTF-8", 400, lambda: post(faulty_files.url(f"/f/good/%c0%ae%c0%ae/e/{FILE}"))),
+        ("escape not text", 400, lambda: running.api.post(raw=(
+            "application/x-www-form-urlencoded", b"version=v2&url=http://h/%ff"))),
         ("secret", 502,
          lambda: post(faulty_files.url(f"/drop/{FILE}?X-Amz-Signature={ATTACK_SECRET}"))),
     ]  # fmt: skip

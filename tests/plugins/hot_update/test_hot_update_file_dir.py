@@ -112,6 +112,25 @@ def test_fifo_named_like_the_backup_does_not_block_an_update(
     assert r.listing() == ["index.html"]
 
 
+def test_a_directory_named_like_the_backup_is_named_in_the_500(
+    start_sidecar: StartSidecar, files: FileServer
+) -> None:
+    """Put there after start (at start it is skipped with a warning): the answer says which
+    entry is in the way and what to do, not a bare "Is a directory"; the file is kept."""
+    r = start_sidecar()
+    assert r.game is not None
+    (r.file_dir / "index.html").write_text("previous\n")
+    stray = r.file_dir / ".index.html.kidecar-prev"
+    stray.mkdir()
+    status, body = r.api.post({"version": "v2", "url": files.add("s3/index.html", "new\n")})
+    assert status == 500, body
+    assert body["reason"] == "cannot write file"
+    assert f"{stray} is a directory" in body["message"] and "remove it" in body["message"]
+    assert (r.file_dir / "index.html").read_text() == "previous\n"
+    stray.rmdir()
+    assert r.api.post({"version": "v2", "url": files.add("s3/index.html", "new\n")})[0] == 200
+
+
 FAILING_START = """
 from kidecar_core import hookimpl
 

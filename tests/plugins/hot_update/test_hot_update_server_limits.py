@@ -190,3 +190,27 @@ def test_the_http_client_of_the_tests_sees_json_for_oversized_bodies(
 
     status, content_type = asyncio.run(main())
     assert status == 413 and content_type.startswith("application/json")
+
+
+@pytest.mark.parametrize("expect", [True, False])
+def test_a_content_length_over_the_limit_is_413_before_any_body(
+    limited: Running, expect: bool
+) -> None:
+    """Review of issue 12: with ``Expect: 100-continue`` the server answered ``100 Continue``
+    and then waited for 100 GB (408); without it, it waited for the body too (408). Both are a
+    JSON 413 now, and no body is read."""
+    head = (
+        "POST /hot-update HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN + "\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000000000\r\n"
+        + ("Expect: 100-continue\r\n" if expect else "")
+        + "\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", limited.api_port), timeout=60) as sock:
+        sock.sendall(head.encode())  # and no body at all
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert b"100 Continue" not in data, data
+    assert data.startswith(b"HTTP/1.1 413"), data
+    assert b"application/json" in data, data

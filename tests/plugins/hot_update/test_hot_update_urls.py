@@ -306,3 +306,20 @@ def test_control_characters_anywhere_in_the_path_are_refused() -> None:
         with pytest.raises(UpdateError) as e:
             parse_url(url)
         assert e.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.5/good/%c0%ae%c0%ae/evil/x", "http://10.0.0.5/good/%25C0%25AE%25c0%25ae/evil/x",
+     "http://10.0.0.5/good/%c1%9c../evil/x"],
+)  # fmt: skip
+def test_overlong_utf8_dots_cannot_escape_a_prefix(url: str) -> None:
+    """Review of issue 12: ``%C0%AE`` is ``.`` to servers that decode overlong UTF-8 (Tomcat,
+    CVE-2008-2938); it passed the policy. The POST is a 400, a redirect there a 403."""
+    with pytest.raises(UpdateError) as refused:
+        parse_url(url)
+    assert refused.value.status == 400 and "overlong UTF-8" in refused.value.message
+    policy = UrlPolicy.from_config(["http://10.0.0.5/good"], False)
+    with pytest.raises(UpdateError) as redirect:
+        policy.check(URL(url, encoded=True), "redirect to")
+    assert redirect.value.status == 403
