@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from kidecar_core._base.backoff import Backoff
 from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
+from kidecar_core._base.files import NotRegularFileError, read_regular_file
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.schedule import every
 from kidecar_core._config.schema import (
@@ -115,6 +116,7 @@ __all__ = [
     "ManualClock",
     "Metrics",
     "NotFoundError",
+    "NotRegularFileError",
     "ObjectRef",
     "PermanentPersistError",
     "PersistError",
@@ -168,6 +170,7 @@ __all__ = [
     "positive",
     "qualified_name_problem",
     "read_failure_pause",
+    "read_regular_file",
     "record_failure_pause",
     "redact_text",
     "redact_url",

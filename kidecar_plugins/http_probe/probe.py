@@ -24,7 +24,7 @@ import attrs
 from multidict import CIMultiDict
 from yarl import URL
 
-from kidecar_core import ProbeOutcome
+from kidecar_core import ProbeOutcome, read_regular_file
 from kidecar_plugins.http_probe.config import Endpoint, Redirects
 from kidecar_plugins.http_probe.extract import ExtractFailure, StatePath, extract_state
 from kidecar_plugins.http_probe.status import StatusCodes
@@ -62,6 +62,10 @@ class HttpTarget:
         return cls(endpoint, path, endpoint.statuses, endpoint.redirects, tls_setting(endpoint))
 
 
+MAX_CA_FILE_BYTES = 1024 * 1024
+"""Largest ``caFile`` read (a bundle of every public CA is ~220 KiB)."""
+
+
 def tls_setting(endpoint: Endpoint) -> ssl.SSLContext | bool:
     """``False`` with ``insecureSkipVerify``, a context trusting ``caFile``, else ``True``.
 
@@ -73,7 +77,13 @@ def tls_setting(endpoint: Endpoint) -> ssl.SSLContext | bool:
     if endpoint.ca_file is None:
         return True
     try:
-        return ssl.create_default_context(cafile=endpoint.ca_file)
+        # Read here (a regular file only, at most 1 MiB): OpenSSL would wait on a FIFO for ever.
+        data = read_regular_file(endpoint.ca_file, MAX_CA_FILE_BYTES)
+        if len(data) > MAX_CA_FILE_BYTES:
+            raise ValueError(
+                f"cannot load {endpoint.ca_file}: larger than {MAX_CA_FILE_BYTES // 1024} KiB"
+            )
+        return ssl.create_default_context(cadata=data.decode("ascii", "replace"))
     except OSError as e:
         # ssl.SSLError is an OSError too; its strerror is None and its text is in args.
         reason = e.strerror if e.strerror and not isinstance(e, ssl.SSLError) else str(e)

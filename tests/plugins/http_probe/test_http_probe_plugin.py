@@ -5,6 +5,7 @@ effective states (nothing re-emitted) and does not wait for the start delay agai
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,18 +158,24 @@ def test_each_endpoint_is_probed_at_the_period_on_its_own(game: GameHTTP) -> Non
 def test_a_bad_ca_file_is_a_config_error_naming_the_endpoint(tmp_path: Path) -> None:
     garbage = tmp_path / "ca.pem"
     garbage.write_text("not a certificate")
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)  # read by OpenSSL, it would block the sidecar for ever
     endpoints = (
         Endpoint(url="https://127.0.0.1:1/"),
         Endpoint(url="https://127.0.0.1:1/", ca_file=str(garbage)),
         Endpoint(url="https://127.0.0.1:1/", ca_file=str(tmp_path / "missing.pem")),
+        Endpoint(url="https://127.0.0.1:1/", ca_file=str(fifo)),
+        Endpoint(url="https://127.0.0.1:1/", ca_file=str(tmp_path)),
     )
     context = Context(HttpProbeConfig(endpoints))
     with pytest.raises(ConfigError) as caught:
         plugin.kidecar_configure(context)
     problems = {p.path: p.message for p in caught.value.problems}
-    assert sorted(problems) == ["endpoints[1].caFile", "endpoints[2].caFile"]
+    assert sorted(problems) == [f"endpoints[{i}].caFile" for i in range(1, 5)]
     assert problems["endpoints[1].caFile"].startswith(f"cannot load {garbage}: ")
     assert "No such file or directory" in problems["endpoints[2].caFile"]
+    assert "not a regular file" in problems["endpoints[3].caFile"]
+    assert "not a regular file" in problems["endpoints[4].caFile"]
 
 
 def samples(context: FakeContext) -> dict[str, float]:
