@@ -207,22 +207,7 @@ class KubeStore:
         rotates it) and CA.  Raises :class:`~kidecar_core.errors.StartupError` when the
         configuration cannot be loaded.
         """
-        configuration = k8s.Configuration()
-        try:
-            if path is None:
-                load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            else:
-                # persist_config=False: never rewrite the user's kubeconfig file.
-                load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=path,
-                    context=context,
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-        except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
-            source = "in-cluster configuration" if path is None else f"kubeconfig {path}"
-            raise StartupError(f"cannot load {source}: {exc}") from exc
-        return cls(configuration, request_timeout=request_timeout)
+        return cls(load_configuration(path, context), request_timeout=request_timeout)
 
     async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
         """The object as a plain dict, or ``None`` when it does not exist."""
@@ -303,15 +288,7 @@ class KubeStore:
             obj = await self.get(about)
             if obj is None:
                 raise NotFoundError(f"cannot record event {event.reason!r}: {about} does not exist")
-            metadata = obj.get("metadata") or {}
-            involved = {
-                "apiVersion": obj.get("apiVersion") or about.api_version,
-                "kind": obj.get("kind") or CORE_KINDS.get(about.resource, about.resource),
-                "name": about.name,
-                "namespace": about.namespace,
-                "uid": metadata.get("uid"),
-            }
-            self._involved[about] = involved
+            involved = self._involved[about] = _involved_object(about, obj)
         body = _event_body(about, involved, event)
         name = body["metadata"]["name"]
         target = ObjectRef("", "v1", "events", about.namespace, name)
@@ -547,6 +524,20 @@ class WatchStream:
             self._response.close()
 
 
+def _involved_object(about: ObjectRef, obj: Mapping[str, JSON]) -> dict[str, JSON]:
+    """The ``involvedObject`` of an Event about ``obj``: with its uid and kind, so that
+    ``kubectl describe`` lists the Event."""
+    metadata = obj.get("metadata") or {}
+    uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    return {
+        "apiVersion": obj.get("apiVersion") or about.api_version,
+        "kind": obj.get("kind") or CORE_KINDS.get(about.resource, about.resource),
+        "name": about.name,
+        "namespace": about.namespace,
+        "uid": uid,
+    }
+
+
 def _event_body(about: ObjectRef, involved: dict[str, JSON], event: Event) -> dict[str, JSON]:
     """A core/v1 Event about ``about`` (whose ``involvedObject`` is ``involved``), named
     ``<object>.<random>``, stamped now."""
@@ -573,6 +564,30 @@ def _event_body(about: ObjectRef, involved: dict[str, JSON], event: Event) -> di
         "action": event.reason[:128],
     }
     return body
+
+
+def load_configuration(path: str | None, context: str | None = None) -> k8s.Configuration:
+    """The client configuration of kubeconfig ``path`` (its ``context``, default: current), or
+    in-cluster (the ServiceAccount token and CA) when ``path`` is ``None``.
+
+    Raises :class:`~kidecar_core.errors.StartupError` naming the source when it cannot be loaded.
+    """
+    configuration = k8s.Configuration()
+    try:
+        if path is None:
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            # persist_config=False: never rewrite the user's kubeconfig file.
+            load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        source = "in-cluster configuration" if path is None else f"kubeconfig {path}"
+        raise StartupError(f"cannot load {source}: {exc}") from exc
+    return configuration
 
 
 def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | None:
