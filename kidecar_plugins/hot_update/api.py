@@ -31,7 +31,13 @@ from aiohttp import web
 
 from kidecar_core import LogBudget
 from kidecar_plugins.hot_update.auth import TokenSource
-from kidecar_plugins.hot_update.errors import BadRequest, Busy, TooLarge, UpdateError
+from kidecar_plugins.hot_update.errors import (
+    BadRequest,
+    Busy,
+    RequestTimeout,
+    TooLarge,
+    UpdateError,
+)
 from kidecar_plugins.hot_update.updater import HotUpdater, UpdateRequest
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -57,8 +63,7 @@ def parse_version(value: str | None) -> str:
         raise BadRequest("bad request", "version is required (e.g. version=v2)")
     version = value.strip()
     if len(version) > MAX_VERSION_LENGTH or not VERSION.match(version):
-        raise UpdateError(
-            400,
+        raise BadRequest(
             "bad request",
             f"version {version[:MAX_VERSION_LENGTH]!r} is not a version like v1, v1.2.3, "
             "v2024.01.15.1 or v1.2.3-rc.1",
@@ -123,8 +128,7 @@ async def read_fields(request: web.Request) -> dict[str, str]:
                 for key, field in await read_form(request):
                     put(key, field, "form field")
             elif await request.read():
-                raise UpdateError(
-                    400,
+                raise BadRequest(
                     "bad request",
                     f"unsupported Content-Type {ctype!r}: send form fields, JSON or query "
                     "parameters",
@@ -132,9 +136,7 @@ async def read_fields(request: web.Request) -> dict[str, str]:
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge("request too large", "request body is too large") from None
     except TimeoutError:
-        raise UpdateError(
-            408, "request timeout", f"the request body did not arrive within {BODY_TIMEOUT:g}s"
-        ) from None
+        raise RequestTimeout(f"the request body did not arrive within {BODY_TIMEOUT:g}s") from None
     except (UnicodeDecodeError, LookupError) as e:  # not in its charset, or an unknown charset
         raise BadRequest("bad request", f"body is not readable text: {e}") from None
     return fields

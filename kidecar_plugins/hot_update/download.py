@@ -30,7 +30,7 @@ from kidecar_plugins.hot_update.errors import (
     ChecksumMismatch,
     DownloadFailed,
     TooLarge,
-    UpdateError,
+    UrlNotAllowed,
 )
 from kidecar_plugins.hot_update.files import discard, unwritable
 from kidecar_plugins.hot_update.urls import (
@@ -190,7 +190,7 @@ async def _fetch(
                 return await _stream(response, url, out, max_bytes, on_bytes)
         except aiohttp.ClientConnectorError as e:
             if isinstance(e.os_error, AddressRefusedError):
-                raise UpdateError(403, "url not allowed", str(e.os_error)) from None
+                raise UrlNotAllowed(str(e.os_error)) from None
             raise _failed(url, f"cannot connect: {e.os_error}") from None
         except (aiohttp.ClientError, ValueError, OSError) as e:
             raise _failed(url, f"{type(e).__name__}: {e}") from None
@@ -241,12 +241,12 @@ def _not_a_download(status: int) -> str:
     return f"HTTP {status}"
 
 
-def _failed(url: URL, detail: str, short: str = "") -> UpdateError:
+def _failed(url: URL, detail: str, short: str = "") -> DownloadFailed:
     reason = f"download failed: {short}" if short else "download failed"
     return DownloadFailed(reason, f"download of {redact_url(url)} failed: {detail}")
 
 
-def _too_large(url: URL, max_bytes: int, detail: str) -> UpdateError:
+def _too_large(url: URL, max_bytes: int, detail: str) -> TooLarge:
     return TooLarge(
         "file too large", f"{redact_url(url)} is larger than maxBytes ({max_bytes}): {detail}"
     )

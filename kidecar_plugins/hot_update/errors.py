@@ -38,7 +38,14 @@ class UpdateError(Exception):
 
     @property
     def label(self) -> str:
+        """The ``result`` label of the updates metric for this error (:data:`RESULT_LABELS`)."""
         return RESULT_LABELS.get(self.status, "error")
+
+    def with_message(self, message: str) -> UpdateError:
+        """A copy of this error (same class, status and reason) saying ``message`` instead."""
+        copy = UpdateError.__new__(type(self))
+        UpdateError.__init__(copy, self.status, self.reason, message)
+        return copy
 
 
 class BadRequest(UpdateError):
@@ -46,6 +53,35 @@ class BadRequest(UpdateError):
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(400, reason, message)
+
+
+class Unauthorized(UpdateError):
+    """401: no bearer token, or not one of the ``Bearer`` scheme."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class Forbidden(UpdateError):
+    """403: refused for who asks (a wrong bearer token) or for what is asked (a URL)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(403, reason, message)
+
+
+class UrlNotAllowed(Forbidden):
+    """403 ``url not allowed``: not http(s), not under ``allowedUrlPrefixes``, or a refused
+    address (link-local, metadata service) without ``allowLinkLocal``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("url not allowed", message)
+
+
+class RequestTimeout(UpdateError):
+    """408: the request body did not arrive in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(408, "request timeout", message)
 
 
 class Busy(UpdateError):

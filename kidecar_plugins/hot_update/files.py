@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import attrs
 
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import InternalError
 from kidecar_plugins.hot_update.urls import BACKUP_SUFFIX, TEMP_SUFFIX
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -45,8 +45,7 @@ async def blocking(call: Callable[[], T], what: str, timeout: float = FILE_TIMEO
     try:
         return await asyncio.wait_for(asyncio.to_thread(call), timeout)
     except TimeoutError:
-        raise UpdateError(
-            500,
+        raise InternalError(
             "file system not responding",
             f"{what} took longer than {timeout:g}s: the file system of fileDir does not answer",
         ) from None
@@ -105,8 +104,7 @@ def install(temp: Path, target: Path) -> Installation:
     if previous is not None and not (
         stat.S_ISREG(previous.st_mode) or stat.S_ISLNK(previous.st_mode)
     ):
-        raise UpdateError(
-            500,
+        raise InternalError(
             "target is not a regular file",
             f"{target} is {kind_of(previous.st_mode)}: kidecar only replaces regular files; "
             "remove it (or download to another file name)",
@@ -140,21 +138,20 @@ def _check_backup_name(link: Path, target: Path) -> None:
     except OSError:
         return  # absent (or unreadable: the unlink reports it)
     if stat.S_ISDIR(mode):
-        raise UpdateError(
-            500,
+        raise InternalError(
             "cannot write file",
             f"{link} is {kind_of(mode)}, where kidecar keeps the previous {target.name} during "
             "an update: remove it",
         )
 
 
-def unwritable(directory: Path, error: OSError) -> UpdateError:
+def unwritable(directory: Path, error: OSError) -> InternalError:
     """500 ``cannot write file``: disk full, read-only, fileDir gone (the download was fine).
     The message names the entry the call failed on, when the error says which."""
     where = error.filename if isinstance(error.filename, str) else None
     shown = f"{directory} ({where})" if where and where != str(directory) else str(directory)
-    return UpdateError(
-        500, "cannot write file", f"cannot write into {shown}: {error.strerror or error}"
+    return InternalError(
+        "cannot write file", f"cannot write into {shown}: {error.strerror or error}"
     )
 
 
@@ -176,7 +173,7 @@ def file_sha256(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise UpdateError(500, "cannot read file", f"cannot read {path}: {e.strerror}") from None
+        raise InternalError("cannot read file", f"cannot read {path}: {e.strerror}") from None
     try:
         _must_be_regular(path, os.fstat(fd).st_mode)  # replaced since the stat?
         os.set_blocking(fd, True)
@@ -184,7 +181,7 @@ def file_sha256(path: Path) -> str | None:
         while chunk := os.read(fd, READ_CHUNK):
             digest.update(chunk)
     except OSError as e:
-        raise UpdateError(500, "cannot read file", f"cannot read {path}: {e.strerror}") from None
+        raise InternalError("cannot read file", f"cannot read {path}: {e.strerror}") from None
     finally:
         os.close(fd)
     return digest.hexdigest()
@@ -192,8 +189,7 @@ def file_sha256(path: Path) -> str | None:
 
 def _must_be_regular(path: Path, mode: int) -> None:
     if not stat.S_ISREG(mode):
-        raise UpdateError(
-            500,
+        raise InternalError(
             "target is not a regular file",
             f"{path} is {kind_of(mode)}: kidecar only replaces regular files; remove it",
         )

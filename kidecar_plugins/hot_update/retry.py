@@ -32,9 +32,7 @@ async def download_with_retries(
             last_try = attempt == REPLAY_DOWNLOAD_ATTEMPTS
             if e.status != 502 or last_try or time.monotonic() + backoff.peek() > deadline:
                 if req.recorded_without_credentials:
-                    raise UpdateError(
-                        e.status,
-                        e.reason,
+                    raise e.with_message(
                         f"{e.message} (the URL was recorded without its credentials, "
                         "which kidecar never stores: send the update again)",
                     ) from None

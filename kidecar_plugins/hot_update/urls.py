@@ -29,7 +29,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from kidecar_core import redact_url
-from kidecar_plugins.hot_update.errors import BadRequest, UpdateError
+from kidecar_plugins.hot_update.errors import BadRequest, UrlNotAllowed
 
 MAX_URL_LENGTH = 4096
 MAX_DECODES = 3
@@ -207,17 +207,13 @@ class UrlPolicy:
 
     def check(self, url: URL, what: str = "url") -> None:
         if url.scheme.lower() not in ("http", "https"):
-            raise UpdateError(
-                403, "url not allowed", f"{what} {redact_url(url)!r} is not http:// or https://"
-            )
+            raise UrlNotAllowed(f"{what} {redact_url(url)!r} is not http:// or https://")
         if self.prefixes:
             self._check_prefixes(url, what)
         if not self.allow_link_local and url.host:
             reason = refused_address(url.host)
             if reason:
-                raise UpdateError(
-                    403,
-                    "url not allowed",
+                raise UrlNotAllowed(
                     f"{what} {redact_url(url)!r} refused: {reason}; set allowLinkLocal to allow it",
                 )
 
@@ -233,9 +229,7 @@ class UrlPolicy:
             read_as = ""
             if same_origin and outside[0] != readings[0]:
                 read_as = f" (a server may read its path as {outside[0]!r})"
-            raise UpdateError(
-                403,
-                "url not allowed",
+            raise UrlNotAllowed(
                 f"{what} {redact_url(url)!r} is not under allowedUrlPrefixes{read_as}",
             )
 
