@@ -16,6 +16,7 @@ from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
 from kidecar_core._base.files import NotRegularFileError, read_regular_file
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.schedule import every
+from kidecar_core._config.listen import ListenAddress, loopback_only, parse_listen
 from kidecar_core._config.schema import (
     FieldError,
     field,
@@ -40,7 +41,7 @@ from kidecar_core._probe.loop import (
 )
 from kidecar_core._probe.thresholds import PROBE_FAILED, ProbeThresholds
 from kidecar_core._probe.timing import MIN_PROBE_PERIOD, ProbeSchedule, ProbeTiming
-from kidecar_core._runtime.auth import AuthFailure, BearerAuth, TokenSource, loopback_only
+from kidecar_core._runtime.auth import AuthFailure, BearerAuth, TokenSource
 from kidecar_core._runtime.logs import LogBudget
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core._store.rollout import (
@@ -111,6 +112,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidError",
     "KidecarError",
+    "ListenAddress",
     "LogBudget",
     "LoopClock",
     "ManualClock",
@@ -167,6 +169,7 @@ __all__ = [
     "micro_time",
     "non_empty",
     "non_negative",
+    "parse_listen",
     "positive",
     "qualified_name_problem",
     "read_failure_pause",

@@ -13,7 +13,6 @@ takes effect without a restart) or from an environment variable. Comparison is c
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import re
@@ -157,17 +156,3 @@ class TokenSource:
         given_bytes = given.strip().encode("utf-8", "surrogateescape")
         if expected is None or not hmac.compare_digest(given_bytes, expected):
             raise AuthFailure(403, "invalid bearer token")
-
-
-def loopback_only(listen: str) -> bool:
-    """Whether ``HOST:PORT`` names a loopback host (``127.0.0.1``, ``[::1]``, ``localhost``).
-
-    ``:PORT`` (every interface) and any other host are not loopback.
-    """
-    host = listen.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return bool(host) and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -33,6 +33,8 @@ from aiohttp.web_urldispatcher import _default_expect_handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kidecar_core._base.metrics import Metrics
+from kidecar_core._config.listen import parse_listen
+from kidecar_core._config.schema import FieldError
 from kidecar_core._plugins.registry import Route, RouteRegistry
 from kidecar_core._runtime.logs import LogBudget
 from kidecar_core.errors import StartupError
@@ -151,15 +153,6 @@ class GuardedSite(web.TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
-def parse_listen(listen: str) -> tuple[str | None, int]:
-    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[::1]:PORT`` → (host, port)."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise StartupError(f"invalid listen address {listen!r}: expected HOST:PORT or :PORT")
-    host = host.strip("[]")
-    return (host or None), int(port_text)
-
-
 def make_admin_app(readiness: Readiness, metrics: Metrics) -> web.Application:
     """The admin application: ``readiness()`` answers ``/readyz`` (200 when ready, else 503)."""
 
@@ -234,7 +227,12 @@ class Servers:
             await self._serve(app, listen, ",".join(sorted({r.plugin for r in rs})), cap)
 
     async def _serve(self, app: web.Application, listen: str, what: str, cap: int) -> None:
-        host, port = parse_listen(listen)
+        key = "--admin-listen (KIDECAR_ADMIN_LISTEN)" if what == "admin" else f"{what}: listen"
+        try:
+            address = parse_listen(listen, key, any_port=True)
+        except FieldError as e:
+            raise StartupError(f"invalid listen address: {e}") from None
+        host, port = address.host or None, address.port
         guard = ConnectionGuard(cap, f"{what} server on {listen}")
         app.middlewares.append(guard.middleware)
         runner = web.AppRunner(

@@ -11,7 +11,7 @@ from kidecar_core import (
     FieldError,
     field,
     is_dns1123_subdomain,
-    loopback_only,
+    parse_listen,
     positive,
 )
 
@@ -123,12 +123,7 @@ class GameApiConfig:
     )
 
     def __attrs_post_init__(self) -> None:
-        _host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise FieldError(
-                "listen", f"{self.listen!r}: expected HOST:PORT or :PORT, e.g. 127.0.0.1:5001"
-            )
-        if not loopback_only(self.listen) and not self.auth.configured:
+        if not parse_listen(self.listen).loopback and not self.auth.configured:
             raise FieldError(
                 "listen",
                 f"{self.listen!r} is reachable from outside the pod: set auth.tokenFile or "

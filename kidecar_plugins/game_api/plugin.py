@@ -30,6 +30,7 @@ from kidecar_core import (
     Write,
     hookimpl,
     loopback_only,
+    parse_listen,
 )
 from kidecar_plugins.game_api.api import GameApi
 from kidecar_plugins.game_api.batch import Batcher
@@ -57,9 +58,7 @@ def kidecar_pod_requirements(name: str, config: GameApiConfig) -> PodRequirement
     """The API's port, when it listens beyond loopback (then a token is configured)."""
     if name != NAME or loopback_only(config.listen):
         return None
-    return PodRequirements(
-        ports=(ContainerPort("game-api", int(config.listen.rpartition(":")[2])),)
-    )
+    return PodRequirements(ports=(ContainerPort("game-api", parse_listen(config.listen).port),))
 
 
 def ops_origin(ctx: PluginContext) -> str:

@@ -26,6 +26,7 @@ from kidecar_core import (
     http_headers,
     is_dns1123_subdomain,
     non_negative,
+    parse_listen,
     positive,
     redact_url,
 )
@@ -360,7 +361,8 @@ class HotUpdateConfig:
         problems = []
         if not self.file_dir.startswith("/"):
             problems.append(("fileDir", f"{self.file_dir!r} must be an absolute path"))
-        _host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
-            problems.append(("listen", f"{self.listen!r}: expected HOST:PORT or :PORT"))
+        try:
+            parse_listen(self.listen)
+        except FieldError as e:
+            problems.append((e.key, e.message))
         return problems

@@ -28,6 +28,7 @@ from kidecar_core import (
     StateKey,
     hookimpl,
     loopback_only,
+    parse_listen,
 )
 from kidecar_plugins.hot_update.api import HotUpdateApi
 from kidecar_plugins.hot_update.auth import TokenSource
@@ -52,7 +53,7 @@ def effective_listen(listen: str, authenticated: bool) -> str:
     """Where the API really listens: anywhere with a token, loopback only without one."""
     if authenticated or loopback_only(listen):
         return listen
-    return f"127.0.0.1:{listen.rpartition(':')[2]}"
+    return f"127.0.0.1:{parse_listen(listen).port}"
 
 
 def prepare_file_dir(path: str) -> None:
@@ -82,7 +83,7 @@ def kidecar_pod_requirements(name: str, config: HotUpdateConfig) -> PodRequireme
     if name != NAME:
         return None
     reachable = config.auth.configured and not loopback_only(config.listen)
-    port = ContainerPort("hot-update", int(config.listen.rpartition(":")[2]))
+    port = ContainerPort("hot-update", parse_listen(config.listen).port)
     return PodRequirements(
         ports=(port,) if reachable else (),
         shared_volumes=(SharedVolume(DOWNLOAD_VOLUME, config.file_dir),),
