@@ -26,7 +26,7 @@ from kidecar_core._config.schema import (
     positive,
 )
 from kidecar_core._persist.fields import KNOWN_OPS_STATES
-from kidecar_core._persist.result import Result, StorageConfig
+from kidecar_core._persist.result import Result, ResultData, ResultValue, StorageConfig
 from kidecar_core._persist.write import FieldNotIn, Write
 from kidecar_core._plugins.context import PluginContext, RuntimeView
 from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
@@ -136,6 +136,8 @@ __all__ = [
     "ProbeTiming",
     "Problem",
     "Result",
+    "ResultData",
+    "ResultValue",
     "Rollout",
     "RolloutError",
     "RolloutPhase",

@@ -373,7 +373,8 @@ def kidecar_on_result(result: Result, runtime: RuntimeView) -> Awaitable[None] |
     Fires for every :class:`~kidecar_core.Result` a plugin emits, before ``kidecar_persist``,
     one result at a time in the order they were emitted.
 
-    :param result: what a plugin saw: its ``state``, ``storage``, ``data``, ``writes``.
+    :param result: what a plugin saw: its ``state``, ``storage``, ``data`` (a
+        :data:`~kidecar_core.ResultData`: string keys, JSON values), ``writes``.
     :param runtime: the runtime (:class:`~kidecar_core.RuntimeView`): the pod's identity, the
         metrics registry, the clock, ``get_object`` and ``record_event``.
     :returns: an awaitable for I/O, or ``None``.

@@ -58,6 +58,7 @@ from kidecar_core import (
 from kidecar_core._config.catalog import load_file, load_parsed
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._persist.applier import guard_blocks
+from kidecar_core._persist.result import result_data_problem
 from kidecar_core._plugins.manager import Plugins
 from kidecar_core._store.objects import merge_by_type, merge_patch
 
@@ -224,6 +225,12 @@ class FakeContext:
         self.events.append(event)
 
     def emit(self, result: Result) -> None:
+        """Record ``result``; a ``TypeError`` naming the key when its ``data`` is not a
+        :data:`~kidecar_core.ResultData` (string keys, JSON values), so a plugin's tests catch
+        what an override or a custom storage type could not serialise."""
+        problem = result_data_problem(result.data)
+        if problem is not None:
+            raise TypeError(f"{result.plugin}: Result.{problem}")
         self.results.append(result)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
