@@ -1,5 +1,6 @@
-"""The replay's download: retried on 502 (up to :data:`REPLAY_DOWNLOAD_ATTEMPTS` tries, delays
-1 s, 2 s, ... from :class:`kidecar_core.Backoff`) while the replay's deadline allows it."""
+"""The replay's download: retried on :class:`DownloadFailed` (502; up to
+:data:`REPLAY_DOWNLOAD_ATTEMPTS` tries, delays 1 s, 2 s, ... from :class:`kidecar_core.Backoff`)
+while the replay's deadline allows it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from kidecar_core import Backoff
 from kidecar_plugins.hot_update.download import Downloaded
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import DownloadFailed, UpdateError
 from kidecar_plugins.hot_update.request import UpdateRequest
 
 log = logging.getLogger("kidecar.plugin.hot_update")
@@ -30,7 +31,8 @@ async def download_with_retries(
             return await fetch()
         except UpdateError as e:
             last_try = attempt == REPLAY_DOWNLOAD_ATTEMPTS
-            if e.status != 502 or last_try or time.monotonic() + backoff.peek() > deadline:
+            out_of_time = time.monotonic() + backoff.peek() > deadline
+            if not isinstance(e, DownloadFailed) or last_try or out_of_time:
                 if req.recorded_without_credentials:
                     raise e.with_message(
                         f"{e.message} (the URL was recorded without its credentials, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from kidecar_core import RolloutTarget
 from kidecar_plugins.hot_update.api import parse_sha256, parse_version
 from kidecar_plugins.hot_update.config import HotUpdateConfig
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import UpdateError, UrlNotAllowed
 from kidecar_plugins.hot_update.updater import UpdateRequest
 from kidecar_plugins.hot_update.urls import UrlPolicy
 
@@ -31,7 +31,7 @@ def check_target(config: HotUpdateConfig, target: RolloutTarget) -> list[str]:
         )
     except UpdateError as e:
         hint = ""
-        if e.status == 403 and config.allowed_url_prefixes:
+        if isinstance(e, UrlNotAllowed) and config.allowed_url_prefixes:
             hint = f" ({', '.join(config.allowed_url_prefixes)})"
         problems.append(e.message + hint)
     return problems
