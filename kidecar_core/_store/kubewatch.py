@@ -34,6 +34,7 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Protocol
 
+from kidecar_core._base.backoff import Backoff
 from kidecar_core._store.objects import JSON, ObjectRef, Observation
 from kidecar_core.errors import NotFoundError, PersistError, TransientPersistError
 
@@ -80,16 +81,16 @@ class _Relist(Exception):
 async def follow(source: WatchSource, ref: ObjectRef) -> AsyncIterator[Observation]:
     """Observations of ``ref``, forever (see the module docstring); stop by ceasing to iterate."""
     failures = 0
+    backoff = Backoff(BACKOFF_INITIAL, BACKOFF_CAP)
     while True:
         try:
             current = await source.get(ref)
         except PersistError as e:
             failures += 1
             yield Observation(error=e)
+            delay = backoff.next()
             # get() answers None for a missing object: NotFoundError means the type is missing.
-            await asyncio.sleep(
-                NOT_SERVED_RETRY if isinstance(e, NotFoundError) else _backoff(failures)
-            )
+            await asyncio.sleep(NOT_SERVED_RETRY if isinstance(e, NotFoundError) else delay)
             continue
         yield Observation(current, relisted=True)
         rv = _resource_version(current)
@@ -97,6 +98,7 @@ async def follow(source: WatchSource, ref: ObjectRef) -> AsyncIterator[Observati
             async with contextlib.aclosing(_watch_from(source, ref, rv)) as observations:
                 async for observation in observations:
                     failures = 0
+                    backoff.reset()
                     yield observation
         except _Relist:
             continue
@@ -104,7 +106,7 @@ async def follow(source: WatchSource, ref: ObjectRef) -> AsyncIterator[Observati
             failures += 1
             log.debug("watch of %s failed (attempt %d): %s", ref, failures, e)
             yield Observation(error=e)
-            await asyncio.sleep(_backoff(failures))
+            await asyncio.sleep(backoff.next())
 
 
 async def _watch_from(
@@ -153,8 +155,3 @@ def _resource_version(obj: Mapping[str, JSON] | None) -> str | None:
         return None
     rv = (obj.get("metadata") or {}).get("resourceVersion")
     return rv if isinstance(rv, str) and rv else None
-
-
-def _backoff(failures: int) -> float:
-    ceiling = min(BACKOFF_CAP, BACKOFF_INITIAL * 2 ** max(0, failures - 1))
-    return random.uniform(ceiling / 2, ceiling)
