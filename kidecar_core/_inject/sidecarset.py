@@ -15,7 +15,6 @@ mounting a shared volume, ``shareProcessNamespace``, the ServiceAccount.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,11 +28,14 @@ from kidecar_core._inject.podedit import (
     security_context,
     sidecar_container,
 )
-from kidecar_core._store.validation import is_dns1123_label
+from kidecar_core._store.validation import (
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    label_value_problem,
+    qualified_name_problem,
+)
 
 API_VERSION = "apps.kruise.io/v1alpha1"
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def parse_selector(pairs: Sequence[str]) -> dict[str, str]:
@@ -48,7 +50,8 @@ def parse_selector(pairs: Sequence[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not _label_key(key) or not (value == "" or _LABEL_NAME.match(value)):
+        bad_value = len(value) <= 63 and label_value_problem(value)
+        if not sep or qualified_name_problem(key) or bad_value:
             raise InjectError(f"--selector {pair!r}: expected KEY=VALUE with a valid label")
         if len(value) > 63:
             raise InjectError(f"--selector {pair!r}: a label value has at most 63 characters")
@@ -61,13 +64,6 @@ def parse_selector(pairs: Sequence[str]) -> dict[str, str]:
     return labels
 
 
-def _label_key(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
-
-
 def sidecarset(
     name: str,
     selector: Mapping[str, str],
@@ -77,7 +73,7 @@ def sidecarset(
     namespace: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The SidecarSet and the notes for the user (one sentence each)."""
-    if not _DNS_SUBDOMAIN.match(name):
+    if not is_dns1123_subdomain(name):
         raise InjectError(f"--sidecarset {name!r} is not a valid object name")
     if namespace is not None and not is_dns1123_label(namespace):
         raise InjectError(

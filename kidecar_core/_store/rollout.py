@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 import attrs
 
 from kidecar_core._store.objects import JSON, ObjectRef
+from kidecar_core._store.validation import is_dns1123_label, is_dns1123_subdomain
 from kidecar_core.errors import ConflictError, KidecarError
 
 ROLLOUT_CONFIGMAP = "kidecar-rollout"
@@ -43,8 +44,6 @@ PROGRESS_ANNOTATION = "rollout.kidecar.io/status"
 
 OWNER_GSS_LABEL = "game.kruise.io/owner-gss"
 POD_TEMPLATE_HASH = "pod-template-hash"
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ORDINAL = re.compile(r"-(\d+)$")
 _COUNT = re.compile(r"([0-9]+)(%?)")
 
@@ -130,9 +129,9 @@ class Workload:
         if not sep or kind_key not in KINDS:
             kinds = ", ".join(f"{k}/NAME" for k in KINDS)
             raise RolloutUsageError(f"workload {text!r}: expected {kinds}")
-        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+        if not is_dns1123_subdomain(name):
             raise RolloutUsageError(f"workload {text!r}: {name!r} is not a valid object name")
-        if not _DNS_LABEL.fullmatch(namespace):
+        if not is_dns1123_label(namespace):
             raise RolloutUsageError(
                 f"namespace {namespace!r} is not a namespace name (RFC 1123 label: lower-case "
                 "letters, digits and '-', at most 63 characters)"
