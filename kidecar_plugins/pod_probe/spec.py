@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 
+from kidecar_core import is_dns1123_subdomain
+
 HANDLERS = ("exec", "tcpSocket", "httpGet")
 """The probe handlers ``pod_probe`` runs.  (``grpc`` is refused with a clear message.)"""
 
@@ -36,7 +38,6 @@ _TIMING_KEYS = (
 _PROBE_KEYS = frozenset(k.lower() for k in ("exec", "tcpSocket", "httpGet", "grpc", *_TIMING_KEYS))
 _ENTRY_KEYS = ("name", "containerName", "podConditionType", "probe", "markerPolicy")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -360,7 +361,7 @@ def _check_condition_type(value: str, path: str) -> None:
     prefix, _, name = value.rpartition("/")
     ok = len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
     if prefix:
-        ok = ok and len(prefix) <= 253 and bool(_DNS_SUBDOMAIN.match(prefix))
+        ok = ok and is_dns1123_subdomain(prefix)
     if not ok:
         raise SpecError(
             path,
