@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -38,6 +39,16 @@ def check_key(key: str, what: str) -> None:
 def check_pointer(pointer: str, what: str) -> None:
     if not pointer.startswith("/") or pointer == "/":
         raise FieldError(what, f"{pointer!r} is not a JSON pointer (RFC 6901), e.g. /spec/field")
+    if "" in pointer.split("/")[1:]:
+        raise FieldError(
+            what, f"{pointer!r} has an empty segment (// or a trailing /); the API server "
+            "would refuse the write: e.g. /spec/field"
+        )  # fmt: skip
+    if re.search("~(?![01])", pointer):
+        raise FieldError(
+            what, f"{pointer!r}: '~' must be followed by 0 ('~') or 1 ('/') in a JSON pointer "
+            "(RFC 6901 section 3), e.g. /metadata/labels/example.com~1key"
+        )  # fmt: skip
     first = pointer.split("/")[1]
     if first == "status":
         raise FieldError(what, "kidecar never writes status (the controller owns it)")

@@ -62,3 +62,36 @@ def test_valid_static_metadata_passes(tmp_path: Path) -> None:
     )
     proc = check_config(tmp_path, policy)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("pointer", "reason"),
+    [
+        ("/spec/opsState/", "empty segment"),
+        ("/spec//opsState", "empty segment"),
+        ("/spec/ops~2State", "must be followed by 0"),
+        ("/metadata/labels/a~", "must be followed by 0"),
+    ],
+)
+@pytest.mark.parametrize("where", ["storage", "policy"])
+def test_check_config_refuses_a_json_pointer_the_api_server_would(
+    tmp_path: Path, pointer: str, reason: str, where: str
+) -> None:
+    """Review of issue 11: these were "OK", then every write of the state failed (a trailing
+    ``/`` writes a map under the string field ``spec.opsState``; ``~2`` is no RFC 6901 escape)."""
+    pad = "                  "
+    policy = f'{pad}jsonPathConfigs: [{{jsonPath: "{pointer}", value: x}}]'
+    if where == "storage":
+        policy = f"{pad}labels: {{a: b}}\n              jsonPath: '{pointer}'"
+    proc = check_config(tmp_path, policy)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "jsonPath:" in x)
+    assert reason in line and pointer in line
+
+
+@pytest.mark.parametrize("pointer", ["/metadata/labels/example.com~1key", "/spec/a~0b"])
+def test_escaped_json_pointers_pass(tmp_path: Path, pointer: str) -> None:
+    policy = f'                  jsonPathConfigs: [{{jsonPath: "{pointer}", value: x}}]'
+    proc = check_config(tmp_path, policy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
