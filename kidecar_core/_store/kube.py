@@ -54,14 +54,9 @@ from urllib.parse import quote
 import attrs
 import urllib3
 import yaml
-from kubernetes import client as k8s
-from kubernetes.config import (
-    ConfigException,
-    list_kube_config_contexts,
-    load_incluster_config,
-    load_kube_config,
-)
 
+from kidecar_core._store import k8s_client as k8s
+from kidecar_core._store.k8s_client import ConfigException, load_incluster_config
 from kidecar_core._store.kubewatch import ExpiredError, follow
 from kidecar_core._store.objects import FIELD_MANAGER, JSON, Event, ObjectRef, Observation
 from kidecar_core.errors import (
@@ -578,7 +573,7 @@ def load_configuration(path: str | None, context: str | None = None) -> k8s.Conf
             load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             # persist_config=False: never rewrite the user's kubeconfig file.
-            load_kube_config(  # type: ignore[no-untyped-call]
+            k8s.kube_config().load_kube_config(
                 config_file=path,
                 context=context,
                 client_configuration=configuration,
@@ -595,7 +590,7 @@ def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | 
     uses it when no ``--namespace`` is given; ``None`` when it names none. Raises
     :class:`~kidecar_core.errors.StartupError` when the kubeconfig cannot be read."""
     try:
-        contexts, current = list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+        contexts, current = k8s.kube_config().list_kube_config_contexts(config_file=path)
     except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
         raise StartupError(f"cannot load kubeconfig {path or '~/.kube/config'}: {exc}") from exc
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
