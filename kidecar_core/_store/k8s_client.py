@@ -48,9 +48,7 @@ class _DeferredPackage(types.ModuleType):
     """A package whose ``__init__`` runs at the first lookup of a name it lacks."""
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for names not (yet) in the module's namespace.
-        if name.startswith("__"):
-            raise AttributeError(name)
+        # Only called for names not (yet) in the module's namespace (``__version__`` included).
         with _lock:
             if importlib.util.find_spec(f"{self.__name__}.{name}") is not None:
                 # ``from package import submodule``: the submodule alone, as for any package.
@@ -58,7 +56,7 @@ class _DeferredPackage(types.ModuleType):
             spec = self.__spec__
             if self.__dict__.get("_kidecar_deferred", False):
                 self.__dict__["_kidecar_deferred"] = False
-                self.__class__ = types.ModuleType  # plain module from now on
+                self.__class__ = types.ModuleType  # type: ignore[assignment]  # plain from now on
                 assert spec is not None and spec.loader is not None
                 spec.loader.exec_module(self)
         return getattr(self, name)  # the package's own lookup (it may have a ``__getattr__``)
@@ -89,8 +87,8 @@ with _lock:
     from kubernetes.client.exceptions import ApiException
 
     # What the config modules take from the package (``from kubernetes.client import ...``).
-    sys.modules["kubernetes.client"].ApiClient = ApiClient
-    sys.modules["kubernetes.client"].Configuration = Configuration
+    _package = sys.modules["kubernetes.client"]
+    _package.__dict__.update(ApiClient=ApiClient, Configuration=Configuration)
     from kubernetes.config.config_exception import ConfigException
     from kubernetes.config.incluster_config import load_incluster_config
 
