@@ -69,3 +69,16 @@ def test_the_kubeconfig_loader_is_imported_at_its_first_use() -> None:
         "print(json.dumps({'before': before, 'after': loader.__name__}))\n"
     )
     assert got == {"before": False, "after": "kubernetes.config.kube_config"}
+
+
+def test_kidecar_run_imports_no_kubernetes_client_before_it_needs_one() -> None:
+    # Local mode never needs it; the API-server mode imports it when it builds its store.
+    got = _run(
+        "import json, sys\n"
+        "import kidecar_core.cli, kidecar_core._runtime.bootstrap\n"
+        "from importlib.metadata import entry_points\n"
+        "for ep in entry_points(group='kidecar'): ep.load()\n"
+        "print(json.dumps({'loaded': sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kubernetes', 'urllib3') or m == 'kidecar_core._store.kube')}))\n"
+    )
+    assert got == {"loaded": []}
