@@ -24,7 +24,8 @@ from bench.game import StateGame
 from bench.kube import BenchCluster, OpsStateWatch
 from kidecar_core.testing import free_port
 
-CPU_TARGET = 0.002
+CPU_TARGET = 0.00075
+"""Issue 17: no regression from 0.75 ms (the Go predecessor: 1.39 ms)."""
 LATENCY_INTERVAL = 1.0
 LATENCY_SLACK = 0.1
 FAST_INTERVAL = 0.1  # kidecar_plugins.http_probe.config.MIN_PERIOD: the fastest it probes
@@ -67,7 +68,7 @@ def cpu_per_probe(opts: Options) -> Figure:
             value * 1000,
             "ms",
             f"{value * 1000:.3f} ms",
-            "<= 2 ms",
+            f"<= {CPU_TARGET * 1000:g} ms",
             value <= CPU_TARGET,
             f"psutil user+sys CPU delta of `kidecar run` / probes counted on /metrics, "
             f">= {probes} probes per run (2 endpoints at {FAST_INTERVAL:g} s, local mode, "

@@ -7,7 +7,8 @@ state, 5 hot update (latency, throughput vs curl, RSS growth), 6 the curl + kube
 users write today, 7 soak, 8 the game API (PATCH -> GameServer latency, API writes for 100
 PATCHes), 9 pod_probe (CPU per probe by handler, pod writes per change), 10 the API cost of a
 fleet rollout (per sidecar, and at 10,000 pods), 11 kidecar's own part of a state change, 12 API
-requests per sidecar per minute at steady state (watches included). Prints a table and writes
+requests per sidecar per minute at steady state (watches included), 13 start -> first state
+written. Prints a table and writes
 JSON. A real etcd + kube-apiserver is started for the figures that need it (``make apiserver``
 builds and caches them). ``--quick`` shrinks every duration and count (a smoke run of a few
 minutes: its numbers are not meaningful). See docs/benchmarks.md for the methods and the
@@ -47,12 +48,13 @@ from bench import (  # noqa: E402
     probe,
     rollout,
     soak,
+    startup,
     steady,
 )
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
 
-ALL = tuple(range(1, 13))
+ALL = tuple(range(1, 14))
 NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10, 11, 12}
 
 
@@ -60,9 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument(
-        "--only", help="comma-separated figures to run, e.g. 1,4 (default: all twelve)"
-    )
+    parser.add_argument("--only", help="comma-separated figures to run, e.g. 1,4 (default: all)")
     parser.add_argument(
         "--steady-seconds",
         type=float,
@@ -144,6 +144,7 @@ def run_figures(
         ({9}, lambda: [podprobe.run(opts, _need(bench))]),
         ({10}, lambda: [rollout.run(opts, _need(bench))]),
         ({11}, lambda: [convergence.own_part(opts, _need(bench))]),
+        ({13}, lambda: [startup.run(opts)]),
     ]
     figures: list[Figure] = []
     for numbers, step in steps:

@@ -12,7 +12,7 @@ in any release; ``make lint`` checks that the built-in plugins import nothing of
 from __future__ import annotations
 
 from kidecar_core._base.backoff import Backoff
-from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock
+from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock, process_start
 from kidecar_core._base.files import NotRegularFileError, read_regular_file
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.schedule import every
@@ -173,6 +173,7 @@ __all__ = [
     "non_negative",
     "parse_listen",
     "positive",
+    "process_start",
     "qualified_name_problem",
     "read_failure_pause",
     "read_regular_file",

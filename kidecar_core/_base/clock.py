@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import os
+import time
 from typing import Protocol
 
 
@@ -38,6 +40,31 @@ class LoopClock:
 
 
 LOOP_CLOCK = LoopClock()
+
+
+def process_start(clock: Clock) -> float:
+    """``clock``'s reading at the moment this process started.
+
+    On :class:`LoopClock` (``time.monotonic``): now minus the process's age, from the kernel's
+    start time of the process (``/proc/self/stat`` field 22, in clock ticks since boot: 10 ms
+    resolution on Linux) against ``CLOCK_BOOTTIME``.  The sidecar's process starts with its
+    container, so a delay counted from here is counted as Kubernetes counts a probe's
+    ``initialDelaySeconds`` (from the container's start), and the interpreter's and imports'
+    start-up time falls inside the delay instead of after it.  On any other clock (a test's
+    :class:`ManualClock` starts with the test), and where ``/proc`` is missing, ``clock.now()``.
+    """
+    now = clock.now()
+    if not isinstance(clock, LoopClock):
+        return now
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            # Field 2 (the name) may contain spaces: the fields after it follow its last ")".
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - max(0.0, age)
 
 
 class ManualClock:

@@ -197,7 +197,8 @@ class ProbeLoop:
 
 
 def first_probe_delay(first_start: float, start_delay: float, clock: Clock = LOOP_CLOCK) -> float:
-    """Seconds until the first probe: ``startDelaySeconds`` counted from the plugin's *first*
-    start (``first_start``, a ``clock.now()`` reading the plugin keeps across restarts), so that a
-    plugin restarted after a failure probes at once instead of waiting for the game again."""
+    """Seconds until the first probe: ``startDelaySeconds`` counted from ``first_start``, a
+    ``clock`` reading the plugin takes once and keeps across restarts (http_probe:
+    :func:`~kidecar_core.process_start`, the sidecar's start), so that a plugin restarted after
+    a failure probes at once instead of waiting for the game again."""
     return max(0.0, start_delay - (clock.now() - first_start))

@@ -31,8 +31,9 @@ class ProbeSchedule:
         default=0.0,
         validator=non_negative,
         doc="Seconds to wait after the sidecar starts before the first probe (game boot time). "
-        "Counted from the plugin's first start: a plugin restarted after a failure probes at "
-        "once.",
+        "Counted from the sidecar's start (its container's, as Kubernetes counts a probe's "
+        "`initialDelaySeconds`), so kidecar's own start-up falls inside the delay; a plugin "
+        "restarted after a failure probes at once.",
     )
     probe_interval_seconds: float = field(
         key="probeIntervalSeconds",

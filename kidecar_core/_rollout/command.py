@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from kidecar_core._rollout.cluster import Cluster
 from kidecar_core._rollout.commands import Checker, Commands, StartRequest
 from kidecar_core._store.rollout import (
     WHEN_VALUES,
@@ -160,6 +159,8 @@ def _read_config(path: str) -> tuple[str, str]:
 
 
 async def _run(args: argparse.Namespace, env: Mapping[str, str], check: Checker) -> str:
+    # Imported here: `kidecar run` in local mode never pays for the kubernetes client.
+    from kidecar_core._rollout.cluster import Cluster
     from kidecar_core._store.kube import KubeStore
 
     kubeconfig = _kubeconfig(args, env)

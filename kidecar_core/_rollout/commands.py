@@ -9,12 +9,11 @@ Every change is a read-modify-write conditional on the ConfigMap's ``resourceVer
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from kidecar_core._rollout import progress
-from kidecar_core._rollout.cluster import Cluster
 from kidecar_core._store.rollout import (
     Rollout,
     RolloutRefused,
@@ -27,6 +26,9 @@ from kidecar_core._store.rollout import (
     utc_now,
 )
 from kidecar_core._store.rollout_leases import FailurePause, effective_pause, read_failure_pause
+
+if TYPE_CHECKING:  # the cluster brings the kubernetes client: not for `kidecar run`'s start-up
+    from kidecar_core._rollout.cluster import Cluster
 
 Checker = Callable[[str, str, RolloutTarget], list[str]]
 """``(config text, where it came from, target) -> problems`` (the sidecars' own rules)."""

@@ -8,14 +8,15 @@ HTTP requests and turns every failure into kidecar's error vocabulary
 
 Design notes (the *why*):
 
-* **One request path for every kind.**  Requests are built with the official client's
-  ``ApiClient.param_serialize``/``call_api`` (same TLS, auth, token refresh, proxy handling as the
-  generated ``CoreV1Api``/``CustomObjectsApi``), from the object's API path.  The generated typed
-  methods of client v37 validate request bodies into pydantic models first, which silently drops
-  fields the model does not know and re-serialises ``eventTime`` with ``datetime.isoformat()``
-  (no fraction when the microseconds are 0, which the server's ``MicroTime`` parser rejects).  A
-  generic path sends the dict exactly as given and serves pods, ConfigMaps, any other core/v1 kind
-  and any custom resource the same way.
+* **One request path for every kind.** Requests go through the official client's REST layer and auth
+  settings (:class:`~kidecar_core._store.k8s_client.RestClient`: what
+  ``ApiClient.param_serialize``/``call_api`` do, with the same TLS, auth, token refresh and proxy
+  handling as the generated ``CoreV1Api``/``CustomObjectsApi``), from the object's API path. The
+  generated typed methods of client v37 validate request bodies into pydantic models first, which
+  silently drops fields the model does not know and re-serialises ``eventTime`` with
+  ``datetime.isoformat()`` (no fraction when the microseconds are 0, which the server's
+  ``MicroTime`` parser rejects). A generic path sends the dict exactly as given and serves pods,
+  ConfigMaps, any other core/v1 kind and any custom resource the same way.
 * **Merge patch everywhere** (RFC 7386, ``application/merge-patch+json``): it means the same for
   built-in kinds and custom resources (which reject strategic merge), and ``None`` deletes a key.
   The one exception is :meth:`KubeStore.patch_status` (a pod's conditions, for ``pod_probe``):
@@ -25,7 +26,7 @@ Design notes (the *why*):
 * **Blocking calls off the event loop** on a small private thread pool; each call carries a
   timeout.  urllib3 itself never retries (``retries=False``): the caller retries with backoff and
   jitter, and a hidden urllib3 retry loop would only add latency and log noise.
-* **No global state**: each store has its own ``Configuration`` and ``ApiClient``; the client's
+* **No global state**: each store has its own ``Configuration`` and REST client; the client's
   process-wide default configuration is never read or written.
 * **Watches on threads of their own.**  A watch is one long request whose answer is a stream of
   events; it is read on a thread of a separate pool, so that open watches never take a thread a
@@ -54,14 +55,9 @@ from urllib.parse import quote
 import attrs
 import urllib3
 import yaml
-from kubernetes import client as k8s
-from kubernetes.config import (
-    ConfigException,
-    list_kube_config_contexts,
-    load_incluster_config,
-    load_kube_config,
-)
 
+from kidecar_core._store import k8s_client as k8s
+from kidecar_core._store.k8s_client import ConfigException, load_incluster_config
 from kidecar_core._store.kubewatch import ExpiredError, follow
 from kidecar_core._store.objects import FIELD_MANAGER, JSON, Event, ObjectRef, Observation
 from kidecar_core.errors import (
@@ -181,8 +177,7 @@ class KubeStore:
         configuration.retries = False
         # Room for every worker's request and every open watch, so none is ever discarded.
         configuration.connection_pool_maxsize = workers + MAX_WATCHES
-        self._api = k8s.ApiClient(configuration)
-        self._api.user_agent = "kidecar"
+        self._api = k8s.RestClient(configuration, user_agent="kidecar")
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kidecar-kube")
         self._timeout = request_timeout
         self.description = f"kube-apiserver {configuration.host}"
@@ -325,7 +320,7 @@ class KubeStore:
     def _shutdown(self) -> None:
         self._executor.shutdown(wait=True)
         self._watches.shutdown()
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._api.close()
 
     async def _request(
         self,
@@ -368,14 +363,9 @@ class KubeStore:
             headers["Content-Type"] = content_type
         elif body is not None:
             headers["Content-Type"] = "application/json"
-        request = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        response = self._api.request(
+            method, path, headers=headers, body=body, timeout=self._timeout
         )
-        response = self._api.call_api(*request, _request_timeout=self._timeout)
         # Reading the whole body also hands the connection back to the pool.
         data = response.read()  # type: ignore[no-untyped-call]
         return response.status, response.headers, data
@@ -400,7 +390,7 @@ class _WatchRequests:
     """Watch requests of one store, sent and read on threads of their own (see
     :meth:`KubeStore.open_watch`)."""
 
-    def __init__(self, api: k8s.ApiClient, timeout: float, server: str) -> None:
+    def __init__(self, api: k8s.RestClient, timeout: float, server: str) -> None:
         self._api = api
         self._timeout = timeout
         self._server = server
@@ -438,15 +428,10 @@ class _WatchRequests:
 
     def _send(self, path: str, query: list[tuple[str, str]]) -> urllib3.BaseHTTPResponse:
         """The blocking part of :meth:`open` (watch thread): the response, body unread."""
-        request = self._api.param_serialize(
-            method="GET",
-            resource_path=path,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
         timeout = (self._timeout, WATCH_READ_TIMEOUT)
-        response = self._api.call_api(*request, _request_timeout=timeout)
+        response = self._api.request(
+            "GET", path, query=query, headers={"Accept": "application/json"}, timeout=timeout
+        )
         raw: urllib3.BaseHTTPResponse = response.response
         return raw
 
@@ -578,7 +563,7 @@ def load_configuration(path: str | None, context: str | None = None) -> k8s.Conf
             load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             # persist_config=False: never rewrite the user's kubeconfig file.
-            load_kube_config(  # type: ignore[no-untyped-call]
+            k8s.kube_config().load_kube_config(
                 config_file=path,
                 context=context,
                 client_configuration=configuration,
@@ -595,7 +580,7 @@ def kubeconfig_namespace(path: str | None, context: str | None = None) -> str | 
     uses it when no ``--namespace`` is given; ``None`` when it names none. Raises
     :class:`~kidecar_core.errors.StartupError` when the kubeconfig cannot be read."""
     try:
-        contexts, current = list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+        contexts, current = k8s.kube_config().list_kube_config_contexts(config_file=path)
     except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
         raise StartupError(f"cannot load kubeconfig {path or '~/.kube/config'}: {exc}") from exc
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current

@@ -132,9 +132,19 @@ class SignalNotifier:
             self._matches = lambda c: pattern.fullmatch(c) is not None
         else:
             self._matches = lambda c: c == config.process_name
+        self._known: list[Candidate] = []
 
     def _targets(self) -> list[Candidate]:
-        """Matching processes that handle the signal; 503 when there are none. Blocking."""
+        """Matching processes that handle the signal; 503 when there are none. Blocking.
+
+        The processes found last time are reused while every one of them is still the same
+        process (:meth:`_known_targets`): the process table (every ``/proc/<pid>``, several
+        milliseconds on a busy node) is scanned again only when one has gone or changed.
+        """
+        known = self._known_targets()
+        if known:
+            return known
+        self._known = []
         found, visible = find_processes(self._matches)
         regex = self.config.process_name_regex
         how = "matching the regex" if regex else "with the command line"
@@ -156,7 +166,27 @@ class SignalNotifier:
                 f"{self.config.signame}: sending it would terminate the game, so it was not sent "
                 "(is the game still starting?)",
             )
+        self._known = handling
         return handling
+
+    def _known_targets(self) -> list[Candidate]:
+        """The targets of the last scan when each is still the same process: the same PID with
+        the same start time (a reused PID has another), a command line that still matches (no
+        ``exec`` since) and a handler for the signal; ``[]`` otherwise.  A second game process
+        started while the known one lives is found at the next scan, after the known one went."""
+        signum = self.config.signum
+        for c in self._known:
+            try:
+                proc = psutil.Process(c.pid)
+                if proc.create_time() != c.create_time:
+                    return []
+                if not self._matches(command_line(proc.cmdline())):
+                    return []
+            except psutil.Error:
+                return []
+            if catches_signal(c.pid, signum) is False:
+                return []
+        return self._known
 
     async def ready(self) -> None:
         await asyncio.to_thread(self._targets)
@@ -193,6 +223,7 @@ class SignalNotifier:
                     "the game's user (or root)",
                 ) from None
         if not signalled:
+            self._known = []
             raise NotifyFailed(
                 "game process exited",
                 f"the game process ({self.config.process_name!r}) exited before it could be "

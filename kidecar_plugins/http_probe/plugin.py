@@ -44,6 +44,7 @@ from kidecar_core import (
     StateKey,
     first_probe_delay,
     hookimpl,
+    process_start,
 )
 from kidecar_plugins.http_probe.config import HttpProbeConfig
 from kidecar_plugins.http_probe.probe import HttpTarget, make_session
@@ -94,7 +95,8 @@ async def _start(ctx: PluginContext) -> None:
     """Open the HTTP session and spawn one probing task per endpoint."""
     config: HttpProbeConfig = ctx.config
     clock = ctx.clock
-    first_start = ctx.state.setdefault(_FIRST_START, clock.now())
+    # Counted from the sidecar's start (its container's), like Kubernetes' initialDelaySeconds.
+    first_start = ctx.state.setdefault(_FIRST_START, process_start(clock))
     delay = first_probe_delay(first_start, config.start_delay_seconds, clock)
     # The thresholds (and so the effective states) survive a restart: a state that did not
     # change is not emitted again.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ from kidecar_core import (
     field,
     first_probe_delay,
     positive,
+    process_start,
 )
 from kidecar_core._config.schema import make_converter
 
@@ -318,3 +321,23 @@ def test_thresholds_kept_across_loops_do_not_report_again() -> None:
 
     run(scenario)
     assert [c.state for c in changes] == ["idle"]
+
+
+def test_process_start_is_the_processes_start_on_the_loop_clock() -> None:
+    # A child process that has lived at least 0.3 s must find its start at least 0.3 s back (a
+    # lower bound only: no upper bound on a loaded machine).
+    code = (
+        "import asyncio, time\n"
+        "from kidecar_core import LOOP_CLOCK, process_start\n"
+        "time.sleep(0.3)\n"
+        "async def age():\n"
+        "    return LOOP_CLOCK.now() - process_start(LOOP_CLOCK)\n"
+        "print(asyncio.run(age()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) >= 0.3
+
+
+def test_process_start_on_any_other_clock_is_now() -> None:
+    clock = ManualClock(start=42.0)
+    assert process_start(clock) == 42.0

@@ -7,15 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from kidecar_plugins.hot_update import process_hint
+from kidecar_plugins.hot_update import notify, process_hint
 from kidecar_plugins.hot_update.config import SignalConfig
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.notify import (
+    Candidate,
     SignalNotifier,
     UpdateInfo,
     catches_signal,
@@ -105,6 +106,38 @@ def test_game_that_exited_between_match_and_kill_is_503(game: Game) -> None:
     with pytest.raises(UpdateError) as e:
         asyncio.run(notifier.notify(INFO))
     assert e.value.status == 503
+
+
+def test_a_known_game_is_signalled_without_a_new_scan(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans: list[int] = []
+
+    def counting(matches: Callable[[str], bool]) -> tuple[list[Candidate], list[str]]:
+        scans.append(1)
+        return find_processes(matches)
+
+    monkeypatch.setattr(notify, "find_processes", counting)
+    notifier = SignalNotifier(SignalConfig(process_name=game.title))
+    asyncio.run(notifier.ready())
+    assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {game.pid}"
+    # One at a time: two SIGHUPs pending at once are delivered as one.
+    wait_until(lambda: game.signals() == ["SIGHUP"], 5, "the first signal")
+    assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {game.pid}"
+    wait_until(lambda: game.signals() == ["SIGHUP", "SIGHUP"], 5, "the second signal")
+    assert len(scans) == 1
+
+
+def test_a_restarted_game_is_found_again(game: Game, tmp_path: Path) -> None:
+    notifier = SignalNotifier(SignalConfig(process_name=game.title))
+    asyncio.run(notifier.ready())
+    game.stop()
+    again = Game(tmp_path, tmp_path / "again", title=game.title, detached=True).start()
+    try:
+        assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {again.pid}"
+        wait_until(lambda: again.signals() == ["SIGHUP"], 5, "the signal")
+    finally:
+        again.stop()
 
 
 def test_catches_signal_reads_sigcgt(game: Game, tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""The kubernetes client's few modules without its package imports (issue 17: idle memory).
+
+Each test runs a fresh interpreter: what is imported is a property of the whole process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _run(code: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def test_the_store_loads_only_the_modules_it_uses() -> None:
+    got = _run(
+        "import json, sys\n"
+        "import kidecar_core._store.kube\n"
+        "mods = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kubernetes', 'requests', 'oauthlib', 'requests_oauthlib', 'websocket', 'pydantic',"
+        " 'dateutil'))\n"
+        "print(json.dumps({'modules': mods}))\n"
+    )
+    modules = got["modules"]
+    assert isinstance(modules, list)
+    assert "kubernetes.client.rest" in modules
+    assert "kubernetes.config.incluster_config" in modules
+    unwanted = [
+        m
+        for m in modules
+        if m.startswith(
+            ("kubernetes.client.api.", "kubernetes.client.models.", "kubernetes.dynamic")
+        )
+        or m.startswith(("kubernetes.watch", "kubernetes.stream", "kubernetes.leaderelection"))
+        or m.split(".")[0] in ("requests", "oauthlib", "requests_oauthlib", "websocket")
+        or m in ("kubernetes.config.kube_config", "kubernetes.client.api_client")
+        or m.split(".")[0] in ("pydantic", "dateutil")
+    ]
+    assert unwanted == []
+
+
+def test_the_whole_client_still_works_in_the_same_process() -> None:
+    got = _run(
+        "import json\n"
+        "from kidecar_core._store import k8s_client\n"
+        "import kubernetes\n"
+        "from kubernetes import client, config, watch\n"
+        "from kubernetes.client.models import V1Pod\n"
+        "print(json.dumps({'version': kubernetes.__version__,\n"
+        "    'api': client.CoreV1Api.__name__, 'model': V1Pod.__name__,\n"
+        "    'same': client.Configuration is k8s_client.Configuration,\n"
+        "    'watch': watch.Watch.__name__, 'load': config.load_kube_config.__name__}))\n"
+    )
+    assert got["api"] == "CoreV1Api" and got["model"] == "V1Pod" and got["same"] is True
+    assert got["watch"] == "Watch" and got["load"] == "load_kube_config"
+    assert isinstance(got["version"], str) and got["version"]
+
+
+def test_the_kubeconfig_loader_is_imported_at_its_first_use() -> None:
+    got = _run(
+        "import json, sys\n"
+        "from kidecar_core._store import k8s_client\n"
+        "before = 'kubernetes.config.kube_config' in sys.modules\n"
+        "loader = k8s_client.kube_config()\n"
+        "print(json.dumps({'before': before, 'after': loader.__name__}))\n"
+    )
+    assert got == {"before": False, "after": "kubernetes.config.kube_config"}
+
+
+def test_kidecar_run_imports_no_kubernetes_client_before_it_needs_one() -> None:
+    # Local mode never needs it; the API-server mode imports it when it builds its store.
+    got = _run(
+        "import json, sys\n"
+        "import kidecar_core.cli, kidecar_core._runtime.bootstrap\n"
+        "from importlib.metadata import entry_points\n"
+        "for ep in entry_points(group='kidecar'): ep.load()\n"
+        "print(json.dumps({'loaded': sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kubernetes', 'urllib3') or m == 'kidecar_core._store.kube')}))\n"
+    )
+    assert got == {"loaded": []}
