@@ -844,3 +844,23 @@ def test_non_json_error_body_is_quoted_briefly() -> None:
     error = kube._error_for("get", REF, 503, {}, b"x" * 5000, "server")
     assert isinstance(error, TransientApiError)
     assert len(str(error)) < 700
+
+
+@pytest.mark.kube
+def test_the_role_allows_watching_the_rollout_configmap_by_name(
+    sa_kubeconfig: Path, kube_namespace: str
+) -> None:
+    """deploy/base's Role grants ``watch`` on ``kidecar-rollout`` (by name, without ``list``):
+    the watch request is accepted and reports the ConfigMap created after it opened."""
+    ref = ObjectRef("", "v1", "configmaps", kube_namespace, "kidecar-rollout")
+    other = ObjectRef("", "v1", "configmaps", kube_namespace, "not-kidecar-rollout")
+
+    async def scenario(store: KubeStore) -> None:
+        stream = await store.open_watch(ref, resource_version=None, timeout_seconds=30)
+        try:
+            with pytest.raises(ForbiddenError, match="watch"):
+                await store.open_watch(other, resource_version=None, timeout_seconds=30)
+        finally:
+            stream.close()
+
+    with_store(sa_kubeconfig, scenario)
