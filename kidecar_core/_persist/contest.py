@@ -23,19 +23,30 @@ from typing import Any
 
 import attrs
 
+from kidecar_core._base.backoff import Backoff
 from kidecar_core._persist.leaves import Path
 from kidecar_core._store.objects import FIELD_MANAGER, JSON
 
 
 @attrs.frozen
 class ContestPolicy:
-    """When a field counts as contested, and how re-asserting it backs off (seconds)."""
+    """When a field counts as contested, and how re-asserting it backs off (seconds).
 
-    threshold: int = 3
-    window: float = 120.0
-    backoff: float = 1.0
-    backoff_cap: float = 30.0
-    quiet: float = 600.0
+    Every value must be > 0 (``ValueError`` naming the field otherwise): a zero ``backoff``
+    would re-assert a contested field in a hot loop.
+    """
+
+    threshold: int = attrs.field(default=3, validator=attrs.validators.gt(0))
+    window: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
+    backoff: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
+    backoff_cap: float = attrs.field(default=30.0, validator=attrs.validators.gt(0.0))
+    quiet: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
+
+    def repair_wait(self, streak: int) -> float:
+        """Seconds between the ``streak``-th revert of a value (``streak`` >= 2) and its repair:
+        ``backoff``, doubling with each further revert, up to ``backoff_cap`` (no jitter: the
+        waits are deterministic, so that the tests and the other writer can predict them)."""
+        return Backoff(self.backoff, self.backoff_cap, jitter=False, attempt=streak - 2).peek()
 
 
 @attrs.define
@@ -96,8 +107,7 @@ class Contest:
         streak = self._streaks.get(path)
         if streak is None or streak.value != value or streak.count < 2:
             return 0.0
-        wait = min(self.policy.backoff_cap, self.policy.backoff * 2.0 ** (streak.count - 2))
-        return max(0.0, streak.last + wait - now)
+        return max(0.0, streak.last + self.policy.repair_wait(streak.count) - now)
 
     def calm(self, now: float) -> list[Path]:
         """Forget fields that were not reverted for ``quiet`` seconds; those that stop being

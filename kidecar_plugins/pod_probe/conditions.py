@@ -24,14 +24,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from kidecar_core import (
+    Backoff,
     Event,
     ForbiddenError,
     InvalidError,
@@ -66,18 +64,6 @@ def differs(live: Mapping[str, Any] | None, update: Update) -> bool:
     if live is None:
         return True
     return live.get("status") != update.status or (live.get("message") or "") != update.message
-
-
-@attrs.define
-class Backoff:
-    initial: float = 0.2
-    cap: float = 30.0
-    attempt: int = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.initial * 2**self.attempt)
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
 
 
 class ConditionWriter:
@@ -137,14 +123,14 @@ class ConditionWriter:
 
     async def run(self) -> None:
         """Write whenever something is pending, until cancelled."""
-        backoff = Backoff()
+        backoff = Backoff(initial=0.2, cap=30.0)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self.pending():
                 delay = await self.write_once()
                 if delay is None:
-                    backoff.attempt = 0
+                    backoff.reset()
                     continue
                 await asyncio.sleep(delay if delay else backoff.next())
 

@@ -338,6 +338,13 @@ def test_backoff_delays_grow_and_stay_capped() -> None:
     assert contest.delay(path, "WaitToBeDeleted", now=10.0) == 0.0
 
 
+@pytest.mark.parametrize("field", ["threshold", "window", "backoff", "backoff_cap", "quiet"])
+def test_contest_policy_refuses_values_not_above_zero(field: str) -> None:
+    # backoff 0 would re-assert a contested field in a hot loop; the error names the field.
+    with pytest.raises(ValueError, match=f"'{field}' must be > 0"):
+        ContestPolicy(**{field: 0})
+
+
 def test_a_state_changed_back_and_forth_is_repaired_at_once_every_time() -> None:
     """OKG v1.0.0 reverts some state changes, once each: Allocated (reverted), None (not),
     Allocated (reverted) ... each revert of a value set anew is a first one: no backoff."""
