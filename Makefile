@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev demo test lint typecheck pytest apiserver okg imagecheck bench clean
+.PHONY: dev demo test lint typecheck pytest unit-under-load apiserver okg imagecheck bench clean
 
 # The runtime alone (enough for the demo) ...
 $(BIN)/kidecar: pyproject.toml
@@ -54,7 +54,30 @@ pytest: dev apiserver okg
 imagecheck: dev
 	bash hack/check-image.sh
 
-test: lint typecheck pytest imagecheck
+# The unit tests again, with every core kept busy (hack/cpu-hog.sh, one busy process per core,
+# stopped however the run ends): a test that passes only on an idle machine (a wall-clock
+# deadline, a sleep standing in for a condition) fails here.  The subset is the pure logic, where
+# such timing assumptions hide: tests/core without the `kube` marker and without the files that
+# start whole kidecar processes (each costs seconds of interpreter start-up under the hog), and
+# the plugins' rule/config/worker tests.  The API-server, OKG and process tests (already run by
+# `pytest` above) are left out so that this adds under 2 minutes to CI (measured on 2 busy
+# cores: 91 s for 672 tests; all of tests/core alone took over 8 minutes).
+CORE_PROCESS_TESTS := config_boundaries config_limits demo exit failures inject local_state_file \
+	runtime
+PLUGIN_UNIT_TESTS := pod_probe/test_pod_probe_config pod_probe/test_pod_probe_spec \
+	pod_probe/test_pod_probe_worker http_probe/test_http_probe_config \
+	http_probe/test_http_probe_extract http_probe/test_http_probe_probe \
+	http_probe/test_http_probe_semantics http_probe/test_http_probe_plugin \
+	game_api/test_game_api_rules hot_update/test_hot_update_urls \
+	hot_update/test_hot_update_input_text hot_update/test_hot_update_record \
+	hot_update/test_hot_update_errors hot_update/test_hot_update_replay_retry \
+	inkube/test_inkube_writes
+unit-under-load: dev
+	KIDECAR_SKIP_KUBE=1 bash hack/cpu-hog.sh $(BIN)/python -m pytest -q -m "not kube" \
+		tests/core $(CORE_PROCESS_TESTS:%=--ignore=tests/core/test_%.py) \
+		$(PLUGIN_UNIT_TESTS:%=tests/plugins/%.py)
+
+test: lint typecheck pytest unit-under-load imagecheck
 
 bench: dev apiserver
 	$(BIN)/python bench/run.py
