@@ -155,43 +155,24 @@ class Converter:
         if origin in (dict, Mapping) or tp in (dict, Mapping):
             return self._structure_dict(value, tp, path)
         if tp in self._extra:
-            try:
-                return self._extra[tp](value, tp)
-            except ConfigError as e:
-                raise e.prefixed(path) from None
-            except (ValueError, TypeError) as e:
-                raise ConfigError.single(path, str(e)) from None
+            return self._structure_extra(value, tp, path)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return self._structure_literal(value, Literal[tuple(m.value for m in tp)], path)
         if attrs.has(tp):
             return self._structure_attrs(value, tp, path)
-        if tp is bool:
-            if not isinstance(value, bool):
-                raise ConfigError.single(path, f"expected true or false, got {_describe(value)}")
-            return value
-        if tp is int:
-            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-                return int(value)  # `maxBytes: 1e9`
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError.single(path, f"expected an integer, got {_describe(value)}")
-            return value
-        if tp is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError.single(path, f"expected a number, got {_describe(value)}")
-            _check_finite(value, path)
-            return float(value)
-        if tp is str:
-            if isinstance(value, bool):
-                return "true" if value else "false"
-            if isinstance(value, str):
-                if "\0" in value:
-                    # No path, name, URL or header may hold one; os calls raise ValueError.
-                    raise ConfigError.single(path, "must not contain a NUL character (\\0)")
-                return value
-            if isinstance(value, int | float):
-                return str(getattr(value, "text", value))  # `1e3` as written, not `1000.0`
-            raise ConfigError.single(path, f"expected a string, got {_describe(value)}")
+        scalar = _SCALARS.get(tp)
+        if scalar is not None:
+            return scalar(value, path)
         return self.cattrs.structure(value, tp)
+
+    def _structure_extra(self, value: Any, tp: Any, path: str) -> Any:
+        """A type with a structure function of its own (the schema's ``extra``)."""
+        try:
+            return self._extra[tp](value, tp)
+        except ConfigError as e:
+            raise e.prefixed(path) from None
+        except (ValueError, TypeError) as e:
+            raise ConfigError.single(path, str(e)) from None
 
     def _structure_union(self, value: Any, tp: Any, path: str) -> Any:
         args = get_args(tp)
@@ -395,3 +376,46 @@ def http_headers(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         problem = http_header_problem(str(name), str(header_value))
         if problem:
             raise FieldError(f"{config_key(attribute)}.{name}", problem)
+
+
+def _structure_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError.single(path, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _structure_int(value: Any, path: str) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)  # `maxBytes: 1e9`
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError.single(path, f"expected an integer, got {_describe(value)}")
+    return value
+
+
+def _structure_float(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError.single(path, f"expected a number, got {_describe(value)}")
+    _check_finite(value, path)
+    return float(value)
+
+
+def _structure_str(value: Any, path: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if "\0" in value:
+            # No path, name, URL or header may hold one; os calls raise ValueError.
+            raise ConfigError.single(path, "must not contain a NUL character (\\0)")
+        return value
+    if isinstance(value, int | float):
+        return str(getattr(value, "text", value))  # `1e3` as written, not `1000.0`
+    raise ConfigError.single(path, f"expected a string, got {_describe(value)}")
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _structure_bool,
+    int: _structure_int,
+    float: _structure_float,
+    str: _structure_str,
+}
+"""How a YAML/JSON scalar becomes each Python scalar type, strictly (``true`` is no int)."""
