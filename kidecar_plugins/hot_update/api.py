@@ -91,20 +91,8 @@ def parse_update(fields: dict[str, str]) -> UpdateRequest:
 async def read_fields(request: web.Request) -> dict[str, str]:
     """``version``/``url``/``sha256`` from the query string and the body (form or JSON)."""
     fields: dict[str, str] = {}
-
-    def put(key: str, value: Any, where: str) -> None:
-        if key not in FIELDS:
-            return
-        if not isinstance(value, str):
-            raise BadRequest("bad request", f"{key} must be a string ({where})")
-        if not valid_text(value):  # a lone surrogate (JSON "\ud800") would be dropped later
-            raise BadRequest("bad request", f"{key} is not valid Unicode text ({where})")
-        if key in fields and fields[key] != value:
-            raise BadRequest("bad request", f"{key} is given twice with different values")
-        fields[key] = value
-
     for key, value in strict_pairs(request.rel_url.raw_query_string, "utf-8", "query string"):
-        put(key, value, "query parameter")
+        put_field(fields, key, value, "query parameter")
     if not request.body_exists:
         return fields
     if request.content_length is not None and request.content_length > request.client_max_size:
@@ -113,33 +101,53 @@ async def read_fields(request: web.Request) -> dict[str, str]:
             f"the request body ({request.content_length} bytes) is larger than "
             f"{request.client_max_size} bytes",
         )
-    ctype = request.content_type
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
-            if ctype == "application/json":
-                for key, item in parse_json_object(await request.text()):
-                    put(key, item, "JSON body")
-            elif ctype == "application/x-www-form-urlencoded":
-                charset = request.charset or "utf-8"
-                text = (await request.read()).decode(charset)
-                for key, field in strict_pairs(text, charset, "form body"):
-                    put(key, field, "form field")
-            elif ctype == "multipart/form-data":
-                for key, field in await read_form(request):
-                    put(key, field, "form field")
-            elif await request.read():
-                raise BadRequest(
-                    "bad request",
-                    f"unsupported Content-Type {ctype!r}: send form fields, JSON or query "
-                    "parameters",
-                )
+            body = await body_fields(request)
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge("request too large", "request body is too large") from None
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {BODY_TIMEOUT:g}s") from None
     except (UnicodeDecodeError, LookupError) as e:  # not in its charset, or an unknown charset
         raise BadRequest("bad request", f"body is not readable text: {e}") from None
+    for key, value, where in body:
+        put_field(fields, key, value, where)
     return fields
+
+
+def put_field(fields: dict[str, str], key: str, value: Any, where: str) -> None:
+    """Add one request field to ``fields`` (``where`` it came from names it in errors); keys
+    other than :data:`FIELDS` are ignored.  :class:`BadRequest` for a value that is no string,
+    no valid text, or differs from the same field given elsewhere."""
+    if key not in FIELDS:
+        return
+    if not isinstance(value, str):
+        raise BadRequest("bad request", f"{key} must be a string ({where})")
+    if not valid_text(value):  # a lone surrogate (JSON "\ud800") would be dropped later
+        raise BadRequest("bad request", f"{key} is not valid Unicode text ({where})")
+    if key in fields and fields[key] != value:
+        raise BadRequest("bad request", f"{key} is given twice with different values")
+    fields[key] = value
+
+
+async def body_fields(request: web.Request) -> list[tuple[str, Any, str]]:
+    """The body's ``(key, value, where)`` pairs, read by its Content-Type (JSON, urlencoded or
+    multipart form); :class:`BadRequest` for another type with a non-empty body."""
+    ctype = request.content_type
+    if ctype == "application/json":
+        return [(k, v, "JSON body") for k, v in parse_json_object(await request.text())]
+    if ctype == "application/x-www-form-urlencoded":
+        charset = request.charset or "utf-8"
+        text = (await request.read()).decode(charset)
+        return [(k, v, "form field") for k, v in strict_pairs(text, charset, "form body")]
+    if ctype == "multipart/form-data":
+        return [(k, v, "form field") for k, v in await read_form(request)]
+    if await request.read():
+        raise BadRequest(
+            "bad request",
+            f"unsupported Content-Type {ctype!r}: send form fields, JSON or query parameters",
+        )
+    return []
 
 
 def valid_text(value: str) -> bool:
