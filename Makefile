@@ -62,8 +62,8 @@ imagecheck: dev
 # the plugins' rule/config/worker tests.  The API-server, OKG and process tests (already run by
 # `pytest` above) are left out so that this adds under 2 minutes to CI (measured on 2 busy
 # cores: 91 s for 672 tests; all of tests/core alone took over 8 minutes).
-CORE_PROCESS_TESTS := config_boundaries config_limits demo exit failures inject local_state_file \
-	runtime
+CORE_PROCESS_TESTS := config_boundaries config_limits demo exit failures inject k8s_client \
+	local_state_file runtime
 PLUGIN_UNIT_TESTS := pod_probe/test_pod_probe_config pod_probe/test_pod_probe_spec \
 	pod_probe/test_pod_probe_worker http_probe/test_http_probe_config \
 	http_probe/test_http_probe_extract http_probe/test_http_probe_probe \
