@@ -58,7 +58,7 @@ imagecheck: dev
 # stopped however the run ends): a test that passes only on an idle machine (a wall-clock
 # deadline, a sleep standing in for a condition) fails here.  The subset is the pure logic, where
 # such timing assumptions hide: tests/core without the `kube` marker and without the files that
-# start whole kidecar processes (each costs seconds of interpreter start-up under the hog), and
+# start processes (kidecar, Python: each costs seconds of interpreter start-up under the hog), and
 # the plugins' rule/config/worker tests.  The API-server, OKG and process tests (already run by
 # `pytest` above) are left out so that this adds under 2 minutes to CI (measured on 2 busy
 # cores: 91 s for 672 tests; all of tests/core alone took over 8 minutes).
