@@ -61,7 +61,7 @@ imagecheck: dev
 # start processes (kidecar, Python: each costs seconds of interpreter start-up under the hog), and
 # the plugins' rule/config/worker tests.  The API-server, OKG and process tests (already run by
 # `pytest` above) are left out so that this adds under 2 minutes to CI (measured on 2 busy
-# cores: 91 s for 672 tests; all of tests/core alone took over 8 minutes).
+# cores, with other work on the machine: 91-129 s for ~670 tests; all of tests/core: over 8 min).
 CORE_PROCESS_TESTS := config_boundaries config_limits demo exit failures inject k8s_client \
 	local_state_file runtime
 PLUGIN_UNIT_TESTS := pod_probe/test_pod_probe_config pod_probe/test_pod_probe_spec \
