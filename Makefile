@@ -60,8 +60,10 @@ imagecheck: dev
 # such timing assumptions hide: tests/core without the `kube` marker and without the files that
 # start processes (kidecar, Python: each costs seconds of interpreter start-up under the hog), and
 # the plugins' rule/config/worker tests.  The API-server, OKG and process tests (already run by
-# `pytest` above) are left out so that this adds under 2 minutes to CI (measured on 2 busy
-# cores, with other work on the machine: 91-129 s for ~670 tests; all of tests/core: over 8 min).
+# `pytest` above) are left out to keep it near 2 minutes (measured on 2 busy cores, with other work
+# on the machine: 91-129 s for ~670 tests; all of tests/core: over 8 min).  Not part of `make
+# test` yet: one of its first runs stalled for minutes with pytest idle, not seen again since;
+# until that is understood it would put every CI run at risk (see the README's Testing section).
 CORE_PROCESS_TESTS := config_boundaries config_limits demo exit failures inject k8s_client \
 	local_state_file runtime
 PLUGIN_UNIT_TESTS := pod_probe/test_pod_probe_config pod_probe/test_pod_probe_spec \
@@ -77,7 +79,7 @@ unit-under-load: dev
 		tests/core $(CORE_PROCESS_TESTS:%=--ignore=tests/core/test_%.py) \
 		$(PLUGIN_UNIT_TESTS:%=tests/plugins/%.py)
 
-test: lint typecheck pytest unit-under-load imagecheck
+test: lint typecheck pytest imagecheck
 
 bench: dev apiserver
 	$(BIN)/python bench/run.py
