@@ -72,6 +72,7 @@ from kidecar_core._store.validation import (
     annotations_size_problem,
     is_dns1123_subdomain,
     label_value_problem,
+    pointer_value_problem,
     qualified_name_problem,
 )
 from kidecar_core._version import __version__
@@ -172,6 +173,7 @@ __all__ = [
     "non_empty",
     "non_negative",
     "parse_listen",
+    "pointer_value_problem",
     "positive",
     "process_start",
     "qualified_name_problem",

@@ -130,5 +130,43 @@ def metadata_problems(metadata: Any) -> list[str]:
     return problems
 
 
+_SECTIONS = {("metadata",), ("spec",), ("metadata", "labels"), ("metadata", "annotations")}
+_METADATA_MAPS = (("metadata", "labels"), ("metadata", "annotations"))
+
+
+def pointer_value_problem(pointer: str, value: Any) -> str | None:
+    """Why the API server would refuse ``value`` merge-patched at RFC 6901 ``pointer`` of any
+    Kubernetes object; ``None`` if these rules pass (the object's schema may still refuse it).
+
+    The rules every object shares (ObjectMeta, Kubernetes API conventions): ``metadata``,
+    ``spec``, ``metadata.labels`` and ``metadata.annotations`` are objects, so a string cannot
+    replace them; labels and annotations are flat maps, their keys and values checked as
+    :func:`qualified_name_problem`, :func:`label_value_problem` and
+    :func:`annotation_key_problem` do.  ``None`` (a merge-patch deletion) is always accepted.
+    """
+    segments = tuple(s.replace("~1", "/").replace("~0", "~") for s in pointer.split("/")[1:])
+    if value is None:
+        return None
+    if segments in _SECTIONS and not isinstance(value, Mapping):
+        return (
+            f"{pointer!r} is a whole section (an object): a {type(value).__name__} cannot "
+            f"replace it; name a field inside it, e.g. {pointer}/field"
+        )
+    if segments[:2] not in _METADATA_MAPS:
+        return None
+    kind = segments[1]
+    if len(segments) == 2:
+        problems = metadata_problems({kind: value})
+        return "; ".join(problems) if problems else None
+    if len(segments) > 3:
+        return f"{pointer!r}: metadata.{kind} is a flat map (key -> string), it has no sub-fields"
+    key = segments[2]
+    if kind == "labels":
+        return qualified_name_problem(key) or label_value_problem(value)
+    if not isinstance(value, str):
+        return f"annotation values must be strings, got {type(value).__name__}"
+    return annotation_key_problem(key)
+
+
 def _short(value: str) -> str:
     return repr(value if len(value) <= 70 else value[:67] + "...")

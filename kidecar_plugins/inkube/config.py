@@ -14,6 +14,7 @@ from kidecar_core import (
     annotations_size_problem,
     field,
     label_value_problem,
+    pointer_value_problem,
     qualified_name_problem,
 )
 
@@ -21,6 +22,7 @@ OPS_STATES = KNOWN_OPS_STATES
 """The opsStates OpenKruiseGame knows (others are accepted, with a warning)."""
 
 OPS_STATE_POINTER = "/spec/opsState"
+LABELS_POINTER = "/metadata/labels/"
 
 
 def check_key(key: str, what: str) -> None:
@@ -58,6 +60,14 @@ def check_pointer(pointer: str, what: str) -> None:
         raise FieldError(what, f"{pointer!r} cannot be written")
 
 
+def check_value_at(pointer: str, value: Any, what: str) -> None:
+    """``value`` at ``pointer`` as the API server would judge it (a string cannot replace
+    ``/spec`` or ``/metadata/labels``; a label must be a label); raises :class:`FieldError`."""
+    problem = pointer_value_problem(pointer, value)
+    if problem:
+        raise FieldError(what, problem)
+
+
 @attrs.frozen
 class JsonPathValue:
     """A value written at a JSON pointer of the target."""
@@ -67,6 +77,7 @@ class JsonPathValue:
 
     def __attrs_post_init__(self) -> None:
         check_pointer(self.json_path, "jsonPath")
+        check_value_at(self.json_path, self.value, "value")
 
 
 @attrs.frozen
@@ -203,7 +214,9 @@ class InKubeConfig:
     json_path: str | None = field(
         key="jsonPath",
         default=None,
-        doc="RFC 6901 pointer on the target that receives the result, e.g. `/spec/someField`.",
+        doc="RFC 6901 pointer on the target that receives the result, e.g. `/spec/someField` "
+        "(a field, not a whole section such as `/spec`; under `/metadata/labels/` the result "
+        "must be a label value).",
     )
     target: Target | None = field(
         default=None,
@@ -229,6 +242,24 @@ class InKubeConfig:
             check_key(self.label_key, "labelKey")
         if self.json_path is not None:
             check_pointer(self.json_path, "jsonPath")
+            # The result is a string: any state's structural problem shows with a plain one.
+            check_value_at(self.json_path, "state", "jsonPath")
+        self._check_label_states()
+
+    def _check_label_states(self) -> None:
+        """A result written as a label must be a label value; the states config names (those of
+        ``markerPolicies``) are checked here, others are dropped with a log line at the write."""
+        via = "labelKey" if self.label_key is not None else None
+        if self.json_path is not None and self.json_path.startswith(LABELS_POINTER):
+            via = "jsonPath"
+        for i, policy in enumerate(self.marker_policies):
+            problem = via and label_value_problem(policy.state)
+            if problem:
+                raise FieldError(
+                    f"markerPolicies[{i}].state",
+                    f"{via} writes the result as a label, and this state is not a label value: "
+                    f"{problem}; the API server would refuse every write of it",
+                )
 
     @property
     def targets_gameserver(self) -> bool:

@@ -95,3 +95,78 @@ def test_escaped_json_pointers_pass(tmp_path: Path, pointer: str) -> None:
     policy = f'                  jsonPathConfigs: [{{jsonPath: "{pointer}", value: x}}]'
     proc = check_config(tmp_path, policy)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("storage", "field", "reason"),
+    [
+        ("jsonPath: /spec", "jsonPath", "whole section"),
+        ("jsonPath: /metadata/labels", "jsonPath", "whole section"),
+        ("jsonPath: /metadata/annotations", "jsonPath", "whole section"),
+        ("jsonPath: /metadata", "jsonPath", "whole section"),
+        ("jsonPath: /metadata/labels/a/b", "jsonPath", "flat map"),
+        ("jsonPath: '/metadata/labels/bad key!'", "jsonPath", "name must be"),
+        ("jsonPath: /metadata/labels/room", "markerPolicies[0].state", "alphanumeric"),
+        ("labelKey: room", "markerPolicies[0].state", "alphanumeric"),
+    ],
+)
+def test_check_config_refuses_a_result_the_api_server_would(
+    tmp_path: Path, storage: str, field: str, reason: str
+) -> None:
+    """Review of issue 11: a string state at a whole section (``/spec``, ``/metadata/labels``),
+    or a state that is not a label value written as a label, passed check-config, then every
+    write failed with 422 at the API server."""
+    config = CONFIG.replace("- state: idle", "- state: open for players").format(
+        policy=f"                  labels: {{a: b}}\n              {storage}"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kidecar_core", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if f".{field}:" in x)
+    assert reason in line
+
+
+@pytest.mark.parametrize(
+    ("pointer", "value", "reason"),
+    [
+        ("/spec", "x", "whole section"),
+        ("/metadata/labels", "x", "whole section"),
+        ("/metadata/labels", "{room: open for players}", "alphanumeric"),
+        ("/metadata/labels/room", "open for players", "alphanumeric"),
+        ("/metadata/annotations/note", "{a: 1}", "must be strings"),
+    ],
+)
+def test_check_config_refuses_a_json_path_value_the_api_server_would(
+    tmp_path: Path, pointer: str, value: str, reason: str
+) -> None:
+    policy = f'                  jsonPathConfigs: [{{jsonPath: "{pointer}", value: {value}}}]'
+    proc = check_config(tmp_path, policy)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "jsonPathConfigs[0].value:" in x)
+    assert reason in line
+
+
+@pytest.mark.parametrize(
+    ("pointer", "value"),
+    [
+        ("/spec", "{opsState: None}"),
+        ("/metadata/labels", "{room: open}"),
+        ("/metadata/labels/room", "open"),
+        ("/metadata/labels/room", "null"),
+        ("/metadata/annotations/note", "open for players"),
+    ],
+)
+def test_json_path_values_the_api_server_accepts_pass(
+    tmp_path: Path, pointer: str, value: str
+) -> None:
+    policy = f'                  jsonPathConfigs: [{{jsonPath: "{pointer}", value: {value}}}]'
+    proc = check_config(tmp_path, policy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
