@@ -28,6 +28,7 @@ from kidecar_core._runtime import bootstrap
 from kidecar_core._store import kube
 from kidecar_core._store.kube import KubeStore, ResourceNotServedError, TransientApiError
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity, merge_patch
+from kidecar_core._store.validation import pointer_value_problem
 from kidecar_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -417,6 +418,46 @@ def test_invalid_label_value_is_invalid_and_names_the_label(
 # ------------------------------------------------------------------------------------------
 # Create
 # ------------------------------------------------------------------------------------------
+
+
+SECTION_WRITES = [
+    ("gs", {"spec": "open"}),
+    ("gs", {"metadata": {"labels": "open"}}),
+    ("pod", {"metadata": {"annotations": "open"}}),
+    ("gs", {"metadata": {"labels": {"room": "open for players"}}}),
+    ("pod", {"metadata": {"annotations": {"note": {"a": 1}}}}),
+]
+
+
+@pytest.mark.kube
+def test_what_check_config_refuses_at_a_pointer_the_api_server_refuses(
+    sa_kubeconfig: Path, kube_namespace: str, make_game_server: Any
+) -> None:
+    """Review of issue 11: the writes ``pointer_value_problem`` (check-config) refuses are the
+    ones the real API server refuses with 422, so the rule is not stricter than the server."""
+    make_game_server("gs-0")
+    pod, gameserver = refs(kube_namespace, "gs-0")
+    cases = [
+        ("/spec", "open"),
+        ("/metadata/labels", "open"),
+        ("/metadata/annotations", "open"),
+        ("/metadata/labels/room", "open for players"),
+        ("/metadata/annotations/note", {"a": 1}),
+    ]
+    for pointer, value in cases:
+        assert pointer_value_problem(pointer, value), pointer
+
+    async def scenario(store: KubeStore) -> None:
+        for (which, patch), (pointer, _) in zip(SECTION_WRITES, cases, strict=True):
+            ref = gameserver if which == "gs" else pod
+            with pytest.raises(InvalidError):
+                await store.patch(ref, patch)
+            assert pointer_value_problem(pointer, None) is None
+        await store.patch(gameserver, {"spec": {"opsState": "None"}})
+        await store.patch(pod, {"metadata": {"labels": {"room": "open"}}})
+        assert pointer_value_problem("/metadata/labels/room", "open") is None
+
+    with_store(sa_kubeconfig, scenario)
 
 
 @pytest.mark.kube
