@@ -362,3 +362,34 @@ def test_human_maintaining_is_never_overridden(
     state.write_text("Allocated")
     sc.wait_for(lambda: objects.ops() == "Allocated", 15, "kidecar to take over again")
     assert sc.stop() == 0
+
+
+def test_custom_ops_state_is_written_with_a_warning_through_either_key(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    """Issue 13 item 8 on the real API server: a custom opsState (OKG stores any string) is
+    accepted with a warning, the same through ``gameServerOpsState`` and ``jsonPathConfigs``."""
+    make_game_server("gs-0", gameserver_spec={"opsState": "None"})
+    state = tmp_path / "state"
+    state.write_text("draining")
+    cfg = config(
+        state,
+        markerPolices=[
+            {"state": "draining", "gameServerOpsState": "Draining"},
+            {
+                "state": "closing",
+                "jsonPathConfigs": [{"jsonPath": "/spec/opsState", "value": "Closing"}],
+            },
+        ],
+    )
+    sc = sidecar_factory(sa_kubeconfig, cfg).start(wait_ready=True)
+    sc.wait_for(lambda: objects.ops() == "Draining", 15, "opsState Draining")
+    state.write_text("closing")
+    sc.wait_for(lambda: objects.ops() == "Closing", 15, "opsState Closing")
+    log = sc.log()
+    for where in ("markerPolicies[0].gameServerOpsState", "markerPolicies[1].jsonPathConfigs[0]"):
+        assert where in log and "not an opsState OpenKruiseGame knows" in log, log
+    assert "Traceback" not in log
+    assert sc.readyz()["ready"] is True
+    assert sc.stop() == 0
