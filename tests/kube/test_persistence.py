@@ -393,3 +393,45 @@ def test_custom_ops_state_is_written_with_a_warning_through_either_key(
     assert "Traceback" not in log
     assert sc.readyz()["ready"] is True
     assert sc.stop() == 0
+
+
+def test_pod_watch_forbidden_is_named_once_writes_still_land_and_recover(
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
+    sidecar_factory: Any,
+) -> None:  # fmt: skip
+    """Review of issue 11: a Role without ``watch`` on pods (an old Role, RBAC trimmed by hand):
+    the writes still land, the missing rule is logged once and shown in /readyz, no traceback,
+    no hot loop; granting the verb recovers without a restart."""
+    make_game_server("gs-0", gameserver_spec={"opsState": "None"})
+    full_rules = objects.role_rules()
+    crippled = []
+    for rule in full_rules:
+        if "pods" in rule.get("resources", []):
+            rule = {**rule, "verbs": [v for v in rule["verbs"] if v != "watch"]}
+        crippled.append(rule)
+    objects.set_role_rules(crippled)
+    state = tmp_path / "state"
+    state.write_text("Allocated")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start()
+    sc.wait_for(lambda: objects.ops() == "Allocated", 15, "the GameServer write")
+    sc.wait_for(
+        lambda: (
+            objects.pod()["metadata"]["annotations"].get("kidecar.example.com/state") == "Allocated"
+        ),
+        15,
+        "the Pod write",
+    )
+    sc.wait_for(lambda: "RBAC forbids watching pods" in sc.log(), 15, "a log line")
+    time.sleep(2.0)  # retries of the watch happen meanwhile; the rule is logged once
+    lines = [x for x in sc.log().splitlines() if "RBAC forbids watching" in x]
+    assert len(lines) == 1, lines
+    assert "verb=watch" in lines[0] and "resource=pods" in lines[0]
+    (forbidden,) = sc.readyz()["persistence"]["forbidden"]
+    assert "cannot watch" in forbidden and "verb=watch" in forbidden
+    pid = sc.proc.pid if sc.proc else None
+    objects.set_role_rules(full_rules)
+    sc.wait_for(lambda: not sc.readyz()["persistence"]["forbidden"], 90, "the watch to recover")
+    sc.wait_for(lambda: sc.get("/readyz")[0] == 200, 10, "/readyz to recover")
+    assert "Traceback" not in sc.log()
+    assert sc.proc is not None and sc.proc.pid == pid and sc.proc.poll() is None
+    assert sc.stop() == 0
