@@ -435,3 +435,28 @@ def test_pod_watch_forbidden_is_named_once_writes_still_land_and_recover(
     assert "Traceback" not in sc.log()
     assert sc.proc is not None and sc.proc.pid == pid and sc.proc.poll() is None
     assert sc.stop() == 0
+
+
+def test_a_gameserver_deleted_and_recreated_gets_the_desired_state_again(
+    tmp_path: Path, kube_cluster: TestCluster, kube_namespace: str, make_game_server: Any,
+    sa_kubeconfig: Path, objects: Objects, sidecar_factory: Any,
+) -> None:  # fmt: skip
+    """Review of issue 11: the GameServer is deleted and recreated (by hand, or by OKG) under a
+    running sidecar; the result it holds is written to the new object, without a restart."""
+    make_game_server("gs-0", gameserver_spec={"opsState": "None"})
+    state = tmp_path / "state"
+    state.write_text("WaitToBeDeleted")
+    sc = sidecar_factory(sa_kubeconfig, config(state)).start(wait_ready=True)
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 15, "the first write")
+    with kube_cluster.admin_api_client() as api:
+        custom = k8s.CustomObjectsApi(api)
+        args = ("game.kruise.io", "v1alpha1", kube_namespace, "gameservers")
+        custom.delete_namespaced_custom_object(*args, "gs-0")
+        body = {"apiVersion": "game.kruise.io/v1alpha1", "kind": "GameServer",
+                "metadata": {"name": "gs-0"}, "spec": {"opsState": "None"}}  # fmt: skip
+        custom.create_namespaced_custom_object(*args, body)
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 30, "the recreated GameServer")
+    assert objects.gs()["spec"]["deletionPriority"] == 10
+    assert "Traceback" not in sc.log()
+    assert sc.readyz()["ready"] is True
+    assert sc.stop() == 0
