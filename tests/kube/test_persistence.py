@@ -460,3 +460,27 @@ def test_a_gameserver_deleted_and_recreated_gets_the_desired_state_again(
     assert "Traceback" not in sc.log()
     assert sc.readyz()["ready"] is True
     assert sc.stop() == 0
+
+
+@pytest.mark.parametrize("status", [409, 429, 500])
+def test_a_storm_of_errors_on_patch_is_no_hot_loop_and_converges_after(
+    tmp_path: Path, make_game_server: Any, fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar_factory: Any, status: int,
+) -> None:  # fmt: skip
+    """Review of issue 11: every PATCH of the GameServer fails for a while (a 409 storm, an
+    overloaded or broken API server): kidecar backs off (a bounded number of requests, where a
+    hot loop would send hundreds) and the state lands once the server answers again."""
+    make_game_server("gs-0")
+    fault = fault_proxy.inject("PATCH", GS_PATH, status, times=None)
+    state = tmp_path / "state"
+    state.write_text("Allocated")
+    sc = sidecar_factory(fault_proxy_kubeconfig, config(state)).start()
+    sc.wait_for(lambda: fault.hits >= 2, 30, "the first failed writes")
+    time.sleep(4.0)
+    assert fault.hits < 40, fault.hits
+    assert objects.ops() == "None"
+    fault_proxy.clear_faults()
+    sc.wait_for(lambda: objects.ops() == "Allocated", 60, f"convergence after a {status} storm")
+    assert "Traceback" not in sc.log()
+    assert sc.proc is not None and sc.proc.poll() is None
+    assert sc.stop() == 0
