@@ -484,3 +484,26 @@ def test_a_storm_of_errors_on_patch_is_no_hot_loop_and_converges_after(
     assert "Traceback" not in sc.log()
     assert sc.proc is not None and sc.proc.poll() is None
     assert sc.stop() == 0
+
+
+def test_sigterm_with_a_write_failing_in_flight_ends_at_the_budget_naming_what_is_unwritten(
+    tmp_path: Path, make_game_server: Any, fault_proxy: FaultProxy,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar_factory: Any,
+) -> None:  # fmt: skip
+    """Review of issue 11: SIGTERM while the GameServer write keeps failing (503): the shutdown
+    flush retries within its budget, then kidecar exits 0 and names the unwritten object."""
+    make_game_server("gs-0", gameserver_spec={"opsState": "None"})
+    state = tmp_path / "state"
+    state.write_text("idle")
+    sc = sidecar_factory(fault_proxy_kubeconfig, config(state))
+    sc.extra_args += ["--shutdown-timeout", "3"]
+    sc.start(wait_ready=True)
+    fault = fault_proxy.inject("PATCH", GS_PATH, 503, times=None)
+    state.write_text("Allocated")
+    sc.wait_for(lambda: fault.hits >= 1, 15, "the write in flight to fail")
+    assert sc.stop() == 0
+    log = sc.log()
+    assert "shutdown budget exhausted with unwritten state for" in log, log
+    assert "gs-0" in log.split("shutdown budget exhausted", 1)[1].splitlines()[0]
+    assert "Traceback" not in log
+    assert objects.ops() == "None"
