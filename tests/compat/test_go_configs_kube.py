@@ -71,6 +71,19 @@ def missing(
     return out
 
 
+def strays(
+    objects: Mapping[str, Mapping[str, Any]],
+    wanted: Mapping[str, Mapping[tuple[str, ...], Any]],
+    target: str,
+) -> list[str]:
+    """The Pod-bound keys (state key, policy labels/annotations) that also showed up on the
+    target: the Go version wrote them to the Pod only."""
+    if target == "pod":
+        return []
+    paths = [*wanted["pod"], *wanted["pod-policy"]]
+    return [f"{target}:/{'/'.join(p)}" for p in paths if leaf(objects[target], p) is not None]
+
+
 @pytest.mark.parametrize("name", probe_cases())
 def test_http_probe_configs_write_the_real_pod_and_gameserver(
     name: str,
@@ -109,4 +122,5 @@ def test_http_probe_configs_write_the_real_pod_and_gameserver(
                 except AssertionError as error:
                     lacking = missing(live(api, kube_namespace), wanted, target)
                     raise AssertionError(f"{name}, state {state!r}: {lacking}") from error
+                assert not strays(live(api, kube_namespace), wanted, target), (name, state)
             assert sc.stop() == 0
