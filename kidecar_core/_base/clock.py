@@ -47,7 +47,8 @@ def process_start(clock: Clock) -> float:
 
     On :class:`LoopClock` (``time.monotonic``): now minus the process's age, from the kernel's
     start time of the process (``/proc/self/stat`` field 22, in clock ticks since boot: 10 ms
-    resolution on Linux) against ``CLOCK_BOOTTIME``.  The sidecar's process starts with its
+    resolution on Linux, rounded up so that the start is never placed too early) against
+    ``CLOCK_BOOTTIME``.  The sidecar's process starts with its
     container, so a delay counted from here is counted as Kubernetes counts a probe's
     ``initialDelaySeconds`` (from the container's start), and the interpreter's and imports'
     start-up time falls inside the delay instead of after it.  On any other clock (a test's
@@ -60,7 +61,10 @@ def process_start(clock: Clock) -> float:
         with open("/proc/self/stat", "rb") as stat:
             # Field 2 (the name) may contain spaces: the fields after it follow its last ")".
             fields = stat.read().rsplit(b")", 1)[1].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        # Field 22, starttime, truncated to whole ticks by the kernel: the end of that tick is
+        # the earliest moment the process can have started, so a delay counted from it is
+        # never cut short (at most one tick, 10 ms, long).
+        started = (int(fields[19]) + 1) / os.sysconf("SC_CLK_TCK")
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return now
