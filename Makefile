@@ -48,7 +48,7 @@ typecheck: dev
 	$(BIN)/mypy contrib/kidecar-tcp-probe/kidecar_tcp_probe contrib/overrides
 
 pytest: dev apiserver okg
-	$(BIN)/python -m pytest tests contrib
+	$(BIN)/python -m pytest tests contrib --durations=30
 
 # The Dockerfile's install steps without a container engine: hadolint, wheel, fresh venv.
 imagecheck: dev
