@@ -121,7 +121,7 @@ def _kidecar(
     game.set(0, "None")
     with running([sidecar]):
         sidecar.start(wait_ready=True)
-        time.sleep(3)  # the first probes and the first annotation written
+        time.sleep(opts.pick(3.0, 1.5))  # the first probes and the first annotation written
         bench.proxy.reset()
         served = game.count()
         cpu0 = cpu_seconds(sidecar.pid)
@@ -141,8 +141,8 @@ def _kidecar(
 
 def run(opts: Options, bench: BenchCluster) -> Figure:
     fig = Figure(6, "kidecar vs a curl + kubectl shell loop")
-    seconds = opts.pick(120, 10)
-    every = opts.pick(10.0, 3.0)
+    seconds = opts.pick(120, 4)
+    every = opts.pick(10.0, 2.0)
     with StateGame(2) as game:
         game.set(1, "Idle")
         shell = _shell(opts, bench, game, seconds, every)

@@ -47,7 +47,7 @@ WATCH_TIMEOUT_MIN = 1800.0  # kidecar_core._store.kube.KubeStore.watch_timeout
 def own_part(opts: Options, bench: BenchCluster) -> Figure:
     """Figure 11: the game's answer with a new state -> the GameServer event on a watch."""
     fig = Figure(11, "Own part of a state change")
-    transitions = opts.pick(60, 12)
+    transitions = opts.pick(60, len(TRANSITIONS))
     name = "own-0"
     bench.create_game_server(name)
     rng = random.Random(11)

@@ -55,7 +55,7 @@ def start_sidecar(opts: Options, bench: BenchCluster, name: str, kubeconfig: str
 
 def latencies(opts: Options, bench: BenchCluster) -> list[float]:
     name = "gameapi-latency"
-    count = opts.pick(50, 10)
+    count = opts.pick(50, len(STATES))
     rng = random.Random(8)
     delays: list[float] = []
     sidecar, api = start_sidecar(opts, bench, name, str(bench.sa_kubeconfig))

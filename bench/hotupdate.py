@@ -115,7 +115,7 @@ def run(opts: Options) -> Figure:
     workdir = opts.workdir / "hotupdate"
     serve = workdir / "serve"
     serve.mkdir(parents=True)
-    big_size = opts.pick(1024**3, 64 * MiB)
+    big_size = opts.pick(1024**3, 16 * MiB)
     free = shutil.disk_usage(workdir).free
     if free < 4 * big_size + 512 * MiB:
         raise RuntimeError(

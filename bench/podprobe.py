@@ -93,14 +93,14 @@ def cpu_per_probe(
     opts: Options, bench: BenchCluster, kind: str, game: StateGame
 ) -> tuple[Row, list[dict[str, Any]]]:
     count = 10 if kind != "exec" else 4
-    window = opts.pick(60, 8)
+    window = opts.pick(60, 2)
     per_probe: list[float] = []
     runs = []
     for r in range(opts.repeat):
         run = PodProbeRun(opts, bench, f"pp-{kind.lower()}-{r}", handler_probes(kind, count, game))
         with running([run.sidecar]):
             run.sidecar.start(wait_ready=True)
-            wait_until(at_least(run.probes, 3 * count), 30, "warm-up probes")
+            wait_until(at_least(run.probes, opts.pick(3, 1) * count), 30, "warm-up probes")
             before, cpu0 = run.probes(), run.cpu()
             time.sleep(window)
             cpu1, n = run.cpu(), run.probes() - before
@@ -123,7 +123,7 @@ def cpu_per_probe(
 
 def writes_per_change(opts: Options, bench: BenchCluster, workdir: Path) -> list[Row]:
     """An exec probe whose output flips; one pods/status PATCH per flip, none while steady."""
-    changes = opts.pick(30, 4)
+    changes = opts.pick(30, 2)
     state = workdir / "podprobe-state"
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text("idle")
@@ -138,7 +138,7 @@ def writes_per_change(opts: Options, bench: BenchCluster, workdir: Path) -> list
         wait_until(lambda: run.conditions().get(condition, {}).get("message") == "idle", 20, "idle")
         bench.proxy.reset()
         steady_probes = run.probes()
-        time.sleep(opts.pick(30, 4))
+        time.sleep(opts.pick(30, 2))
         steady_writes, steady_n = bench.writes(path), run.probes() - steady_probes
         bench.proxy.reset()
         for k in range(changes):

@@ -35,7 +35,7 @@ TRANSITIONS = ("Allocated", "WaitToBeDeleted", "None")
 def cpu_per_probe(opts: Options) -> Figure:
     """user+sys CPU of the sidecar process per probe, over >= 1,000 probes (local mode)."""
     fig = Figure(2, "CPU per probe cycle")
-    probes = opts.pick(1000, 150)
+    probes = opts.pick(1000, 60)
     workdir = opts.workdir / "cpu"
     per_probe: list[float] = []
     runs = []
@@ -51,7 +51,7 @@ def cpu_per_probe(opts: Options) -> Figure:
                 # wait counts requests at the game, so that no /metrics scrape (which costs the
                 # sidecar CPU too) falls inside the window.
                 served = game.count()
-                wait_until(at_least(game.count, served + 40), 20, "warm-up probes")
+                wait_until(at_least(game.count, served + opts.pick(40, 10)), 20, "warm-up probes")
                 before = sc.probes()
                 cpu0, t0 = cpu_seconds(sc.pid), time.monotonic()
                 served = game.count()
@@ -81,7 +81,7 @@ def cpu_per_probe(opts: Options) -> Figure:
 def latency(opts: Options, bench: BenchCluster) -> Figure:
     """Game state change -> ``spec.opsState`` changed on the API server, seen by a watch."""
     fig = Figure(3, "Probe -> GameServer latency")
-    transitions = opts.pick(50, 10)
+    transitions = opts.pick(50, len(TRANSITIONS))
     workdir = opts.workdir / "latency"
     name = "latency-0"
     bench.create_game_server(name)

@@ -8,7 +8,7 @@ Lease of 60 s) and a shorter verification window (10 s, 2 s with ``--quick``). T
 
 * **during a rollout**: from ``kidecar rollout start`` (``--max-unavailable 20%``, ``--when
   always``) until every pod reports ``Updated``;
-* **steady state**: then, for two minutes (20 s with ``--quick``), with the rollout complete.
+* **steady state**: then, for two minutes (5 s with ``--quick``), with the rollout complete.
 
 Each window gives the requests per sidecar per minute (by verb and resource in the JSON), the
 API server's and etcd's CPU per request (their processes' CPU time over the requests served) and
@@ -53,7 +53,7 @@ def fleet_size(opts: Options) -> int:
     if os.environ.get("KIDECAR_BENCH_FLEET"):
         return int(os.environ["KIDECAR_BENCH_FLEET"])
     if opts.quick:
-        return 6
+        return 2
     memory = int(psutil.virtual_memory().available * 0.5 // PER_MEMBER)
     return max(6, min(memory, 40 * (os.cpu_count() or 1), 100))
 
@@ -122,9 +122,9 @@ def run(opts: Options, bench: BenchCluster) -> Figure:
     window = Window(bench)
     try:
         fleet.create_objects()
-        fig.details["servers_idle_cpu"] = window.idle_cpu_rate(opts.pick(30.0, 5.0))
+        fig.details["servers_idle_cpu"] = window.idle_cpu_rate(opts.pick(30.0, 2.0))
         fleet.start(timeout=60 + 5.0 * size)
-        time.sleep(opts.pick(20.0, 5.0))  # every follower has read its pod and the rollout
+        time.sleep(opts.pick(20.0, 2.0))  # every follower has read its pod and the rollout
         rollout, steady = measure(opts, window, fleet, files, size)
         fig.details["rss_mib_fleet"] = round(fleet.rss_mib(), 1)
     finally:
@@ -147,9 +147,9 @@ def measure(
         raise RuntimeError(f"kidecar rollout start failed: {err}")
     wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == size, 120 + 10.0 * size, "rollout")
     rollout = window.close()
-    time.sleep(5.0)  # the last slots given back, the last annotations written
+    time.sleep(opts.pick(5.0, 1.0))  # the last slots given back, the last annotations written
     window.open()
-    time.sleep(opts.pick(120.0, 20.0))
+    time.sleep(opts.pick(120.0, 5.0))
     return rollout, window.close()
 
 

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--steady-seconds",
         type=float,
-        help="length of the steady window of figures 4 and 12 (default 300; 15 with --quick)",
+        help="length of the steady window of figures 4 and 12 (default 300; 4 with --quick)",
     )
     parser.add_argument(
         "--repeat", type=int, help="repeated runs for medians (default 3; 1 with --quick)"

@@ -40,8 +40,8 @@ STATES = (("Allocated", "None"), ("Busy", "Idle"))
 
 def run(opts: Options, bench: BenchCluster) -> Figure:
     fig = Figure(7, "Soak")
-    probes = opts.pick(10_000, 1_000)
-    updates = opts.pick(200, 20)
+    probes = opts.pick(10_000, 300)
+    updates = opts.pick(200, 10)
     duration = probes / (ENDPOINTS / PERIOD)
     gap = duration / updates
     workdir = opts.workdir / "soak"

@@ -92,9 +92,9 @@ def run(
     opts: Options, bench: BenchCluster | None, want: set[int], steady_seconds: float | None = None
 ) -> list[Figure]:
     """Figures 1, 4 and/or 12 (``want``); 4 and 12 need ``bench``."""
-    idle = opts.pick(60.0, 8.0)
-    steady = steady_seconds or opts.pick(300.0, 15.0)
-    changes = opts.pick(10, 4)
+    idle = opts.pick(60.0, 3.0)
+    steady = steady_seconds or opts.pick(300.0, 4.0)
+    changes = opts.pick(10, 2)
     workdir = opts.workdir / "steady"
     figures: list[Figure] = []
     fig1 = Figure(1, "Idle RSS") if 1 in want else None
@@ -142,7 +142,9 @@ def run(
         for name, _ in kube:
             assert bench is not None
             wait_until(partial(_recorded_is, bench, name, 1, "Idle"), 20, f"{name}'s first state")
-        time.sleep(2.0)  # let any follow-up request of the start settle before counting
+        time.sleep(
+            opts.pick(2.0, 0.5)
+        )  # let any follow-up request of the start settle before counting
         if bench is not None:
             bench.proxy.reset()
         window_start = time.monotonic()
