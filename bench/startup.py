@@ -31,7 +31,7 @@ TARGET = 1.05
 def run(opts: Options) -> Figure:
     fig = Figure(13, "Start-up")
     workdir = opts.workdir / "startup"
-    runs = opts.pick(max(5, opts.repeat), 2)
+    runs = opts.pick(max(5, opts.repeat), 1)
     seconds: list[float] = []
     healthy: list[float] = []
     with StateGame(1, state="Allocated") as game:
