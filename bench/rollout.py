@@ -4,7 +4,8 @@ extrapolated to 10,000 pods.
 As many real sidecars as this machine holds (each with its game process, both from
 ``tests/rollout/fleet.py``) run as one GameServerSet against the real API server, through the
 counting proxy, with the rollout settings' defaults (``pollSeconds`` 10, ``retrySeconds`` 2, a
-Lease of 60 s) and a shorter verification window (10 s, 2 s with ``--quick``). Two windows:
+Lease of 60 s; ``--quick`` polls every 2 s) and a shorter verification window (10 s, 2 s with
+``--quick``). Two windows:
 
 * **during a rollout**: from ``kidecar rollout start`` (``--max-unavailable 20%``, ``--when
   always``) until every pod reports ``Updated``;
@@ -113,7 +114,9 @@ class Window:
 def run(opts: Options, bench: BenchCluster) -> Figure:
     fig = Figure(10, "Fleet rollout API cost")
     size = fleet_size(opts)
-    timing = Timing(poll=10.0, retry=2.0, verify=opts.pick(10.0, 2.0), lease=60, probe=1.0)
+    timing = Timing(
+        poll=opts.pick(10.0, 2.0), retry=2.0, verify=opts.pick(10.0, 2.0), lease=60, probe=1.0
+    )
     files = FleetFiles(delay=0.2).start()
     fleet = Fleet(
         bench.cluster, bench.namespace, opts.workdir / "rollout", size, files,
