@@ -80,6 +80,7 @@ PLUGIN_UNIT_TESTS := pod_probe/test_pod_probe_config pod_probe/test_pod_probe_sp
 	game_api/test_game_api_rules hot_update/test_hot_update_urls \
 	hot_update/test_hot_update_input_text hot_update/test_hot_update_record \
 	hot_update/test_hot_update_errors hot_update/test_hot_update_replay_retry \
+	hot_update/test_hot_update_rollout_release \
 	inkube/test_inkube_writes
 unit-under-load: dev
 	KIDECAR_SKIP_KUBE=1 timeout -k 10 $(UNDER_LOAD_RUN_TIMEOUT) bash hack/cpu-hog.sh \
