@@ -21,6 +21,8 @@ from tests.support.apiserver import (
     TestCluster,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.kubeobjects import Objects
+from tests.support.sidecars import Sidecars
 
 # ======================================================================================
 # Kubernetes integration harness: a real kube-apiserver + etcd (tests/support/apiserver.py)
@@ -126,6 +128,22 @@ def make_game_server(kube_cluster: TestCluster, kube_namespace: str) -> GameServ
         return kube_cluster.create_game_server(kube_namespace, name, **options)
 
     return make
+
+
+@pytest.fixture
+def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
+    """Pod and GameServer ``gs-0`` of the test's namespace, read and changed as an admin."""
+    return Objects(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def kube_sidecars(tmp_path: Path, kube_namespace: str) -> Iterator[Sidecars]:
+    """``kube_sidecars(kubeconfig, config, *plugin_files, env=...)``: kidecar processes for pod
+    ``gs-0`` of the test's namespace (made, not started); those still running are stopped after
+    the test."""
+    sidecars = Sidecars(tmp_path, kube_namespace)
+    yield sidecars
+    sidecars.stop()
 
 
 # ======================================================================================
