@@ -163,17 +163,21 @@ def testplugins_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for subprocesses that see the ``kidecar-testplugins`` distribution.
 
     It is pip-installed into a private target directory (not the venv), so its entry points are
-    real entry points but only processes started with this environment load them.  Variables
-    that would change how kidecar runs (a cluster, override files) are removed.
+    real entry points but only processes started with this environment load them.  It is
+    installed without the network (no index, no pip version check), so a slow or absent network
+    cannot hold a run.  Variables that would change how kidecar runs (a cluster, override files)
+    are removed.
     """
     target = tmp_path_factory.mktemp("testplugins-site")
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(target), str(TESTPLUGIN),
+            "--no-build-isolation", "--no-index", "--disable-pip-version-check",
+            "--target", str(target), str(TESTPLUGIN),
         ],
         check=True,
         capture_output=True,
+        timeout=600,
     )  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)
