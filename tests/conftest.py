@@ -21,6 +21,8 @@ from tests.support.apiserver import (
     TestCluster,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.kubeobjects import Objects
+from tests.support.sidecars import Sidecars
 
 # ======================================================================================
 # Kubernetes integration harness: a real kube-apiserver + etcd (tests/support/apiserver.py)
@@ -128,6 +130,22 @@ def make_game_server(kube_cluster: TestCluster, kube_namespace: str) -> GameServ
     return make
 
 
+@pytest.fixture
+def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
+    """Pod and GameServer ``gs-0`` of the test's namespace, read and changed as an admin."""
+    return Objects(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def kube_sidecars(tmp_path: Path, kube_namespace: str) -> Iterator[Sidecars]:
+    """``kube_sidecars(kubeconfig, config, *plugin_files, env=...)``: kidecar processes for pod
+    ``gs-0`` of the test's namespace (made, not started); those still running are stopped after
+    the test."""
+    sidecars = Sidecars(tmp_path, kube_namespace)
+    yield sidecars
+    sidecars.stop()
+
+
 # ======================================================================================
 # End of the Kubernetes integration harness.
 # ======================================================================================
@@ -145,17 +163,21 @@ def testplugins_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for subprocesses that see the ``kidecar-testplugins`` distribution.
 
     It is pip-installed into a private target directory (not the venv), so its entry points are
-    real entry points but only processes started with this environment load them.  Variables
-    that would change how kidecar runs (a cluster, override files) are removed.
+    real entry points but only processes started with this environment load them.  It is
+    installed without the network (no index, no pip version check), so a slow or absent network
+    cannot hold a run.  Variables that would change how kidecar runs (a cluster, override files)
+    are removed.
     """
     target = tmp_path_factory.mktemp("testplugins-site")
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(target), str(TESTPLUGIN),
+            "--no-build-isolation", "--no-index", "--disable-pip-version-check",
+            "--target", str(target), str(TESTPLUGIN),
         ],
         check=True,
         capture_output=True,
+        timeout=600,
     )  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)

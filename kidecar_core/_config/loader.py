@@ -218,6 +218,18 @@ def make_config_converter(storage: StorageTypeRegistry) -> Converter:
     return conv
 
 
+def _storage_type(raw: Any, known_types: list[str]) -> tuple[str | None, Problem | None]:
+    """The registered storage type ``raw`` names (case-insensitively), or the problem with it."""
+    if not isinstance(raw, str):
+        return None, Problem("type", f"expected a string, got {_describe(raw)}")
+    match = next((t for t in known_types if t.lower() == raw.lower()), None)
+    if match is None:
+        listing = ", ".join(known_types) or "none"
+        why = f"unknown storage type {raw!r}{suggest(raw, known_types)}; registered: {listing}"
+        return None, Problem("type", why)
+    return match, None
+
+
 def _structure_storage(conv: Converter, storage: StorageTypeRegistry, value: Any) -> StorageConfig:
     if not isinstance(value, dict):
         raise ConfigError.single("", f"expected a mapping, got {_describe(value)}")
@@ -229,20 +241,8 @@ def _structure_storage(conv: Converter, storage: StorageTypeRegistry, value: Any
     for key, raw in value.items():
         k = str(key)
         if k.lower() == "type":
-            if not isinstance(raw, str):
-                problems.append(Problem("type", f"expected a string, got {_describe(raw)}"))
-                continue
-            match = next((t for t in known_types if t.lower() == raw.lower()), None)
-            if match is None:
-                listing = ", ".join(known_types) or "none"
-                problems.append(
-                    Problem(
-                        "type",
-                        f"unknown storage type {raw!r}{suggest(raw, known_types)}; "
-                        f"registered: {listing}",
-                    )
-                )
-            type_name = match
+            type_name, problem = _storage_type(raw, known_types)
+            problems.extend([] if problem is None else [problem])
             continue
         st = next((t for kk, t in by_key.items() if kk.lower() == k.lower()), None)
         if st is None:

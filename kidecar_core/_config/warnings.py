@@ -29,15 +29,22 @@ def _walk(obj: Any, path: str) -> Iterator[str]:
     if callable(own) and attrs.has(type(obj)):
         for sub, message in own():
             yield f"{join_path(path, sub)}: {message}"
+    for child, child_path in _children(obj, path):
+        yield from _walk(child, child_path)
+
+
+def _children(obj: Any, path: str) -> Iterator[tuple[Any, str]]:
+    """The values inside ``obj`` with their paths: a storage config's options, an attrs
+    object's fields (by config key), a mapping's values, a list's items; nothing for a scalar."""
     if isinstance(obj, StorageConfig):
         for key, options in obj.options.items():
-            yield from _walk(options, join_path(path, key))
+            yield options, join_path(path, key)
     elif attrs.has(type(obj)):
         for a in attrs.fields(type(obj)):
-            yield from _walk(getattr(obj, a.name), join_path(path, config_key(a)))
+            yield getattr(obj, a.name), join_path(path, config_key(a))
     elif isinstance(obj, Mapping):
         for key, value in obj.items():
-            yield from _walk(value, join_path(path, str(key)))
+            yield value, join_path(path, str(key))
     elif isinstance(obj, list | tuple):
         for i, item in enumerate(obj):
-            yield from _walk(item, f"{path}[{i}]")
+            yield item, f"{path}[{i}]"

@@ -274,25 +274,9 @@ def inject_documents(
             }
         if kind in PODLESS_KINDS:
             return doc
-        known = WORKLOAD_KINDS.get(kind)
-        group = api_version.rpartition("/")[0]
-        if known is None or group not in known[0]:
-            supported = ", ".join(WORKLOAD_KINDS)
-            raise InjectError(
-                f"{where}: cannot inject into kind {kind} ({api_version}); supported: "
-                f"{supported} (and pod-less kinds such as Service, passed through)"
-            )
-        path = known[1]
+        path = _pod_spec_path(kind, api_version, where)
         result: dict[str, Any] = _deep_copy(doc)
-        parent = result
-        for key in path[:-1]:
-            child = parent.get(key)
-            if not isinstance(child, dict):
-                raise InjectError(f"{label}: no pod spec at {'.'.join(path)}")
-            parent = child
-        spec = parent.get(path[-1])
-        if not isinstance(spec, dict):
-            raise InjectError(f"{label}: no pod spec at {'.'.join(path)}")
+        parent, spec = _pod_spec_at(result, path, label)
         parent[path[-1]] = inject_pod_spec(spec, sidecar, options, label, notes)
         return result
 
@@ -301,6 +285,37 @@ def inject_documents(
             continue
         out.append(one(doc, f"document {i + 1}"))
     return out, notes
+
+
+def _pod_spec_path(kind: str, api_version: str, where: str) -> tuple[str, ...]:
+    """Where a workload of ``kind`` (``apiVersion`` ``api_version``) holds its pod spec, from
+    WORKLOAD_KINDS; InjectError naming ``where`` for a kind kidecar cannot inject into."""
+    known = WORKLOAD_KINDS.get(kind)
+    group = api_version.rpartition("/")[0]
+    if known is None or group not in known[0]:
+        supported = ", ".join(WORKLOAD_KINDS)
+        raise InjectError(
+            f"{where}: cannot inject into kind {kind} ({api_version}); supported: "
+            f"{supported} (and pod-less kinds such as Service, passed through)"
+        )
+    return known[1]
+
+
+def _pod_spec_at(
+    doc: dict[str, Any], path: tuple[str, ...], label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(parent, spec)``: the pod spec at ``path`` in ``doc`` and the mapping holding it;
+    InjectError naming ``label`` when a step is missing or not a mapping."""
+    parent = doc
+    for key in path[:-1]:
+        child = parent.get(key)
+        if not isinstance(child, dict):
+            raise InjectError(f"{label}: no pod spec at {'.'.join(path)}")
+        parent = child
+    spec = parent.get(path[-1])
+    if not isinstance(spec, dict):
+        raise InjectError(f"{label}: no pod spec at {'.'.join(path)}")
+    return parent, spec
 
 
 def _deep_copy(value: Any) -> Any:

@@ -10,19 +10,21 @@ times the stale writer measured are printed (``pytest -s``) for the record.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from kidecar_core.testing import Sidecar
 from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy
+from tests.support.kubeobjects import Objects
+from tests.support.sidecars import Sidecars
 from tests.support.stalewriter import StaleWriter
 
 pytestmark = pytest.mark.kube
@@ -58,76 +60,13 @@ def filestate(state_file: Path, storage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Cluster:
-    """Reads and writes the test objects with admin credentials."""
-
-    def __init__(self, cluster: TestCluster, namespace: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-
-    def gs(self) -> dict[str, Any]:
-        with self.cluster.admin_api_client() as api:
-            data: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME
-            )
-            return data
-
-    def ops(self) -> str:
-        return str(self.gs()["spec"].get("opsState"))
-
-    def set_ops(self, value: str, manager: str = "kubectl-edit") -> None:
-        with self.cluster.admin_api_client() as api:
-            k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME,
-                {"spec": {"opsState": value}}, field_manager=manager,
-            )  # fmt: skip
-
-    def pod_annotations(self) -> dict[str, str]:
-        with self.cluster.admin_api_client() as api:
-            pod = k8s.CoreV1Api(api).read_namespaced_pod(NAME, self.namespace)
-            return dict(pod.metadata.annotations or {})
-
-    def delete_pod(self) -> None:
-        with self.cluster.admin_api_client() as api:
-            k8s.CoreV1Api(api).delete_namespaced_pod(NAME, self.namespace, grace_period_seconds=0)
-
-    def events(self, reason: str) -> list[dict[str, Any]]:
-        with self.cluster.admin_api_client() as api:
-            items = k8s.CoreV1Api(api).list_namespaced_event(self.namespace).items
-            return [api.sanitize_for_serialization(e) for e in items if e.reason == reason]
-
-
-@pytest.fixture
-def cluster(kube_cluster: TestCluster, kube_namespace: str) -> Cluster:
-    return Cluster(kube_cluster, kube_namespace)
-
-
 SidecarFactory = Callable[..., Sidecar]
 
 
 @pytest.fixture
-def sidecar(
-    tmp_path: Path, kube_namespace: str, testplugins_env: dict[str, str]
-) -> Iterator[SidecarFactory]:
-    started: list[Sidecar] = []
-
-    def make(kubeconfig: Path, config: dict[str, Any], *plugin_files: Path) -> Sidecar:
-        sc = Sidecar(
-            tmp_path / f"sidecar{len(started)}",
-            config,
-            kubeconfig=str(kubeconfig),
-            env=testplugins_env,
-            extra_args=[a for f in plugin_files for a in ("--plugin-file", str(f))],
-            pod_name=NAME,
-            namespace=kube_namespace,
-        )
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        if sc.proc is not None and sc.proc.returncode is None:
-            sc.stop()
+def sidecar(kube_sidecars: Sidecars, testplugins_env: dict[str, str]) -> SidecarFactory:
+    """``sidecar(kubeconfig, config, *plugin_files)``: with the test plugins."""
+    return functools.partial(kube_sidecars, env=testplugins_env)
 
 
 def ok_gs_patches(proxy: FaultProxy) -> int:
@@ -143,7 +82,7 @@ def ok_gs_patches(proxy: FaultProxy) -> int:
 
 def test_a_stale_writer_is_repaired_every_time_and_reported_once(
     tmp_path: Path, kube_cluster: TestCluster, kube_namespace: str, make_game_server: Any,
-    fault_proxy: FaultProxy, fault_proxy_kubeconfig: Path, cluster: Cluster,
+    fault_proxy: FaultProxy, fault_proxy_kubeconfig: Path, objects: Objects,
     sidecar: SidecarFactory,
 ) -> None:  # fmt: skip
     """OKG v1.0.0 writes back a stale spec right after kidecar's write of a state change:
@@ -152,7 +91,7 @@ def test_a_stale_writer_is_repaired_every_time_and_reported_once(
     state = tmp_path / "state"
     state.write_text("None")
     sc = sidecar(fault_proxy_kubeconfig, filestate(state, inkube())).start(wait_ready=True)
-    sc.wait_for(lambda: "kidecar.example.com/state" in cluster.pod_annotations(), 15)
+    sc.wait_for(lambda: "kidecar.example.com/state" in objects.pod_annotations(), 15)
     changes = 12
     with StaleWriter(kube_cluster, kube_namespace, NAME, mode="new-values") as stale:
         for i in range(changes):
@@ -164,7 +103,7 @@ def test_a_stale_writer_is_repaired_every_time_and_reported_once(
                 return len(reverts) >= n and reverts[n - 1].repaired_at is not None
 
             sc.wait_for(repaired, REPAIR_DEADLINE, f"change {i + 1} ({wanted}): revert + repair")
-            sc.wait_for(lambda w=wanted: cluster.ops() == w, REPAIR_DEADLINE, f"{wanted} holds")
+            sc.wait_for(lambda w=wanted: objects.ops() == w, REPAIR_DEADLINE, f"{wanted} holds")
         reverts = stale.snapshot()
     assert len(reverts) == changes  # each change was reverted once, and repaired
     report_repairs("stale writer (OKG v1.0.0-like)", reverts, ok_gs_patches(fault_proxy))
@@ -174,7 +113,7 @@ def test_a_stale_writer_is_repaired_every_time_and_reported_once(
     (contested,) = sc.readyz()["persistence"]["contested"]
     assert "spec.opsState" in contested and "stale-writer" in contested
     assert sc.readyz()["ready"] is True  # working, and saying so
-    sc.wait_for(lambda: len(cluster.events("FieldContested")) == 1, 10, "the Event")
+    sc.wait_for(lambda: len(objects.events("FieldContested")) == 1, 10, "the Event")
     assert sc.metric("kidecar_persist_contested_fields", {"field": "spec.opsState"}) == 1
     reverted = sc.metric("kidecar_persist_reverts_total", {"field": "spec.opsState"})
     assert reverted == changes
@@ -183,14 +122,14 @@ def test_a_stale_writer_is_repaired_every_time_and_reported_once(
 
 def test_a_writer_that_always_reverts_meets_backoff_not_a_hot_loop(
     tmp_path: Path, kube_cluster: TestCluster, kube_namespace: str, make_game_server: Any,
-    fault_proxy: FaultProxy, fault_proxy_kubeconfig: Path, cluster: Cluster,
+    fault_proxy: FaultProxy, fault_proxy_kubeconfig: Path, objects: Objects,
     sidecar: SidecarFactory,
 ) -> None:  # fmt: skip
     make_game_server(NAME)
     state = tmp_path / "state"
     state.write_text("None")
     sc = sidecar(fault_proxy_kubeconfig, filestate(state, inkube())).start(wait_ready=True)
-    sc.wait_for(lambda: "kidecar.example.com/state" in cluster.pod_annotations(), 15)
+    sc.wait_for(lambda: "kidecar.example.com/state" in objects.pod_annotations(), 15)
     watched = 30.0
     with StaleWriter(kube_cluster, kube_namespace, NAME, mode="always") as stale:
         fault_proxy.reset()
@@ -204,7 +143,7 @@ def test_a_writer_that_always_reverts_meets_backoff_not_a_hot_loop(
     # 30 s, 2 a minute after that.  Without backoff it would be hundreds.
     assert 4 <= writes <= 10, writes
     assert sc.log().count("is contested") == 1
-    assert len(cluster.events("FieldContested")) <= 1  # the Event may still be on its way
+    assert len(objects.events("FieldContested")) <= 1  # the Event may still be on its way
     assert sc.stop() == 0
 
 
@@ -264,22 +203,22 @@ def guard_config(tmp_path: Path, way: str) -> tuple[dict[str, Any], list[Path]]:
 
 @pytest.mark.parametrize("way", sorted(WAYS))
 def test_a_humans_maintaining_holds_whatever_writes_ops_state(
-    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, cluster: Cluster,
+    tmp_path: Path, make_game_server: Any, sa_kubeconfig: Path, objects: Objects,
     sidecar: SidecarFactory, way: str,
 ) -> None:  # fmt: skip
     make_game_server(NAME, gameserver_spec={"opsState": "Maintaining"})
     config, files = guard_config(tmp_path, way)
     sc = sidecar(sa_kubeconfig, config, *files).start(wait_ready=True)
     sc.wait_for(
-        lambda: cluster.pod_annotations().get("kidecar.example.com/state") == "WaitToBeDeleted",
+        lambda: objects.pod_annotations().get("kidecar.example.com/state") == "WaitToBeDeleted",
         15,
         "the result to land on the pod",
     )
     time.sleep(1.0)  # the GameServer write would have followed by now
-    assert cluster.ops() == "Maintaining"
+    assert objects.ops() == "Maintaining"
     # The human is done: the same write now lands (proof that this way writes the field).
-    cluster.set_ops("None")
-    sc.wait_for(lambda: cluster.ops() == "WaitToBeDeleted", 15, f"{way} to write opsState")
+    objects.set_ops("None", manager="kubectl-edit")
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 15, f"{way} to write opsState")
     assert "Traceback" not in sc.log()
     assert sc.stop() == 0
 
@@ -289,7 +228,7 @@ def test_a_humans_maintaining_holds_whatever_writes_ops_state(
 
 def test_a_pod_that_is_gone_ends_the_shutdown_flush_at_once(
     tmp_path: Path, make_game_server: Any, fault_proxy: FaultProxy,
-    fault_proxy_kubeconfig: Path, cluster: Cluster, sidecar: SidecarFactory,
+    fault_proxy_kubeconfig: Path, objects: Objects, sidecar: SidecarFactory,
 ) -> None:  # fmt: skip
     make_game_server(NAME)
     state = tmp_path / "state"
@@ -297,9 +236,9 @@ def test_a_pod_that_is_gone_ends_the_shutdown_flush_at_once(
     sc = sidecar(fault_proxy_kubeconfig, filestate(state, inkube()))
     sc.extra_args += ["--shutdown-timeout", "600"]
     sc.start(wait_ready=True)
-    sc.wait_for(lambda: cluster.ops() == "Allocated", 15, "Allocated")
+    sc.wait_for(lambda: objects.ops() == "Allocated", 15, "Allocated")
     fault_proxy.inject("PATCH", GS_PATH, 503, times=None)  # GameServer writes fail from now on
-    cluster.delete_pod()
+    objects.delete_pod()
     state.write_text("WaitToBeDeleted")
     sc.wait_for(
         lambda: any("pods/" in w for w in sc.readyz()["persistence"]["waiting"]),

@@ -3,8 +3,9 @@ with the ServiceAccount and Role from deploy/, through a counting / fault-inject
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from kubernetes import client as k8s
 from kidecar_core.testing import Sidecar
 from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy
+from tests.support.kubeobjects import Objects
+from tests.support.sidecars import RESYNC_OFF, Sidecars
 
 pytestmark = pytest.mark.kube
 
@@ -50,81 +53,12 @@ def config(state_file: Path, **inkube: Any) -> dict[str, Any]:
     }
 
 
-class Objects:
-    """Reads the test objects with admin credentials."""
-
-    def __init__(self, cluster: TestCluster, namespace: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-
-    def pod(self) -> dict[str, Any]:
-        with self.cluster.admin_api_client() as api:
-            obj = k8s.CoreV1Api(api).read_namespaced_pod("gs-0", self.namespace)
-            data: dict[str, Any] = api.sanitize_for_serialization(obj)
-            return data
-
-    def gs(self) -> dict[str, Any]:
-        with self.cluster.admin_api_client() as api:
-            data: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", "gs-0"
-            )
-            return data
-
-    def ops(self) -> str:
-        return str(self.gs()["spec"].get("opsState"))
-
-    def set_ops(self, value: str) -> None:
-        with self.cluster.admin_api_client() as api:
-            k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", "gs-0",
-                {"spec": {"opsState": value}},
-            )  # fmt: skip
-
-    def events(self) -> list[dict[str, Any]]:
-        with self.cluster.admin_api_client() as api:
-            items = k8s.CoreV1Api(api).list_namespaced_event(self.namespace).items
-            return [api.sanitize_for_serialization(e) for e in items]
-
-    def set_role_rules(self, rules: list[dict[str, Any]]) -> None:
-        with self.cluster.admin_api_client() as api:
-            k8s.RbacAuthorizationV1Api(api).patch_namespaced_role(
-                "kidecar", self.namespace, {"rules": rules}
-            )
-
-    def role_rules(self) -> list[dict[str, Any]]:
-        with self.cluster.admin_api_client() as api:
-            role = k8s.RbacAuthorizationV1Api(api).read_namespaced_role("kidecar", self.namespace)
-            rules: list[dict[str, Any]] = api.sanitize_for_serialization(role)["rules"]
-            return rules
-
-
-@pytest.fixture
-def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
-    return Objects(kube_cluster, kube_namespace)
-
-
 @pytest.fixture
 def sidecar_factory(
-    tmp_path: Path, kube_namespace: str, testplugins_env: dict[str, str]
-) -> Iterator[Any]:
-    started: list[Sidecar] = []
-
-    def make(kubeconfig: Path, cfg: dict[str, Any]) -> Sidecar:
-        sc = Sidecar(
-            tmp_path / f"sidecar{len(started)}",
-            cfg,
-            kubeconfig=str(kubeconfig),
-            env={**testplugins_env, "KIDECAR_RESYNC_SECONDS": "3600"},
-            pod_name="gs-0",
-            namespace=kube_namespace,
-        )
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        if sc.proc is not None and sc.proc.returncode is None:
-            sc.stop()
+    kube_sidecars: Sidecars, testplugins_env: dict[str, str]
+) -> Callable[..., Sidecar]:
+    """``sidecar_factory(kubeconfig, config)``: with the test plugins, resync off."""
+    return functools.partial(kube_sidecars, env={**testplugins_env, **RESYNC_OFF})
 
 
 def test_writes_pod_and_gameserver_as_configured_with_the_serviceaccount(

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,3 +88,45 @@ def test_a_killed_script_leaves_no_hog_behind() -> None:
             assert gone(pids)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the orphaned `sleep`
+
+
+def under_load_options(test_timeout: int) -> list[str]:
+    """The pytest options of ``make unit-under-load`` (UNDER_LOAD_OPTS), with a per-test
+    timeout of ``test_timeout`` seconds."""
+    printed = subprocess.run(
+        [
+            "make", "-s", "--no-print-directory", "-C", str(ROOT),
+            "--eval", "print-opts: ; @echo $(UNDER_LOAD_OPTS)", "print-opts",
+            f"UNDER_LOAD_TEST_TIMEOUT={test_timeout}",
+        ],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return printed.stdout.split()
+
+
+def test_a_stuck_test_under_load_fails_with_every_threads_stack_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The stall guard of ``make unit-under-load``: a test that never ends fails after the
+    per-test timeout, with the stack of each thread, and the tests after it still run."""
+    (tmp_path / "test_stuck.py").write_text(
+        "import threading\n\n"
+        "def test_waits_forever():\n"
+        "    stuck = threading.Event()\n"
+        "    threading.Thread(target=stuck.wait, name='helper', daemon=True).start()\n"
+        "    stuck.wait()\n\n"
+        "def test_after_it():\n"
+        "    pass\n"
+    )
+    options = under_load_options(test_timeout=1)
+    assert "--timeout=1" in options
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *options, "test_stuck.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "Failed: Timeout (>1.0s) from pytest-timeout" in out, out
+    assert ">       stuck.wait()" in out, out  # where the test's own thread waits ...
+    assert "Stack of helper" in out, out  # ... and the stack of every other thread
+    assert "1 failed, 1 passed" in out, out

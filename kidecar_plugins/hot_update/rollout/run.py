@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from kidecar_core import Rollout, RolloutPhase, RolloutTarget, read_failure_pause
+from kidecar_core import Backoff, Rollout, RolloutPhase, RolloutTarget, read_failure_pause
 from kidecar_plugins.hot_update.api import parse_sha256
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.record import Applied
@@ -183,10 +183,10 @@ class UpdateRun:
 
     async def _release(self, *, retry: bool) -> None:
         """Give the slot back: retried until done (an outage must not keep it forever), or once
-        when the sidecar is stopping (its Lease then expires)."""
+        when the sidecar is stopping (its Lease then expires). Retries wait 1, 2, 4, then 5 s."""
         slots = self.follower.slots
         assert slots is not None
-        delay = 1.0
+        backoff = Backoff(initial=1.0, cap=5.0, jitter=False)
         while True:
             try:
                 await slots.release(self.held)
@@ -196,5 +196,4 @@ class UpdateRun:
                     log.warning("could not give the rollout slot back (%s): it expires", e)
                     return
                 log.warning("cannot give the rollout slot back yet (%s); retrying", e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await self.follower.ctx.clock.sleep(backoff.next())

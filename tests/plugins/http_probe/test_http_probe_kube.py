@@ -3,18 +3,20 @@ Role from deploy/, through the counting proxy, driven by a real game HTTP server
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from kidecar_core.testing import Sidecar
 from tests.plugins.http_probe.game import GameHTTP, answer
-from tests.support.apiserver import GameServerFactory, TestCluster
+from tests.support.apiserver import GameServerFactory
 from tests.support.faultproxy import FaultProxy
+from tests.support.kubeobjects import Objects
+from tests.support.sidecars import RESYNC_OFF, Sidecars
 
 pytestmark = pytest.mark.kube
 
@@ -53,49 +55,6 @@ def probe_config(url: str, *extra_policies: dict[str, Any], **endpoint: Any) -> 
     return {"plugins": [{"name": "http_probe", "config": config}]}
 
 
-class Objects:
-    """The test's pod and GameServer, read and changed with admin credentials."""
-
-    def __init__(self, cluster: TestCluster, namespace: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-
-    def gs(self) -> dict[str, Any]:
-        with self.cluster.admin_api_client() as api:
-            data = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME
-            )
-            return cast(dict[str, Any], data)
-
-    def ops(self) -> str | None:
-        value = self.gs()["spec"].get("opsState")
-        return None if value is None else str(value)
-
-    def set_ops(self, value: str) -> None:
-        with self.cluster.admin_api_client() as api:
-            k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
-                "game.kruise.io", "v1alpha1", self.namespace, "gameservers", NAME,
-                {"spec": {"opsState": value}},
-            )  # fmt: skip
-
-    def pod(self) -> dict[str, Any]:
-        with self.cluster.admin_api_client() as api:
-            pod = k8s.CoreV1Api(api).read_namespaced_pod(NAME, self.namespace)
-            return cast(dict[str, Any], api.sanitize_for_serialization(pod))
-
-    def pod_annotations(self) -> dict[str, str]:
-        return dict(self.pod()["metadata"].get("annotations") or {})
-
-    def resource_versions(self) -> tuple[str, str]:
-        pod_rv = str(self.pod()["metadata"]["resourceVersion"])
-        return pod_rv, str(self.gs()["metadata"]["resourceVersion"])
-
-
-@pytest.fixture
-def objects(kube_cluster: TestCluster, kube_namespace: str) -> Objects:
-    return Objects(kube_cluster, kube_namespace)
-
-
 @pytest.fixture
 def game() -> Iterator[GameHTTP]:
     with GameHTTP() as server:
@@ -103,27 +62,10 @@ def game() -> Iterator[GameHTTP]:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path, kube_namespace: str, fault_proxy_kubeconfig: Path) -> Iterator[Any]:
+def sidecar(kube_sidecars: Sidecars, fault_proxy_kubeconfig: Path) -> Callable[..., Sidecar]:
     """``sidecar(config)``: a kidecar talking to the API server through the fault proxy as the
-    ``kidecar`` ServiceAccount (RBAC from deploy/base/rbac.yaml); stopped afterwards."""
-    started: list[Sidecar] = []
-
-    def make(config: dict[str, Any]) -> Sidecar:
-        sc = Sidecar(
-            tmp_path / "sidecar",
-            config,
-            kubeconfig=str(fault_proxy_kubeconfig),
-            env={"KIDECAR_RESYNC_SECONDS": "3600"},
-            pod_name=NAME,
-            namespace=kube_namespace,
-        )
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        if sc.proc is not None and sc.proc.returncode is None:
-            sc.stop()
+    ``kidecar`` ServiceAccount (RBAC from deploy/base/rbac.yaml), resync off; stopped afterwards."""
+    return functools.partial(kube_sidecars, fault_proxy_kubeconfig, env=RESYNC_OFF)
 
 
 def writes(proxy: FaultProxy, path: str) -> int:

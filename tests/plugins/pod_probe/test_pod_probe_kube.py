@@ -4,10 +4,11 @@ Kruise's annotation, and conditions the kubelet wrote that must stay as they are
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,6 +19,7 @@ from kidecar_core.testing import Sidecar
 from tests.plugins.pod_probe.podstate import exec_probe, probe_entry
 from tests.support.apiserver import GameServerFactory, TestCluster
 from tests.support.faultproxy import FaultProxy
+from tests.support.sidecars import RESYNC_OFF, Sidecars
 
 pytestmark = pytest.mark.kube
 
@@ -73,25 +75,10 @@ def pod(kube_cluster: TestCluster, kube_namespace: str) -> Pod:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path, kube_namespace: str, fault_proxy_kubeconfig: Path) -> Iterator[Any]:
-    started: list[Sidecar] = []
-
-    def make(config: dict[str, Any]) -> Sidecar:
-        sc = Sidecar(
-            tmp_path / "sidecar",
-            config,
-            kubeconfig=str(fault_proxy_kubeconfig),
-            env={"KIDECAR_RESYNC_SECONDS": "3600"},
-            pod_name=NAME,
-            namespace=kube_namespace,
-        )
-        started.append(sc)
-        return sc
-
-    yield make
-    for sc in started:
-        if sc.proc is not None and sc.proc.returncode is None:
-            sc.stop()
+def sidecar(kube_sidecars: Sidecars, fault_proxy_kubeconfig: Path) -> Callable[..., Sidecar]:
+    """``sidecar(config)``: a kidecar talking to the API server through the fault proxy as the
+    ``kidecar`` ServiceAccount (RBAC from deploy/base/rbac.yaml), resync off; stopped afterwards."""
+    return functools.partial(kube_sidecars, fault_proxy_kubeconfig, env=RESYNC_OFF)
 
 
 def status_writes(proxy: FaultProxy) -> int:
