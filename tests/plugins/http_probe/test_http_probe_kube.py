@@ -4,6 +4,7 @@ Role from deploy/, through the counting proxy, driven by a real game HTTP server
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,6 +71,11 @@ def sidecar(kube_sidecars: Sidecars, fault_proxy_kubeconfig: Path) -> Callable[.
 
 def writes(proxy: FaultProxy, path: str) -> int:
     return sum(proxy.count(method, path) for method in WRITES)
+
+
+def write_statuses(proxy: FaultProxy, path: str) -> list[int]:
+    """The answers' status codes of the writes to ``path`` since the last reset, in order."""
+    return [r.status for r in proxy.requests() if r.method in WRITES and re.search(path, r.path)]
 
 
 def test_game_state_transitions_drive_the_gameserver(
@@ -168,7 +174,12 @@ def test_a_human_set_maintaining_is_not_overridden(
         sc.wait_for(lambda: objects.pod_annotations()["example.com/state"] == "None", 10, "pod")
         time.sleep(0.5)
         assert objects.ops() == "Maintaining"
-        assert writes(fault_proxy, GS_PATH) == 2
+        # Two writes land on each object.  A GameServer write prepared before kidecar's watch
+        # saw the human's Maintaining carries the old resourceVersion: the API server refuses it
+        # (409) and kidecar writes again from the new state, so a busy machine may show a 409.
+        gs_writes = write_statuses(fault_proxy, GS_PATH)
+        assert [s for s in gs_writes if s < 300] == [200, 200], gs_writes
+        assert all(s < 300 or s == 409 for s in gs_writes), gs_writes
         assert writes(fault_proxy, POD_PATH) == 2
 
 
