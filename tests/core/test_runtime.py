@@ -143,7 +143,7 @@ def test_never_policy_leaves_the_plugin_down_and_not_ready(
     with Sidecar(tmp_path, config, env=testplugins_env) as sc:
         sc.start()
         sc.wait_for(lambda: events(jpath, "tp_crasher", "crash"), 10, "the crash")
-        sc.wait_for(lambda: sc.get("/readyz")[0] == 503, 5, "/readyz to fail")
+        sc.wait_for(lambda: sc.get("/readyz")[0] == 503, 15, "/readyz to fail")
         ready = sc.readyz()
         assert ready["plugins"]["tp_crasher"]["status"] == "failed"
         assert "crashes on purpose" in ready["plugins"]["tp_crasher"]["error"]

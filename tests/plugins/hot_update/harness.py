@@ -96,7 +96,7 @@ class Game:
         if self.proc is None and self.report_path.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            wait_until(lambda: not self.alive, 5, "the game to exit")
+            wait_until(lambda: not self.alive, 15, "the game to exit")
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

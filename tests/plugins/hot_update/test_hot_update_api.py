@@ -49,7 +49,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iter
     assert status == 200, body
     game.wait_loaded(BASE)
     r = Running(sidecar, game, api, file_dir)
-    sidecar.wait_for(lambda: r.annotation() == "v1: Update success", 5, "the v1 annotation")
+    sidecar.wait_for(lambda: r.annotation() == "v1: Update success", 15, "the v1 annotation")
     yield r
     sidecar.stop()
     game.stop()
@@ -358,7 +358,7 @@ def test_documented_curl_call_form_fields(running: Running, files: FileServer) -
     assert running.game is not None
     running.game.wait_loaded("form v2\n")
     assert running.listing() == ["index.html"]
-    running.sidecar.wait_for(lambda: running.annotation() == "v2: Update success", 5, "annotation")
+    running.sidecar.wait_for(lambda: running.annotation() == "v2: Update success", 15, "annotation")
     _, current = running.api.get()
     assert current["version"] == "v2"
     assert current["url"] == url
@@ -658,7 +658,7 @@ def test_stale_temporary_files_are_removed_at_start(
     (file_dir / ".index.html.kidecar-prev").write_text("a backup")
     (file_dir / "keep.txt").write_text("not ours")
     r = start_sidecar(game=None, process_name="x", file_dir=file_dir)
-    r.sidecar.wait_for(lambda: r.listing() == ["keep.txt"], 5, "stale files to go")
+    r.sidecar.wait_for(lambda: r.listing() == ["keep.txt"], 15, "stale files to go")
 
 
 def test_state_file_annotation_uses_go_format(running: Running) -> None:

@@ -51,7 +51,7 @@ def test_replay_onto_something_that_is_not_a_file(
 ) -> None:
     r = start_sidecar()
     assert r.api.post({"version": "v1", "url": files.add("q1/index.html", "one\n")})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 5, "the v1 record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 15, "the v1 record")
     target = r.file_dir / "index.html"
     r.sidecar.stop()
     target.unlink()

@@ -65,7 +65,7 @@ def test_signal_reaches_the_game_and_only_it(game: Game, tmp_path: Path) -> None
         notifier = SignalNotifier(SignalConfig(process_name=game.title))
         done = asyncio.run(notifier.notify(INFO))
         assert done == f"sent SIGHUP to pid {game.pid}"
-        wait_until(lambda: game.signals() == ["SIGHUP"], 5, "the signal")
+        wait_until(lambda: game.signals() == ["SIGHUP"], 15, "the signal")
         assert other.signals() == []
     finally:
         other.stop()
@@ -122,9 +122,9 @@ def test_a_known_game_is_signalled_without_a_new_scan(
     asyncio.run(notifier.ready())
     assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {game.pid}"
     # One at a time: two SIGHUPs pending at once are delivered as one.
-    wait_until(lambda: game.signals() == ["SIGHUP"], 5, "the first signal")
+    wait_until(lambda: game.signals() == ["SIGHUP"], 15, "the first signal")
     assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {game.pid}"
-    wait_until(lambda: game.signals() == ["SIGHUP", "SIGHUP"], 5, "the second signal")
+    wait_until(lambda: game.signals() == ["SIGHUP", "SIGHUP"], 15, "the second signal")
     assert len(scans) == 1
 
 
@@ -135,7 +135,7 @@ def test_a_restarted_game_is_found_again(game: Game, tmp_path: Path) -> None:
     again = Game(tmp_path, tmp_path / "again", title=game.title, detached=True).start()
     try:
         assert asyncio.run(notifier.notify(INFO)) == f"sent SIGHUP to pid {again.pid}"
-        wait_until(lambda: again.signals() == ["SIGHUP"], 5, "the signal")
+        wait_until(lambda: again.signals() == ["SIGHUP"], 15, "the signal")
     finally:
         again.stop()
 
@@ -175,7 +175,7 @@ def test_a_process_name_that_names_only_the_binary_gets_a_hint(tmp_path: Path) -
         # Following the hint works, and matches only the game.
         fixed = SignalNotifier(SignalConfig(process_name=suggested, process_name_regex=True))
         assert "sent SIGHUP" in asyncio.run(fixed.notify(INFO))
-        wait_until(lambda: game.signals() == ["SIGHUP"], 5, "the SIGHUP")
+        wait_until(lambda: game.signals() == ["SIGHUP"], 15, "the SIGHUP")
     finally:
         game.stop()
 

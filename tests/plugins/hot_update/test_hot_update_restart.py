@@ -44,7 +44,7 @@ def test_restart_downloads_and_reapplies_the_last_version(
     assert r.game is not None
     assert r.api.post({"version": "v1", "url": files.add("a1/index.html", "one\n")})[0] == 200
     assert r.api.post({"version": "v2", "url": files.add("a2/index.html", "two\n")})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v2", 5, "the v2 record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v2", 15, "the v2 record")
     (r.file_dir / "index.html").unlink()  # as in a new pod: the download volume is empty
     signals = len(r.game.signals())
 
@@ -69,7 +69,7 @@ def test_restart_skips_the_download_when_the_file_is_intact(
     assert r.game is not None
     url = files.add("b1/index.html", "intact\n")
     assert r.api.post({"version": "v1", "url": url})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 5, "the record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 15, "the record")
     downloads = files.count("/f/b1/")
     signals = len(r.game.signals())
 
@@ -85,7 +85,7 @@ def test_rollback_survives_a_restart(start_sidecar: StartSidecar, files: FileSer
     r = start_sidecar()
     assert r.api.post({"version": "v3", "url": files.add("c3/index.html", "three\n")})[0] == 200
     assert r.api.post({"version": "v2", "url": files.add("c2/index.html", "two again\n")})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v2", 5, "the rollback record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v2", 15, "the rollback record")
     (r.file_dir / "index.html").unlink()
 
     r2 = restart(r, start_sidecar, r.game)
@@ -101,7 +101,7 @@ def test_replay_restores_the_file_then_waits_for_the_game(
     r = start_sidecar()
     assert r.game is not None
     assert r.api.post({"version": "v1", "url": files.add("d1/index.html", "waited\n")})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 5, "the record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 15, "the record")
     r.game.stop()
     (r.file_dir / "index.html").unlink()
 
@@ -139,7 +139,7 @@ def test_replay_gives_up_after_the_wait_and_the_sidecar_keeps_running(
     r = start_sidecar()
     assert r.game is not None
     assert r.api.post({"version": "v1", "url": files.add("e1/index.html", "e\n")})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 5, "the record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 15, "the record")
     r.game.stop()
 
     r2 = restart(r, start_sidecar, None, process_name=r.game.title, waitForProcessSeconds=1)
@@ -159,7 +159,7 @@ def test_replay_refuses_a_file_whose_checksum_changed(
     r = start_sidecar()
     url = files.add("f1/index.html", "original\n")
     assert r.api.post({"version": "v1", "url": url})[0] == 200
-    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 5, "the record")
+    r.sidecar.wait_for(lambda: record(r)["version"] == "v1", 15, "the record")
     files.add("f1/index.html", "tampered\n")
     (r.file_dir / "index.html").write_text("something else\n")
 

@@ -53,13 +53,14 @@ def test_a_draining_503_is_a_state_a_dead_503_is_a_failure(tmp_path: Path, game:
     )
     with Sidecar(tmp_path, config) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
         game.set("/state", answer({"state": "draining"}, status=503))
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "draining → WaitToBeDeleted")
-        assert pod_meta(sc)["example.com/state"] == "draining"
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "draining → WaitToBeDeleted")
+        # The Pod and the GameServer are written one after the other.
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "draining", 15, "the pod")
         # A proxy in front of a dead game answers 503 too, without a state: a failed probe.
         game.set("/state", answer("<html>503 Service Unavailable</html>", status=503))
-        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 5, "Failed → Maintaining")
+        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 15, "Failed → Maintaining")
         assert probes(sc, outcome="body") >= 2
 
 
@@ -69,7 +70,7 @@ def test_an_expected_301_drives_the_state_without_following(tmp_path: Path, game
     config = plugin(endpoint(game.url("/state"), expectedStatusCode=301))
     with Sidecar(tmp_path, config) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated from the 301's body")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated from the 301's body")
         game.wait_for_requests("/state", game.count("/state") + 3)
         assert game.count("/moved") == 0
 
@@ -79,7 +80,7 @@ def test_a_redirect_to_another_host_fails_the_probe(tmp_path: Path, game: GameHT
     game.set("/moved", "Allocated")
     with Sidecar(tmp_path, plugin(endpoint(game.url("/state")))) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 5, "Failed → Maintaining")
+        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 15, "Failed → Maintaining")
         assert game.count("/moved") == 0
         assert "(redirect to http://localhost:" in sc.log()
         (event,) = [e for e in sc.state()["events"] if e["reason"] == "ProbeFailed"]
@@ -105,7 +106,7 @@ def test_an_https_game_with_a_self_signed_certificate(tmp_path: Path) -> None:
 
             expected = {"example.com/a": "Failed", "example.com/b": "Allocated"}
             expected["example.com/c"] = "Allocated"
-            sc.wait_for(lambda: annotations() == expected, 5, "each endpoint's state")
+            sc.wait_for(lambda: annotations() == expected, 15, "each endpoint's state")
         assert "self-signed certificate): set caFile" in sc.log()
 
 

@@ -3,7 +3,6 @@ GameServer / pod in the local state file."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -109,7 +108,7 @@ def test_seed_config_drives_ops_state_through_transitions(tmp_path: Path, game: 
         sc.start(wait_ready=True)
         for state in ("Allocated", "WaitToBeDeleted", "None", "Allocated"):
             game.set("/", f"{state}\n")
-            sc.wait_for(lambda s=state: ops_state(sc) == s, 5, f"opsState {state}")
+            sc.wait_for(lambda s=state: ops_state(sc) == s, 15, f"opsState {state}")
         assert sc.stop() == 0
     assert "state 'WaitToBeDeleted' -> 'None'" in sc.log()
 
@@ -132,20 +131,20 @@ def test_transitions_write_ops_state_labels_and_annotations(tmp_path: Path, game
     config = plugin({"url": game.url("/state"), "storageConfig": storage})
     with Sidecar(tmp_path, config) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: pod_meta(sc).get("example.com/state") == "None", 5, "None")
-        assert ops_state(sc) == "None"
+        sc.wait_for(lambda: pod_meta(sc).get("example.com/state") == "None", 15, "None")
+        sc.wait_for(lambda: ops_state(sc) == "None", 15, "opsState None")
 
         game.set("/state", "Allocated")
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
         # A policy's labels and annotations go to the Pod (the Go semantics) ...
-        sc.wait_for(lambda: pod_meta(sc, "labels").get("example.com/busy") == "true", 5, "busy")
+        sc.wait_for(lambda: pod_meta(sc, "labels").get("example.com/busy") == "true", 15, "busy")
         assert gameserver(sc)["metadata"]["labels"] == {}
         assert pod_meta(sc)["example.com/state"] == "Allocated"
         assert pod_meta(sc, "labels")["example.com/state"] == "Allocated"
 
         game.set("/state", "WaitToBeDeleted")
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
-        sc.wait_for(lambda: pod_meta(sc).get("example.com/drain") == "yes", 5, "drain")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "WaitToBeDeleted")
+        sc.wait_for(lambda: pod_meta(sc).get("example.com/drain") == "yes", 15, "drain")
         gs = gameserver(sc)
         # ... and to the GameServer only when asked for explicitly.
         assert gs["metadata"]["labels"] == {"example.com/pool": "draining"}
@@ -156,8 +155,8 @@ def test_transitions_write_ops_state_labels_and_annotations(tmp_path: Path, game
 
         # The next state's policy sets none of them: they are removed (a set, not a history).
         game.set("/state", "None")
-        sc.wait_for(lambda: "example.com/drain" not in pod_meta(sc), 5, "drain removed")
-        sc.wait_for(lambda: gameserver(sc)["metadata"]["labels"] == {}, 5, "pool removed")
+        sc.wait_for(lambda: "example.com/drain" not in pod_meta(sc), 15, "drain removed")
+        sc.wait_for(lambda: gameserver(sc)["metadata"]["labels"] == {}, 15, "pool removed")
         assert "example.com/busy" not in pod_meta(sc, "labels")
         assert gameserver(sc)["spec"]["deletionPriority"] == 10  # jsonPathConfigs stay
 
@@ -203,11 +202,11 @@ def test_json_states_with_nested_paths_and_non_string_values(
                 and pod_meta(sc).get("example.com/load") == load
             )
 
-        sc.wait_for(lambda: seen("None", "false", "0", "0"), 5, "initial state")
+        sc.wait_for(lambda: seen("None", "false", "0", "0"), 15, "initial state")
         game.set("/status", body("Allocated", True, 3, 2.5))
-        sc.wait_for(lambda: seen("Allocated", "true", "3", "2.5"), 5, "Allocated")
+        sc.wait_for(lambda: seen("Allocated", "true", "3", "2.5"), 15, "Allocated")
         game.set("/status", body("WaitToBeDeleted", False, 0, 1.0))
-        sc.wait_for(lambda: seen("WaitToBeDeleted", "false", "0", "1"), 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: seen("WaitToBeDeleted", "false", "0", "1"), 15, "WaitToBeDeleted")
 
 
 def test_a_steady_game_makes_no_writes(tmp_path: Path, game: GameHTTP) -> None:
@@ -215,8 +214,8 @@ def test_a_steady_game_makes_no_writes(tmp_path: Path, game: GameHTTP) -> None:
     storage = inkube(annotationKey="example.com/state", markerPolicies=ops_policies())
     with Sidecar(tmp_path, plugin({"url": game.url("/state"), "storageConfig": storage})) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
-        sc.wait_for(lambda: writes(sc) == 2, 5, "the pod and the GameServer written once each")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
+        sc.wait_for(lambda: writes(sc) == 2, 15, "the pod and the GameServer written once each")
         before = sc.state()
         probes_before = probes(sc)
         time.sleep(1.5)  # ~15 probes at 0.1 s, all answering the same state
@@ -249,7 +248,7 @@ def test_failed_after_the_failure_threshold_and_no_flapping_before(
     }
     with Sidecar(tmp_path, plugin(endpoint)) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
         # Two failures of different kinds in a row, then good answers: below the threshold.
         for odd in (answer("x", status=500), answer(b"\x00garbage")):
             game.set_once("/state", odd)
@@ -264,7 +263,7 @@ def test_failed_after_the_failure_threshold_and_no_flapping_before(
         assert probes(sc, outcome="timeout") == 1
 
         game.set("/state", answer("Internal Server Error", status=500))
-        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "Failed", 5, "Failed")
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "Failed", 15, "Failed")
         assert probes(sc, outcome="status") >= 1 + 3
         sc.wait_for(
             lambda: pod_meta(sc, "labels").get("example.com/health") == "failed", 5, "health"
@@ -275,9 +274,11 @@ def test_failed_after_the_failure_threshold_and_no_flapping_before(
         assert "status 500, expected 200" in events[0]["message"]
 
         game.set("/state", {"data": {"state": "WaitToBeDeleted"}})
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "recovered")
-        assert pod_meta(sc)["example.com/state"] == "WaitToBeDeleted"
-        sc.wait_for(lambda: "example.com/health" not in pod_meta(sc, "labels"), 5, "health removed")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "recovered")
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "WaitToBeDeleted", 15, "the pod")
+        sc.wait_for(
+            lambda: "example.com/health" not in pod_meta(sc, "labels"), 15, "health removed"
+        )
 
 
 def test_one_odd_answer_does_not_flip_the_state(tmp_path: Path, game: GameHTTP) -> None:
@@ -286,8 +287,8 @@ def test_one_odd_answer_does_not_flip_the_state(tmp_path: Path, game: GameHTTP) 
     endpoint = {"url": game.url("/state"), "successThreshold": 2, "storageConfig": storage}
     with Sidecar(tmp_path, plugin(endpoint)) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
-        sc.wait_for(lambda: writes(sc) == 1, 5, "the GameServer written")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
+        sc.wait_for(lambda: writes(sc) == 1, 15, "the GameServer written")
         game.set_once("/state", "WaitToBeDeleted", "Allocated", "WaitToBeDeleted")
         count = game.count("/state")
         game.wait_for_requests("/state", count + 6)
@@ -296,7 +297,7 @@ def test_one_odd_answer_does_not_flip_the_state(tmp_path: Path, game: GameHTTP) 
         assert sc.metric("kidecar_results_total", {"plugin": "http_probe"}) == 1
         assert ops_state(sc) == "Allocated"
         game.set("/state", "WaitToBeDeleted")
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "WaitToBeDeleted")
 
 
 def test_a_human_set_maintaining_is_not_overridden(tmp_path: Path, game: GameHTTP) -> None:
@@ -304,7 +305,7 @@ def test_a_human_set_maintaining_is_not_overridden(tmp_path: Path, game: GameHTT
     storage = inkube(annotationKey="example.com/state", markerPolicies=ops_policies())
     with Sidecar(tmp_path, plugin({"url": game.url("/state"), "storageConfig": storage})) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
         sc.wait_for(
             lambda: any(e["reason"] == "OpsStateChanged" for e in sc.state()["events"]),
             5,
@@ -319,22 +320,25 @@ def test_a_human_set_maintaining_is_not_overridden(tmp_path: Path, game: GameHTT
         edit_state(sc, maintain)
         game.set("/state", "WaitToBeDeleted")
         # The probe result is recorded on the pod, but the GameServer keeps the human's state.
-        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "WaitToBeDeleted", 5, "pod")
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "WaitToBeDeleted", 15, "pod")
         time.sleep(0.5)
         assert ops_state(sc) == "Maintaining"
         game.set("/state", "None")
-        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "None", 5, "pod")
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "None", 15, "pod")
         time.sleep(0.3)
         assert ops_state(sc) == "Maintaining"
 
 
 def test_a_hanging_endpoint_does_not_delay_another(tmp_path: Path, game: GameHTTP) -> None:
-    game.set("/hang", answer("None", delay=30))
+    # /hang answers after two minutes and its timeout is as long: its first probe is still
+    # outstanding for the whole test, while /state is probed at its own period and each of its
+    # changes is written (counted, not timed: a busy machine only makes it slower).
+    game.set("/hang", answer("None", delay=120))
     game.set("/state", "None")
     config = plugin(
         {
             "url": game.url("/hang"),
-            "timeout": 4,
+            "timeout": 120,
             "storageConfig": inkube(annotationKey="example.com/hang"),
         },
         {"url": game.url("/state"), "storageConfig": inkube(annotationKey="example.com/state")},
@@ -343,20 +347,14 @@ def test_a_hanging_endpoint_does_not_delay_another(tmp_path: Path, game: GameHTT
     with Sidecar(tmp_path, config) as sc:
         sc.start(wait_ready=True)
         game.wait_for_requests("/hang", 1)
-        sc.wait_for(lambda: pod_meta(sc).get("example.com/state") == "None", 2, "None")
-        hanging_since = game.requests("/hang")[0].at
+        sc.wait_for(lambda: pod_meta(sc).get("example.com/state") == "None", 20, "None")
         game.set("/state", "Allocated")
-        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "Allocated", 1.5, "Allocated")
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "Allocated", 20, "Allocated")
         game.set("/state", "WaitToBeDeleted")
-        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "WaitToBeDeleted", 1.5, "WtbD")
-        while time.monotonic() < hanging_since + 2.5:
-            time.sleep(0.05)
-        # Still within the first (hanging) probe of /hang: /state was probed at its own period.
+        sc.wait_for(lambda: pod_meta(sc)["example.com/state"] == "WaitToBeDeleted", 20, "WtbD")
+        game.wait_for_requests("/state", game.count("/state") + 5, 20)
+        # Still within the first (hanging) probe of /hang, which has produced no result.
         assert game.count("/hang") == 1
-        during = [r for r in game.requests("/state") if r.at > hanging_since + 0.3]
-        assert len(during) >= 8  # 2.2 s at 0.2 s
-        gaps = [b.at - a.at for a, b in itertools.pairwise(during)]
-        assert max(gaps) < 0.5
         assert "example.com/hang" not in pod_meta(sc)
 
 
@@ -383,7 +381,7 @@ def test_interval_zero_probes_continuously_without_burning_cpu(
         assert 5 <= rate <= 12  # back to back, at most every 0.1 s
         assert cpu < 0.3
         game.set("/a", "Allocated")
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 2, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
 
 
 def test_start_delay_is_honoured(tmp_path: Path, game: GameHTTP) -> None:
@@ -412,7 +410,7 @@ def test_templates_in_target_names(tmp_path: Path, game: GameHTTP) -> None:
     config = plugin({"url": game.url("/state"), "storageConfig": storage})
     with Sidecar(tmp_path, config, pod_name="gs-7", namespace="games") as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "WaitToBeDeleted")
         gs = gameserver(sc)
         assert gs["metadata"]["name"] == "gs-7"
         assert gs["metadata"]["labels"] == {"example.com/pod": "gs-7"}
@@ -435,13 +433,13 @@ def test_http_metric_exports_the_numeric_state(tmp_path: Path, game: GameHTTP) -
         def gauge() -> float | None:
             return sc.metric("game_players", {"plugin": "http_probe"})
 
-        sc.wait_for(lambda: gauge() == 3, 5, "game_players 3")
+        sc.wait_for(lambda: gauge() == 3, 15, "game_players 3")
         game.set("/players", {"data": {"players": 12}})
-        sc.wait_for(lambda: gauge() == 12, 5, "game_players 12")
+        sc.wait_for(lambda: gauge() == 12, 15, "game_players 12")
         game.set("/players", answer("down", status=503))
-        sc.wait_for(lambda: math.isnan(gauge() or 0.0), 5, "game_players NaN when Failed")
+        sc.wait_for(lambda: math.isnan(gauge() or 0.0), 15, "game_players NaN when Failed")
         game.set("/players", {"data": {"players": 2.5}})
-        sc.wait_for(lambda: gauge() == 2.5, 5, "game_players 2.5")
+        sc.wait_for(lambda: gauge() == 2.5, 15, "game_players 2.5")
         assert sc.readyz()["ready"] is True
 
 

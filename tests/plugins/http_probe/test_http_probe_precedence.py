@@ -63,21 +63,21 @@ def test_local_unhealthy_holds_and_allocated_is_never_made_deletable(
     game.set("/room", "idle")
     with Sidecar(tmp_path, two_endpoints(game)) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: answered(sc, "unhealthy", "idle"), 5, "both states")
-        assert ops_state(sc) == "Maintaining"
+        sc.wait_for(lambda: answered(sc, "unhealthy", "idle"), 15, "both states")
+        sc.wait_for(lambda: ops_state(sc) == "Maintaining", 15, "Maintaining")
         game.set("/room", "busy")
-        sc.wait_for(lambda: answered(sc, "unhealthy", "busy"), 5, "busy")
+        sc.wait_for(lambda: answered(sc, "unhealthy", "busy"), 15, "busy")
         assert ops_state(sc) == "Maintaining"  # it used to end at None
         game.set("/health", "healthy")  # A asks for nothing any more: B's None stands
-        sc.wait_for(lambda: ops_state(sc) == "None", 5, "None")
+        sc.wait_for(lambda: ops_state(sc) == "None", 15, "None")
 
         game.set("/health", "playing")
-        sc.wait_for(lambda: ops_state(sc) == "Allocated", 5, "Allocated")
+        sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
         game.set("/room", "idle")
-        sc.wait_for(lambda: answered(sc, "playing", "idle"), 5, "idle")
+        sc.wait_for(lambda: answered(sc, "playing", "idle"), 15, "idle")
         assert ops_state(sc) == "Allocated"
         game.set("/health", "healthy")
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "WaitToBeDeleted")
         assert sc.stop() == 0
     # Each disagreement once, though both endpoints were probed every 0.1 s meanwhile.
     lines = [line for line in sc.log().splitlines() if "sources disagree" in line]
@@ -98,8 +98,8 @@ def test_local_a_configured_precedence_is_followed(tmp_path: Path, game: GameHTT
     config = two_endpoints(game, opsStatePrecedence=["WaitToBeDeleted", "*"])
     with Sidecar(tmp_path, config) as sc:
         sc.start(wait_ready=True)
-        sc.wait_for(lambda: answered(sc, "unhealthy", "idle"), 5, "both states")
-        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 5, "WaitToBeDeleted")
+        sc.wait_for(lambda: answered(sc, "unhealthy", "idle"), 15, "both states")
+        sc.wait_for(lambda: ops_state(sc) == "WaitToBeDeleted", 15, "WaitToBeDeleted")
 
 
 @pytest.mark.kube
