@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from kidecar_core._base.clock import LOOP_CLOCK, Clock
+from kidecar_core._base.memory import release_startup_memory
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._persist.applier import Applier
@@ -232,6 +233,7 @@ class Runtime:
             stack.push_async_callback(step, "stopping the servers", self._stop_accepting)
             self._log_started()
             await self.supervisor.start_all()
+            release_startup_memory()
             await self.stopping.wait()
         log.info("kidecar stopped")
         return 0

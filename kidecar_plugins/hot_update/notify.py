@@ -5,6 +5,10 @@ spaces, with empty arguments (and the NUL padding of a rewritten process title, 
 reports as empty arguments) dropped. ``processName`` must equal it (or ``fullmatch`` it as a
 regex). PID 1, the sidecar and its own parents and children never match: the Go predecessor's
 substring match on ``ps aux`` signalled PID 1 for an empty name.
+
+``psutil`` is imported at the first use (the first update in signal mode), not with the module:
+an idle sidecar does not need it, and it costs ~2.5 MiB of resident memory (issue 17,
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Any, Protocol
 
 import aiohttp
 import attrs
-import psutil
 
 from kidecar_core import Backoff, redact_url
 from kidecar_plugins.hot_update import process_hint, reload
@@ -70,6 +73,8 @@ def command_line(args: Sequence[str]) -> str:
 
 def own_process_tree() -> set[int]:
     """PIDs that must never be signalled: PID 1, the sidecar, its parents and its children."""
+    import psutil  # deferred: see the module docstring
+
     me = psutil.Process()
     pids = {1, me.pid}
     try:
@@ -93,6 +98,8 @@ def find_processes(matches: Callable[[str], bool]) -> tuple[list[Candidate], lis
 
     Blocking (reads /proc): run it in a thread.
     """
+    import psutil  # deferred: see the module docstring
+
     excluded = own_process_tree()
     found = []
     visible: list[str] = []
@@ -174,6 +181,8 @@ class SignalNotifier:
         the same start time (a reused PID has another), a command line that still matches (no
         ``exec`` since) and a handler for the signal; ``[]`` otherwise.  A second game process
         started while the known one lives is found at the next scan, after the known one went."""
+        import psutil  # deferred: see the module docstring
+
         signum = self.config.signum
         for c in self._known:
             try:
@@ -205,6 +214,8 @@ class SignalNotifier:
         return await asyncio.to_thread(self._send)
 
     def _send(self) -> str:
+        import psutil  # deferred: see the module docstring
+
         signalled = []
         for c in self._targets():
             try:
