@@ -39,6 +39,7 @@ from bench.common import (
 )
 from bench.convergence import requests_row
 from bench.game import StateGame
+from bench.incluster import InClusterSidecar, unavailable
 from bench.kube import BenchCluster
 from kidecar_core.testing import free_port
 
@@ -114,6 +115,10 @@ def run(
         game.set(1, "Idle")
         local: list[BenchSidecar] = []
         kube: list[tuple[str, BenchSidecar]] = []
+        pods: list[tuple[str, BenchSidecar]] = []  # in-cluster configuration, as in a pod
+        no_pods = unavailable() if fig1 is not None and bench is not None else "not wanted"
+        if fig1 is not None and bench is not None and no_pods is not None:
+            fig1.details["in_cluster_skipped"] = no_pods
         for i in range(opts.repeat):
             if fig1 is not None:
                 local.append(
@@ -132,14 +137,20 @@ def run(
                         namespace=bench.namespace,
                     ))
                 )  # fmt: skip
-        sidecars.extend(local + [sc for _, sc in kube])
+            if bench is not None and no_pods is None:
+                name = f"pod-{i}"
+                bench.create_game_server(name)
+                pods.append((name, InClusterSidecar(
+                    workdir / name, _config(game, workdir / name), bench=bench, pod_name=name
+                )))  # fmt: skip
+        sidecars.extend(local + [sc for _, sc in kube] + [sc for _, sc in pods])
         started = time.monotonic()
         for sc in sidecars:
             sc.start(wait_ready=True)
         # Settled: each sidecar has written its first state (endpoint 1's annotation).
         for sc in local:
             sc.wait_for(partial(_local_annotation_is, sc, "Idle"), 20, "the first state")
-        for name, _ in kube:
+        for name, _ in kube + pods:
             assert bench is not None
             wait_until(partial(_recorded_is, bench, name, 1, "Idle"), 20, f"{name}'s first state")
         time.sleep(
@@ -151,8 +162,8 @@ def run(
 
         if fig1 is not None:
             time.sleep(max(0.0, started + idle - time.monotonic()))
-            _idle_rows(fig1, local, [sc for _, sc in kube], idle)
-            for sc in local:
+            _idle_rows(fig1, local, [sc for _, sc in kube], idle, [sc for _, sc in pods])
+            for sc in local + [sc for _, sc in pods]:
                 sc.stop()
             figures.append(fig1)
 
@@ -176,15 +187,25 @@ def _config(game: StateGame, workdir: Path) -> dict[str, Any]:
 
 
 def _idle_rows(
-    fig: Figure, local: list[BenchSidecar], kube: list[BenchSidecar], idle: float
+    fig: Figure,
+    local: list[BenchSidecar],
+    kube: list[BenchSidecar],
+    idle: float,
+    pods: list[BenchSidecar],
 ) -> None:
     local_rss = [rss_bytes(sc.pid) for sc in local]
     kube_rss = [rss_bytes(sc.pid) for sc in kube]
+    pod_rss = [rss_bytes(sc.pid) for sc in pods]
     fig.details["local_rss_mib"] = [x / MiB for x in local_rss]
     fig.details["kube_rss_mib"] = [x / MiB for x in kube_rss]
-    fig.details["memory_full_info"] = [_memory(sc.pid) for sc in local + kube]
+    fig.details["in_cluster_rss_mib"] = [x / MiB for x in pod_rss]
+    fig.details["memory_full_info"] = [_memory(sc.pid) for sc in local + kube + pods]
     config = "both plugins: http_probe 2 endpoints at 1 s, hot_update listening"
-    for label, values in (("local mode", local_rss), ("real API server", kube_rss)):
+    for label, values in (
+        ("local mode", local_rss),
+        ("real API server (--kubeconfig)", kube_rss),
+        ("real API server, in-cluster configuration (as in a pod)", pod_rss),
+    ):
         if not values:
             continue
         value = median([float(v) for v in values])
