@@ -233,7 +233,7 @@ class Runtime:
             stack.push_async_callback(step, "stopping the servers", self._stop_accepting)
             self._log_started()
             await self.supervisor.start_all()
-            asyncio.get_running_loop().call_later(5.0, release_startup_memory)
+            release_startup_memory()
             await self.stopping.wait()
         log.info("kidecar stopped")
         return 0
