@@ -82,15 +82,18 @@ async def download(
     """
     started = time.monotonic()
     temp, out = open_temporary(directory, name)
+    sink = _Sink(out)
     try:
         try:
             async with asyncio.timeout(timeout):
-                digest, size = await _fetch(session, url, out, policy, max_bytes, on_bytes)
+                rest, size = await _fetch(session, url, sink, policy, max_bytes, on_bytes)
         except BaseException:
             with contextlib.suppress(OSError):
                 out.close()  # the file is discarded: its last bytes do not matter
             raise
-        await asyncio.to_thread(close_synced, out)
+        # The last batch, the fsync and the close: one hand-off to a thread, not two.
+        await asyncio.to_thread(sink.finish, rest)
+        digest = sink.digest.hexdigest()
     except _WriteError as e:
         discard(temp)
         raise unwritable(directory, e.error) from None
@@ -169,6 +172,34 @@ def start_writeback(out: IO[bytes], offset: int, length: int) -> None:
         advise(out.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
 
 
+class _Sink:
+    """Where the body goes: hashed and written batch by batch (in a worker thread)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.written = 0
+
+    def write(self, chunks: list[bytes]) -> None:
+        """Hash and write ``chunks``, then start their writeback. Blocking."""
+        length = sum(map(len, chunks))
+        try:
+            for chunk in chunks:
+                self.digest.update(chunk)
+                self.out.write(chunk)
+            self.out.flush()
+        except OSError as e:  # disk full, file system gone: not the download's fault
+            raise _WriteError(e) from None
+        start_writeback(self.out, self.written, length)
+        self.written += length
+
+    def finish(self, chunks: list[bytes]) -> None:
+        """Write the last ``chunks``, then flush, fsync and close the file. Blocking."""
+        if chunks:
+            self.write(chunks)
+        close_synced(self.out)
+
+
 class _WriteError(Exception):
     """Writing the temporary file failed (kept apart from the network's OSErrors)."""
 
@@ -180,12 +211,14 @@ class _WriteError(Exception):
 async def _fetch(
     session: aiohttp.ClientSession,
     url: URL,
-    out: IO[bytes],
+    sink: _Sink,
     policy: UrlPolicy,
     max_bytes: int,
     on_bytes: Callable[[int], None] | None,
-) -> tuple[str, int]:
-    """Follow redirects (each target checked by ``policy``) and stream the body into ``out``."""
+) -> tuple[list[bytes], int]:
+    """Follow redirects (each target checked by ``policy``) and stream the body into ``sink``;
+    return the last batch (not yet written, at most ``WRITE_BATCH`` + ``READ_CHUNK`` bytes) and
+    the size."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         try:
@@ -204,7 +237,7 @@ async def _fetch(
                 length = response.content_length
                 if length is not None and length > max_bytes:
                     raise _too_large(url, max_bytes, f"Content-Length is {length}")
-                return await _stream(response, url, out, max_bytes, on_bytes)
+                return await _stream(response, url, sink, max_bytes, on_bytes)
         except aiohttp.ClientConnectorError as e:
             if isinstance(e.os_error, AddressRefusedError):
                 raise UrlNotAllowed(str(e.os_error)) from None
@@ -217,43 +250,26 @@ async def _fetch(
 async def _stream(
     response: aiohttp.ClientResponse,
     url: URL,
-    out: IO[bytes],
+    sink: _Sink,
     max_bytes: int,
     on_bytes: Callable[[int], None] | None,
-) -> tuple[str, int]:
-    digest = hashlib.sha256()
+) -> tuple[list[bytes], int]:
     size = 0
     batch: list[bytes] = []
     buffered = 0
-
-    written = 0
-
-    def write(chunks: list[bytes]) -> None:
-        nonlocal written
-        try:
-            for chunk in chunks:
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-        except OSError as e:  # disk full, file system gone: not the download's fault
-            raise _WriteError(e) from None
-        start_writeback(out, written, sum(map(len, chunks)))
-        written += sum(map(len, chunks))
-
     async for chunk in response.content.iter_chunked(READ_CHUNK):
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(url, max_bytes, f"more than {max_bytes} bytes arrived")
         if on_bytes is not None:
             on_bytes(len(chunk))
+        # A full batch is written when more arrives: the last one is left to sink.finish().
+        if buffered >= WRITE_BATCH:
+            await asyncio.to_thread(sink.write, batch)
+            batch, buffered = [], 0
         batch.append(chunk)
         buffered += len(chunk)
-        if buffered >= WRITE_BATCH:
-            await asyncio.to_thread(write, batch)
-            batch, buffered = [], 0
-    if batch:
-        await asyncio.to_thread(write, batch)
-    return digest.hexdigest(), size
+    return batch, size
 
 
 def _not_a_download(status: int) -> str:

@@ -65,6 +65,10 @@ class Notifier(Protocol):
     async def notify(self, info: UpdateInfo, deadline: float | None = None) -> str:
         """Notify the game; return what was done (for the answer). 503 when it failed."""
 
+    def blocking_notify(self) -> Callable[[UpdateInfo], str] | None:
+        """:meth:`notify` as a blocking call, when it is one (run in a worker thread, right
+        after the file is swapped in, with no hand-off between); ``None``: use :meth:`notify`."""
+
 
 def command_line(args: Sequence[str]) -> str:
     """A process's command line as ``ps -o args`` shows it."""
@@ -213,6 +217,9 @@ class SignalNotifier:
     async def notify(self, info: UpdateInfo, deadline: float | None = None) -> str:
         return await asyncio.to_thread(self._send)
 
+    def blocking_notify(self) -> Callable[[UpdateInfo], str] | None:
+        return lambda _info: self._send()
+
     def _send(self) -> str:
         import psutil  # deferred: see the module docstring
 
@@ -268,6 +275,9 @@ class RequestNotifier:
 
     async def wait_ready(self, deadline: float) -> None:
         return None  # notify() retries until the deadline instead
+
+    def blocking_notify(self) -> Callable[[UpdateInfo], str] | None:
+        return None  # an HTTP request on the event loop
 
     async def notify(self, info: UpdateInfo, deadline: float | None = None) -> str:
         session = self._session()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from kidecar_plugins.hot_update.config import HotUpdateConfig
 from kidecar_plugins.hot_update.download import Downloaded, download
 from kidecar_plugins.hot_update.errors import InternalError, NotRunning, UpdateError
 from kidecar_plugins.hot_update.files import (
+    Installation,
     blocking,
     discard,
     file_sha256,
@@ -51,6 +52,19 @@ __all__ = ["REPLAY_DOWNLOAD_ATTEMPTS", "HotUpdater", "UpdateRequest"]
 log = logging.getLogger("kidecar.plugin.hot_update")
 
 T = TypeVar("T")
+
+
+def swap_then_notify(
+    temp: Path, target: Path, send: Callable[[UpdateInfo], str], info: UpdateInfo
+) -> tuple[Installation, str]:
+    """:func:`.files.install`, then ``send(info)``; the previous file is put back when ``send``
+    raises. Blocking: run with :func:`.files.blocking`."""
+    installed = install(temp, target)
+    try:
+        return installed, send(info)
+    except BaseException:
+        installed.rollback()
+        raise
 
 
 class HotUpdater:
@@ -214,17 +228,31 @@ class HotUpdater:
         await self.notifier.ready()  # no download for a game that cannot be notified
         got = await self._until_stopped(self._download(req), req)
         target = self.directory / req.name
+        installed, done = await self._install_and_notify(got, target, req)
+        await blocking(installed.commit, f"removing the previous {target}")
+        return self.recorder.success(req, got.sha256, target, done, got)
+
+    async def _install_and_notify(
+        self, got: Downloaded, target: Path, req: UpdateRequest
+    ) -> tuple[Installation, str]:
+        """Swap the download in, then notify the game; the previous file is put back when the
+        notification fails. A blocking notifier (a signal) runs in the same worker thread as
+        the swap, right after it: one hand-off instead of two before the game is told."""
+        info = self._info(req, got.sha256, target)
+        send = self.notifier.blocking_notify()
         try:
+            if send is not None:
+                return await blocking(
+                    lambda: swap_then_notify(got.temp, target, send, info), f"installing {target}"
+                )
             installed = await blocking(lambda: install(got.temp, target), f"installing {target}")
         finally:
             discard(got.temp)
         try:
-            done = await self.notifier.notify(self._info(req, got.sha256, target))
+            return installed, await self.notifier.notify(info)
         except BaseException:
             await blocking(installed.rollback, f"putting the previous {target} back")
             raise
-        await blocking(installed.commit, f"removing the previous {target}")
-        return self.recorder.success(req, got.sha256, target, done, got)
 
     async def _replay_one(self, req: UpdateRequest, deadline: float) -> dict[str, Any]:
         self.policy.check(req.url)
