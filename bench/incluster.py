@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,14 +34,19 @@ def unavailable() -> str | None:
     unshare = shutil.which("unshare")
     if unshare is None:
         return "no `unshare` (util-linux) on this machine"
-    probe = subprocess.run(
-        [unshare, "--user", "--map-root-user", "--mount", "true"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    with tempfile.TemporaryDirectory() as empty:
+        probe = subprocess.run(
+            [unshare, "--user", "--map-root-user", "--mount", "--", "sh", "-c", MOUNT_THEN_EXEC,
+             empty, "true"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )  # fmt: skip
     if probe.returncode != 0:
-        return f"unprivileged user namespaces not available: {probe.stderr.strip()[:200]}"
+        return (
+            "no unprivileged user + mount namespace with a bind mount over /var/run: "
+            f"{probe.stderr.strip()[:200]}"
+        )
     return None
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import random
+import weakref
 
 import pytest
 
 from kidecar_core import Backoff, PluginState, StateKey
+from kidecar_core._base.memory import release_startup_memory
 from kidecar_core._base.tasks import guarded
 
 
@@ -72,3 +75,20 @@ def test_a_cancelled_guarded_task_is_not_a_failure(caplog: pytest.LogCaptureFixt
 
     asyncio.run(main())
     assert failures == [] and "failed" not in caplog.text
+
+
+class _Cycle:
+    """An object in a reference cycle: freed only by the garbage collector."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_release_startup_memory_collects_cycles_and_trims_the_glibc_heap() -> None:
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    del cycle
+    trimmed = release_startup_memory()
+    assert gone() is None, "the start-up garbage (a reference cycle) was not collected"
+    # malloc_trim exists in glibc only (musl, e.g. Alpine images, has none: nothing to trim).
+    assert trimmed is (platform.libc_ver()[0] == "glibc")
