@@ -67,6 +67,29 @@ def swap_then_notify(
         raise
 
 
+async def install_and_notify(
+    notifier: Notifier, temp: Path, target: Path, info: UpdateInfo
+) -> tuple[Installation, str]:
+    """Swap ``temp`` in as ``target`` (``temp`` removed in any case), then notify the game; the
+    previous file is put back when the notification fails. A blocking notifier (a signal) runs
+    in the same worker thread as the swap, right after it: one hand-off instead of two before
+    the game is told (issue 17, docs/benchmarks.md)."""
+    send = notifier.blocking_notify()
+    try:
+        if send is not None:
+            return await blocking(
+                lambda: swap_then_notify(temp, target, send, info), f"installing {target}"
+            )
+        installed = await blocking(lambda: install(temp, target), f"installing {target}")
+    finally:
+        discard(temp)
+    try:
+        return installed, await notifier.notify(info)
+    except BaseException:
+        await blocking(installed.rollback, f"putting the previous {target} back")
+        raise
+
+
 class HotUpdater:
     """The plugin's state and work; one per configured plugin, created by ``kidecar_configure``.
 
@@ -228,31 +251,10 @@ class HotUpdater:
         await self.notifier.ready()  # no download for a game that cannot be notified
         got = await self._until_stopped(self._download(req), req)
         target = self.directory / req.name
-        installed, done = await self._install_and_notify(got, target, req)
+        info = self._info(req, got.sha256, target)
+        installed, done = await install_and_notify(self.notifier, got.temp, target, info)
         await blocking(installed.commit, f"removing the previous {target}")
         return self.recorder.success(req, got.sha256, target, done, got)
-
-    async def _install_and_notify(
-        self, got: Downloaded, target: Path, req: UpdateRequest
-    ) -> tuple[Installation, str]:
-        """Swap the download in, then notify the game; the previous file is put back when the
-        notification fails. A blocking notifier (a signal) runs in the same worker thread as
-        the swap, right after it: one hand-off instead of two before the game is told."""
-        info = self._info(req, got.sha256, target)
-        send = self.notifier.blocking_notify()
-        try:
-            if send is not None:
-                return await blocking(
-                    lambda: swap_then_notify(got.temp, target, send, info), f"installing {target}"
-                )
-            installed = await blocking(lambda: install(got.temp, target), f"installing {target}")
-        finally:
-            discard(got.temp)
-        try:
-            return installed, await self.notifier.notify(info)
-        except BaseException:
-            await blocking(installed.rollback, f"putting the previous {target} back")
-            raise
 
     async def _replay_one(self, req: UpdateRequest, deadline: float) -> dict[str, Any]:
         self.policy.check(req.url)
