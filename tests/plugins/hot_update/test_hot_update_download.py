@@ -13,8 +13,10 @@ import pytest
 from yarl import URL
 
 from kidecar_plugins.hot_update.download import Downloaded, download
-from kidecar_plugins.hot_update.errors import UpdateError
+from kidecar_plugins.hot_update.errors import NotifyFailed, UpdateError
 from kidecar_plugins.hot_update.files import file_sha256, install, remove_stale_temporaries
+from kidecar_plugins.hot_update.notify import UpdateInfo
+from kidecar_plugins.hot_update.updater import swap_then_notify
 from kidecar_plugins.hot_update.urls import GuardedResolver, UrlPolicy
 from tests.plugins.hot_update.fileserver import FileServer
 
@@ -119,6 +121,34 @@ def test_install_without_previous_file(tmp_path: Path) -> None:
     temp.write_text("newer")
     install(temp, target).rollback()
     assert target.read_text() == "new"
+
+
+def test_swap_then_notify_signals_after_the_swap_and_puts_the_file_back_when_it_fails(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "index.html"
+    target.write_text("old")
+    info = UpdateInfo("v2", "http://127.0.0.1/index.html", str(target), "0" * 64)
+    seen: list[str] = []
+
+    def send(got: UpdateInfo) -> str:
+        seen.append(target.read_text())  # what the game reads when it gets the signal
+        assert got is info
+        raise NotifyFailed("game process exited", "gone before it could be signalled")
+
+    temp = tmp_path / ".index.html.1.kidecar-tmp"
+    temp.write_text("new")
+    with pytest.raises(NotifyFailed, match="gone before"):
+        swap_then_notify(temp, target, send, info)
+    assert seen == ["new"], "the signal comes after the new file is in place"
+    assert target.read_text() == "old", "the previous file is back"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
+
+    temp.write_text("new")
+    installed, done = swap_then_notify(temp, target, lambda _info: "sent SIGHUP to pid 7", info)
+    assert (done, target.read_text()) == ("sent SIGHUP to pid 7", "new")
+    installed.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
 
 
 def test_rollback_of_a_first_file_removes_it(tmp_path: Path) -> None:
