@@ -56,7 +56,7 @@ class InClusterSidecar(BenchSidecar):
 
     def __init__(
         self, workdir: Path, config: dict[str, Any], *, bench: BenchCluster, pod_name: str
-    ):
+    ) -> None:
         run = Path(workdir) / "var-run"
         secrets = run / SERVICE_ACCOUNT_DIR
         secrets.mkdir(parents=True, exist_ok=True)
