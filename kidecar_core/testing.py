@@ -50,6 +50,7 @@ from kidecar_core import (
     Metrics,
     NotFoundError,
     ObjectRef,
+    PersistError,
     PluginContext,
     PluginState,
     PodIdentity,
@@ -205,7 +206,11 @@ class FakeContext:
         for queue in self._followers.get(ref, []):
             queue.put_nowait(obj)
 
-    async def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, Any] | None]:
+    async def watch_object(
+        self, ref: ObjectRef, *, stop_on: tuple[type[PersistError], ...] = ()
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The objects as :meth:`set_object` sets them; this watch has no problems, so
+        ``stop_on`` never applies."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._followers.setdefault(ref, []).append(queue)
         try:
