@@ -89,9 +89,10 @@ class RolloutFollower:
         self.failed: tuple[int, int, str] | None = None
         """The run (``Rollout.run_key``) this pod failed: it does not try it again."""
         self._reported: PodProgress | None = None
-        self.slot_backoff = Backoff(config.retry_seconds, 4 * config.retry_seconds)
-        """Busy slots in a row back off: a slot is held for ``verifySeconds`` at least, so
-        asking again at once mostly costs a request."""
+        self.slot_backoff = Backoff(1.5 * config.retry_seconds, 6 * config.retry_seconds)
+        """Busy slots in a row back off (0.75-1.5x ``retrySeconds``, the ceiling doubling up
+        to 6x): a slot is held for ``verifySeconds`` at least, so asking again at once mostly
+        costs a request."""
         self.server = AllocatedWatch(ctx, ObjectRef.gameserver(ctx.identity), self.changed)
         self.slot_problem: str | None = None
         self.gameserver_problem: str | None = None
