@@ -104,12 +104,18 @@ def test_when_idle_without_openkruisegame(
 
 
 def test_what_the_role_forbids_is_shown_by_status(
-    make_fleet: FleetFactory, files: FleetFiles, kube_cluster: TestCluster
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    sa_kubeconfig: Path,
+    files: FleetFiles,
+    tmp_path: Path,
 ) -> None:
     """A Role without the GameServer rule, then without the Lease rule: each pod says why it
     waits in its report (it used to say "its GameServer is Allocated" and "waiting for a slot",
-    the reason only in its log), and goes on once the rules are back."""
-    fleet = make_fleet(1)
+    the reason only in its log), and goes on once the rules are back. The rules go before the
+    sidecar starts: a watch the Role allowed when it opened goes on until it is renewed."""
+    fleet = Fleet(kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, sa_kubeconfig)
+    fleet.create_objects()
 
     def saying(text: str) -> Callable[[], bool]:
         def check() -> bool:
@@ -118,26 +124,30 @@ def test_what_the_role_forbids_is_shown_by_status(
 
         return check
 
-    with kube_cluster.admin_api_client() as api:
-        rbac = k8s.RbacAuthorizationV1Api(api)
+    try:
+        with kube_cluster.admin_api_client() as api:
+            rbac = k8s.RbacAuthorizationV1Api(api)
 
-        def rules_without(*resources: str) -> None:
-            role = rbac.read_namespaced_role("kidecar", fleet.namespace)
-            role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
-            rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+            def rules_without(*resources: str) -> None:
+                role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+                role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
+                rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
 
-        full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
-        rules_without("leases", "gameservers")
-        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
-        wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
-        rules_without("leases")
-        wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
-        assert (
-            "add {apiGroups: [coordination.k8s.io], resources: [leases]"
-            in (fleet.rollout("status", "gss/game")[1])
-        )
-        rules_without()
-    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+            full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
+            rules_without("leases", "gameservers")
+            fleet.start()
+            start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+            wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
+            rules_without("leases")
+            wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
+            assert (
+                "add {apiGroups: [coordination.k8s.io], resources: [leases]"
+                in (fleet.rollout("status", "gss/game")[1])
+            )
+            rules_without()
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "on v1")
+    finally:
+        fleet.stop()
 
 
 def test_a_new_document_and_a_released_server_arrive_by_watch(
