@@ -50,6 +50,7 @@ from kidecar_core import (
     Metrics,
     NotFoundError,
     ObjectRef,
+    PersistError,
     PluginContext,
     PluginState,
     PodIdentity,
@@ -90,6 +91,10 @@ def load_config(
 
 
 # -- a plugin's context -------------------------------------------------------------------------
+
+
+_Change = dict[str, Any] | None | PersistError
+"""What a :class:`FakeContext` follower is told: the object's new state, or a watch problem."""
 
 
 class FakeContext:
@@ -135,7 +140,7 @@ class FakeContext:
         self.tasks: list[asyncio.Task[Any]] = []
         self.failures: list[BaseException] = []
         self._seen: set[object] = set()
-        self._followers: dict[ObjectRef, list[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._followers: dict[ObjectRef, list[asyncio.Queue[_Change]]] = {}
 
     @property
     def path(self) -> str:
@@ -205,13 +210,29 @@ class FakeContext:
         for queue in self._followers.get(ref, []):
             queue.put_nowait(obj)
 
-    async def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, Any] | None]:
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    def fail_watch(self, ref: ObjectRef, error: PersistError) -> None:
+        """A problem of the watch of ``ref`` (a 403: :class:`~kidecar_core.ForbiddenError`):
+        followers that passed its type in ``stop_on`` get it raised; the others see nothing,
+        as with the runtime's watch, which retries by itself."""
+        for queue in self._followers.get(ref, []):
+            queue.put_nowait(error)
+
+    async def watch_object(
+        self, ref: ObjectRef, *, stop_on: tuple[type[PersistError], ...] = ()
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The objects as :meth:`set_object` sets them, and the problems :meth:`fail_watch`
+        reports (raised when their type is in ``stop_on``, skipped otherwise)."""
+        queue: asyncio.Queue[_Change] = asyncio.Queue()
         self._followers.setdefault(ref, []).append(queue)
         try:
             yield self.objects.get(ref)
             while True:
-                yield await queue.get()
+                change = await queue.get()
+                if isinstance(change, PersistError):
+                    if isinstance(change, stop_on):
+                        raise change
+                    continue
+                yield change
         finally:
             self._followers[ref].remove(queue)
 

@@ -19,6 +19,7 @@ from kidecar_core._persist.result import Result
 from kidecar_core._persist.write import FieldNotIn
 from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.objects import JSON, Event, ObjectRef, PodIdentity
+from kidecar_core.errors import PersistError
 
 
 class RuntimeView(Protocol):
@@ -107,13 +108,20 @@ class RuntimeView(Protocol):
         """Create an object *now* (``ConflictError`` when it exists); see :meth:`patch_object`."""
         ...
 
-    def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, JSON] | None]:
+    def watch_object(
+        self, ref: ObjectRef, *, stop_on: tuple[type[PersistError], ...] = ()
+    ) -> AsyncIterator[dict[str, JSON] | None]:
         """Follow an object: its state now, then after each change (``None``: it does not
         exist).  ``async for obj in runtime.watch_object(ref): ...``; leave the loop to stop.
 
         The watch is shared with the core, which follows the Pod and the GameServer anyway:
-        following those two costs no request.  Any other object needs ``watch`` in the Role.
-        Problems of the watch are not yielded: it recovers by itself (with backoff).
+        following those two costs no request.  Any other object needs ``get`` and ``watch``
+        on it in the Role (by name: no ``list``).  Problems of the watch are not yielded: it
+        recovers by itself (with backoff).  A problem whose type is in ``stop_on`` is raised
+        instead, ending the iteration: ``stop_on=(ForbiddenError,)`` tells a caller that the
+        Role lacks ``watch`` (:class:`ForbiddenError`, ``verb == "watch"``) so it can read the
+        object another way; :class:`NotFoundError` there means the API server does not serve
+        the object's type (a missing object is ``None``, not an error).
         """
         ...
 

@@ -19,6 +19,7 @@ from kidecar_core._plugins.state import PluginState
 from kidecar_core._store.events import EventRecorder
 from kidecar_core._store.objects import JSON, Event, ObjectRef, ObjectStore, PodIdentity
 from kidecar_core._store.watches import Watches, follow_object
+from kidecar_core.errors import PersistError
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 BlockingGuard = Callable[[ObjectRef, Iterable[FieldNotIn], Mapping[str, JSON]], FieldNotIn | None]
@@ -89,8 +90,10 @@ class View:
     async def create_object(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         return await self._shared.store.create(ref, body)
 
-    def watch_object(self, ref: ObjectRef) -> AsyncIterator[dict[str, JSON] | None]:
-        return follow_object(self._shared.watches, ref)
+    def watch_object(
+        self, ref: ObjectRef, *, stop_on: tuple[type[PersistError], ...] = ()
+    ) -> AsyncIterator[dict[str, JSON] | None]:
+        return follow_object(self._shared.watches, ref, stop_on)
 
     def first_time(self, key: object) -> bool:
         if key in self._shared.seen:

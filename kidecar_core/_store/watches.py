@@ -17,6 +17,7 @@ import attrs
 
 from kidecar_core._base.tasks import guarded
 from kidecar_core._store.objects import JSON, ObjectRef, ObjectStore, Observation
+from kidecar_core.errors import PersistError
 
 log = logging.getLogger("kidecar.watch")
 
@@ -135,15 +136,24 @@ async def _closing(
             await aclose()
 
 
-async def follow_object(watches: Watches, ref: ObjectRef) -> AsyncIterator[dict[str, JSON] | None]:
-    """The object's state now and after each change (``None``: it does not exist); problems of
-    the watch are skipped (it recovers by itself).  For plugins, through
+async def follow_object(
+    watches: Watches, ref: ObjectRef, stop_on: tuple[type[PersistError], ...] = ()
+) -> AsyncIterator[dict[str, JSON] | None]:
+    """The object's state now and after each change (``None``: it does not exist).  Problems of
+    the watch are skipped (it recovers by itself), except those of a type in ``stop_on``
+    (e.g. ``(ForbiddenError,)``), which are raised: the iteration ends there and this
+    subscriber's share of the watch is closed.  For plugins, through
     :meth:`~kidecar_core.RuntimeView.watch_object`."""
     sub = watches.subscribe(ref)
     last: object = _UNSEEN
     try:
         async for observation in sub:
-            if observation.error is not None or observation.object == last:
+            error = observation.error
+            if error is not None:
+                if isinstance(error, stop_on):
+                    raise error
+                continue
+            if observation.object == last:
                 continue
             last = observation.object
             yield observation.object

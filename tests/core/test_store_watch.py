@@ -281,3 +281,36 @@ def test_kube_watch_without_the_rbac_verb_reports_forbidden_and_keeps_reading(
         await watch.aclose()  # type: ignore[attr-defined]
 
     run_with_store(sa_kubeconfig, scenario)
+
+
+@pytest.mark.kube
+def test_follow_object_raises_the_errors_asked_for_and_skips_the_others(
+    kube_cluster: TestCluster, kube_namespace: str, sa_kubeconfig: Path, make_game_server: Any
+) -> None:
+    """``watch_object(ref, stop_on=(ForbiddenError,))`` (through :func:`follow_object`): the
+    state first (the read is allowed), then the 403 of the watch request raised, the
+    subscription closed; without ``stop_on`` the same watch yields the state and no error."""
+    make_game_server("gs-0")
+    gs = kube_refs(kube_namespace)
+    with kube_cluster.admin_api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        role = api.sanitize_for_serialization(rbac.read_namespaced_role("kidecar", kube_namespace))
+        for rule in role["rules"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "watch"]
+        rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": role["rules"]})
+
+    async def scenario(store: KubeStore) -> None:
+        watches = Watches(store)
+        stopping = follow_object(watches, gs, stop_on=(ForbiddenError,))
+        assert ops(await asyncio.wait_for(anext(stopping), 10)) == "None"
+        patient = follow_object(watches, gs)  # skips the errors: the watch reads again
+        assert ops(await asyncio.wait_for(anext(patient), 20)) == "None"
+        with pytest.raises(ForbiddenError) as raised:
+            await asyncio.wait_for(anext(stopping), 10)
+        assert raised.value.verb == "watch"
+        assert watches.latest(gs) is not None  # the patient one still follows it
+        await patient.aclose()  # type: ignore[attr-defined]
+        assert watches.latest(gs) is None  # both gone: the store's watch is closed
+        await watches.close()
+
+    run_with_store(sa_kubeconfig, scenario)

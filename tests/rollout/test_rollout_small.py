@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.rollout.conftest import FleetFactory
-from tests.rollout.fleet import Fleet, FleetFiles, phases, wait_until
+from tests.rollout.fleet import Fleet, FleetFiles, Timing, phases, wait_until
 from tests.support.apiserver import TestCluster
 from tests.support.faultproxy import FaultProxy, status_body
 
@@ -104,12 +104,18 @@ def test_when_idle_without_openkruisegame(
 
 
 def test_what_the_role_forbids_is_shown_by_status(
-    make_fleet: FleetFactory, files: FleetFiles, kube_cluster: TestCluster
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    sa_kubeconfig: Path,
+    files: FleetFiles,
+    tmp_path: Path,
 ) -> None:
     """A Role without the GameServer rule, then without the Lease rule: each pod says why it
     waits in its report (it used to say "its GameServer is Allocated" and "waiting for a slot",
-    the reason only in its log), and goes on once the rules are back."""
-    fleet = make_fleet(1)
+    the reason only in its log), and goes on once the rules are back. The rules go before the
+    sidecar starts: a watch the Role allowed when it opened goes on until it is renewed."""
+    fleet = Fleet(kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, sa_kubeconfig)
+    fleet.create_objects()
 
     def saying(text: str) -> Callable[[], bool]:
         def check() -> bool:
@@ -118,23 +124,84 @@ def test_what_the_role_forbids_is_shown_by_status(
 
         return check
 
+    try:
+        with kube_cluster.admin_api_client() as api:
+            rbac = k8s.RbacAuthorizationV1Api(api)
+
+            def rules_without(*resources: str) -> None:
+                role = rbac.read_namespaced_role("kidecar", fleet.namespace)
+                role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
+                rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
+
+            full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
+            rules_without("leases", "gameservers")
+            fleet.start()
+            start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+            wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
+            rules_without("leases")
+            wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
+            assert (
+                "add {apiGroups: [coordination.k8s.io], resources: [leases]"
+                in (fleet.rollout("status", "gss/game")[1])
+            )
+            rules_without()
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "on v1")
+    finally:
+        fleet.stop()
+
+
+def test_a_new_document_and_a_released_server_arrive_by_watch(
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    sa_kubeconfig: Path,
+    files: FleetFiles,
+    tmp_path: Path,
+) -> None:
+    """The rollout ConfigMap and the GameServer are watched: with ``pollSeconds`` and
+    ``retrySeconds`` of an hour, the rollout started after the sidecar is up reaches it, and the
+    GameServer leaving ``Allocated`` starts the update (a poll would take an hour)."""
+    hour = Timing(poll=3600, retry=3600)
+    fleet = Fleet(kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, sa_kubeconfig, hour)
+    fleet.create_objects(allocated=frozenset({0}))
+    try:
+        fleet.start()
+        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
+        wait_until(lambda: phases(fleet.progress(), 1)["WaitingForIdle"] == 1, DEADLINE, "seen")
+        fleet.set_ops_state("game-0", "None")
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+        assert loaded(fleet) == ["v1 content"]
+    finally:
+        fleet.stop()
+
+
+def test_without_the_watch_rule_the_follower_says_so_once_and_polls(
+    kube_cluster: TestCluster,
+    kube_namespace: str,
+    sa_kubeconfig: Path,
+    files: FleetFiles,
+    tmp_path: Path,
+) -> None:
+    """A Role from before the watch (``get`` only on ``kidecar-rollout``): one log line names
+    the missing rule, and the rollout still reaches the pod by reading every ``pollSeconds``."""
     with kube_cluster.admin_api_client() as api:
         rbac = k8s.RbacAuthorizationV1Api(api)
-
-        def rules_without(*resources: str) -> None:
-            role = rbac.read_namespaced_role("kidecar", fleet.namespace)
-            role.rules = [r for r in full if not set(resources) & set(r.resources or [])]
-            rbac.replace_namespaced_role("kidecar", fleet.namespace, role)
-
-        full = list(rbac.read_namespaced_role("kidecar", fleet.namespace).rules)
-        rules_without("leases", "gameservers")
-        start(fleet, "v1", files.add("v1", "v1 content"), "--when", "idle")
-        wait_until(saying("cannot read its GameServer (forbidden"), DEADLINE, "game-0: why")
-        rules_without("leases")
-        wait_until(saying("waiting for a slot (cannot take one: forbidden"), DEADLINE, "why")
-        assert (
-            "add {apiGroups: [coordination.k8s.io], resources: [leases]"
-            in (fleet.rollout("status", "gss/game")[1])
-        )
-        rules_without()
-    wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+        role = rbac.read_namespaced_role("kidecar", kube_namespace)
+        for rule in role.rules:
+            if "kidecar-rollout" in (rule.resource_names or []):
+                rule.verbs = ["get"]
+        rbac.replace_namespaced_role("kidecar", kube_namespace, role)
+    fleet = Fleet(kube_cluster, kube_namespace, tmp_path / "fleet", 1, files, sa_kubeconfig)
+    fleet.create_objects()
+    try:
+        fleet.start()
+        start(fleet, "v1", files.add("v1", "v1 content"))
+        wait_until(lambda: phases(fleet.progress(), 1)["Updated"] == 1, DEADLINE, "game-0 on v1")
+        start(fleet, "v2", files.add("v2", "v2 content"))
+        wait_until(lambda: phases(fleet.progress(), 2)["Updated"] == 1, DEADLINE, "game-0 on v2")
+    finally:
+        fleet.stop()
+    log = fleet.members[0].sidecar.log()
+    said = [line for line in log.splitlines() if "cannot watch configmaps/" in line]
+    assert len(said) == 1, log[-3000:]
+    assert "lacks verb=watch" in said[0] and "resource=configmaps" in said[0]
+    assert "resourceNames=[kidecar-rollout]" in said[0] and "every 1s instead" in said[0]

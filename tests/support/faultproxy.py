@@ -164,7 +164,9 @@ class FaultProxy:
 
     async def _start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl),
+            # No connection limit (aiohttp's default is 100): each sidecar keeps its watches
+            # open through the proxy, and a fleet of them would starve every other request.
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0),
             # No total timeout: watches stay open as long as the client wants.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,

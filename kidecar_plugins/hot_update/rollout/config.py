@@ -10,7 +10,8 @@ from kidecar_core import field, non_negative
 
 MIN_PERIOD_SECONDS = 1.0
 """The shortest ``pollSeconds`` and ``retrySeconds``: every pod of the fleet makes a request
-each period, so a period of a millisecond is a thousand requests per second per pod."""
+each period (while polling, or waiting for a slot), so a period of a millisecond is a thousand
+requests per second per pod."""
 MAX_LEASE_SECONDS = 2**31 - 1
 """A Lease's ``spec.leaseDurationSeconds`` is an int32: the API server refuses more."""
 
@@ -47,17 +48,21 @@ class RolloutFollowConfig:
         key="pollSeconds",
         default=10.0,
         validator=at_least_a_second,
-        doc="How often the rollout ConfigMap is read (at least 1): the only request while "
-        "nothing rolls "
-        "(a rollout starts on a pod within this time). A pod that takes a slot reads it again "
-        "first, so a pause holds at once. The API cost is measured in docs/benchmarks.md.",
+        doc="The rollout ConfigMap is watched (a new rollout reaches the pod at once; at rest "
+        "one request per 30-60 minutes). Only when the Role does not allow `watch` on "
+        "`kidecar-rollout` (a Role older than this kidecar: one warning names the missing "
+        "rule) is it read every `pollSeconds` instead (at least 1), the watch tried again every "
+        "10 minutes. A pod that takes a slot reads it again first, so a pause holds at once. "
+        "The API cost is measured in docs/benchmarks.md.",
     )
     retry_seconds: float = field(
         key="retrySeconds",
         default=2.0,
         validator=at_least_a_second,
-        doc="While this pod waits to update: how often it tries a slot, and reads its "
-        "GameServer under `--when idle` (jittered by ±50%; at least 1).",
+        doc="While this pod waits for a slot: how often it tries one (after 0.75-1.5x this, "
+        "backing off to 3-6x while the slots stay busy; at least 1). Under `--when idle` the "
+        "GameServer is watched (it updates as soon as it is released); only when it cannot be "
+        "watched is it read this often (±50%).",
     )
     verify_seconds: float = field(
         key="verifySeconds",

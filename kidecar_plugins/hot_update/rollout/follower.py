@@ -1,14 +1,19 @@
 """One pod's part of a rollout: follow the workload's desired version and get there.
 
 The follower reads this pod's workload (from the pod), waits for hot_update's restart replay,
-then follows the rollout ConfigMap. Each step decides, from the latest document:
+then follows the rollout ConfigMap and the pod's GameServer by watch (:mod:`.follow`; the
+GameServer's watch is the one the core keeps anyway): a new document, or the GameServer leaving
+``Allocated``, starts a step at once, and nothing is polled at rest. Each step decides, from the
+latest document:
 
 * no rollout, or the pod is at its target (``Rollout.desired_for``: the new version, or the
   previous one below the partition): report ``Updated`` and wait for a change;
 * this pod failed this revision and attempt: stay ``Failed`` until ``resume`` or a new revision;
-* paused: ``Pending``; ``when: idle`` and the GameServer is ``Allocated``: ``WaitingForIdle``,
-  and look again every ``retrySeconds`` (it updates as soon as the server is released);
-* otherwise try a slot; with one, :class:`~.run.UpdateRun` checks again, applies, verifies and
+* paused: ``Pending``; ``when: idle`` and the GameServer is ``Allocated``: ``WaitingForIdle``
+  until the watch sees it released (read every ``retrySeconds`` instead when the GameServer
+  cannot be watched: 403, or a cluster that does not serve the type);
+* otherwise try a slot (again after ``retrySeconds``, backing off while the slots are busy);
+  with one, :class:`~.run.UpdateRun` checks again, applies, verifies and
   gives the slot back.
 
 Progress goes to the pod annotation ``rollout.kidecar.io/status`` through the write pipeline
@@ -27,6 +32,7 @@ import attrs
 
 from kidecar_core import PROGRESS_ANNOTATION as ANNOTATION
 from kidecar_core import (
+    Backoff,
     Event,
     FailurePause,
     NotFoundError,
@@ -49,7 +55,7 @@ from kidecar_core import (
 from kidecar_plugins.hot_update.errors import UpdateError
 from kidecar_plugins.hot_update.record import read_retrying
 from kidecar_plugins.hot_update.rollout.config import RolloutFollowConfig
-from kidecar_plugins.hot_update.rollout.follow import follow
+from kidecar_plugins.hot_update.rollout.follow import AllocatedWatch, follow
 from kidecar_plugins.hot_update.rollout.probes import ProbeWatch
 from kidecar_plugins.hot_update.rollout.run import UpdateRun, as_requested
 from kidecar_plugins.hot_update.rollout.slots import Held, Slots
@@ -83,8 +89,11 @@ class RolloutFollower:
         self.failed: tuple[int, int, str] | None = None
         """The run (``Rollout.run_key``) this pod failed: it does not try it again."""
         self._reported: PodProgress | None = None
-        self.busy = 0
-        """Busy slots in a row (the attempts back off)."""
+        self.slot_backoff = Backoff(1.5 * config.retry_seconds, 6 * config.retry_seconds)
+        """Busy slots in a row back off (0.75-1.5x ``retrySeconds``, the ceiling doubling up
+        to 6x): a slot is held for ``verifySeconds`` at least, so asking again at once mostly
+        costs a request."""
+        self.server = AllocatedWatch(ctx, ObjectRef.gameserver(ctx.identity), self.changed)
         self.slot_problem: str | None = None
         self.gameserver_problem: str | None = None
         """Why the last read of the GameServer failed (it then counts as Allocated)."""
@@ -101,6 +110,7 @@ class RolloutFollower:
         await self._wait_for_replay()
         assert self.workload is not None
         self.updater.spawn(self._follow(), "rollout-follow")
+        self.updater.spawn(self.server.run(), "rollout-gameserver")
         while True:
             self.changed.clear()
             wait = await self.step()
@@ -150,11 +160,10 @@ class RolloutFollower:
                 self.rollout = None
             self.changed.set()
 
-    def period(self, busy: int = 0) -> float:
-        """Seconds to the next attempt while waiting: ``retrySeconds`` ±50% (no lockstep),
-        doubled after each busy slot up to 4x: a slot is held for ``verifySeconds`` at least,
-        so asking again at once mostly costs a request."""
-        return self.config.retry_seconds * (1 << min(busy, 2)) * random.uniform(0.5, 1.5)
+    def period(self) -> float:
+        """Seconds to the next look while the GameServer cannot be watched: ``retrySeconds``
+        ±50% (no lockstep)."""
+        return self.config.retry_seconds * random.uniform(0.5, 1.5)
 
     async def step(self) -> float | None:
         """One decision; the seconds until the next one (``None``: when the rollout changes)."""
@@ -173,17 +182,17 @@ class RolloutFollower:
         if rollout.paused or self.paused_seen == rollout.run_key:
             self.report(rollout, RolloutPhase.PENDING, "the rollout is paused")
             return None
-        if rollout.when == "idle" and await self.allocated():
-            why = self.gameserver_problem or "its GameServer is Allocated"
+        if rollout.when == "idle" and await self._server_busy():
+            problem = self.gameserver_problem if self.server.allocated is None else None
+            why = problem or "its GameServer is Allocated"
             self.report(rollout, RolloutPhase.WAITING_FOR_IDLE, why)
-            return self.period()
+            return None if self.server.allocated else self.period()
         held = await self._try_slot(rollout)
         if held is None:
-            self.busy += 1
             problem = f" (cannot take one: {self.slot_problem})" if self.slot_problem else ""
             self.report(rollout, RolloutPhase.PENDING, f"waiting for a slot{problem}")
-            return self.period(self.busy)
-        self.busy = 0
+            return self.slot_backoff.next()
+        self.slot_backoff.reset()
         await UpdateRun(self, held, rollout, target).run()
         return 0
 
@@ -198,8 +207,15 @@ class RolloutFollower:
         wanted = attrs.evolve(as_requested(target), url=recorded_form(target.url))
         return wanted.same_file(current.version, current.url, current.sha256)
 
+    async def _server_busy(self) -> bool:
+        """Whether the GameServer is ``Allocated``: as watched, or read now if not watched."""
+        if self.server.allocated is not None:
+            return self.server.allocated
+        return await self.allocated()
+
     async def allocated(self) -> bool:
-        """Whether this pod's GameServer is ``Allocated`` (unknown counts as yes: wait). No
+        """Whether this pod's GameServer is ``Allocated``, read now (unknown counts as yes:
+        wait). No
         GameServer, or a cluster that does not serve the type (no OpenKruiseGame: a StatefulSet
         or a Deployment), is idle: nothing allocates it."""
         try:
