@@ -70,3 +70,30 @@ def test_changes_come_by_watch_and_a_403_falls_back_to_polling_once_logged(
         'apiGroup="" resource=configmaps resourceNames=[kidecar-rollout] '
         "(deploy/base/rbac.yaml has it); reading it every 0.01s instead"
     ]
+
+
+def test_a_403_on_get_is_not_reported_as_a_missing_watch(caplog: pytest.LogCaptureFixture) -> None:
+    """A Role with ``watch`` but not ``get``: the log must name the missing ``get`` and must not
+    promise that reading the object works instead."""
+
+    async def main() -> None:
+        ctx = FakeContext("hot_update")
+        ref: ObjectRef = configmap_ref(ctx.identity.namespace)
+        ctx.set_object(ref, document("1"))
+        following = follow(ctx, ref, 0.01)
+        await anext(following)
+        ctx.fail_watch(
+            ref, ForbiddenError("forbidden", verb="get", group="", resource="configmaps")
+        )
+        ctx.set_object(ref, document("2"))
+        await asyncio.wait_for(anext(following), 30)
+        await following.aclose()  # type: ignore[attr-defined]
+
+    with caplog.at_level(logging.WARNING, logger="kidecar.plugin.hot_update"):
+        asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records if "the Role lacks" in r.getMessage()]
+    assert said == [
+        "cannot read configmaps/default/kidecar-rollout: the Role lacks verb=get "
+        'apiGroup="" resource=configmaps resourceNames=[kidecar-rollout] '
+        "(deploy/base/rbac.yaml has it); trying again every 0.01s"
+    ]

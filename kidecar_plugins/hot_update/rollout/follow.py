@@ -42,10 +42,17 @@ async def follow(
                     last = version
                     yield found
         except ForbiddenError as e:
-            if runtime.first_time(("rollout-watch-forbidden", ref)):
-                log.warning("cannot watch %s: the Role lacks %s resourceNames=[%s] "
-                            "(deploy/base/rbac.yaml has it); reading it every %gs instead",
-                            ref, e.rule, ref.name, fallback_period)  # fmt: skip
+            if runtime.first_time(("rollout-watch-forbidden", ref, e.verb)):
+                said = (
+                    "cannot watch %s: the Role lacks %s resourceNames=[%s] "
+                    "(deploy/base/rbac.yaml has it); reading it every %gs instead"
+                )
+                if e.verb != "watch":  # e.g. watch granted, get not: reading fails as well
+                    said = (
+                        "cannot read %s: the Role lacks %s resourceNames=[%s] "
+                        "(deploy/base/rbac.yaml has it); trying again every %gs"
+                    )
+                log.warning(said, ref, e.rule, ref.name, fallback_period)
         async for found in _poll(runtime, ref, fallback_period, WATCH_RETRY_SECONDS):
             version = _version(found)
             if version != last:
