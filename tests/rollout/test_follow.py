@@ -97,3 +97,18 @@ def test_a_403_on_get_is_not_reported_as_a_missing_watch(caplog: pytest.LogCaptu
         'apiGroup="" resource=configmaps resourceNames=[kidecar-rollout] '
         "(deploy/base/rbac.yaml has it); trying again every 0.01s"
     ]
+
+
+def test_closing_the_follow_closes_its_watch_at_once() -> None:
+    """``aclose()`` (the plugin stopping) ends the watch subscription then, not at a later
+    garbage collection."""
+
+    async def main() -> int:
+        ctx = FakeContext("hot_update")
+        ref: ObjectRef = configmap_ref(ctx.identity.namespace)
+        following = follow(ctx, ref, 1.0)
+        await anext(following)
+        await following.aclose()  # type: ignore[attr-defined]
+        return len(ctx._followers[ref])
+
+    assert asyncio.run(main()) == 0

@@ -36,11 +36,15 @@ async def follow(
     last: object = _UNSEEN
     while True:
         try:
-            async for found in runtime.watch_object(ref, stop_on=(ForbiddenError,)):
-                version = _version(found)
-                if version != last:
-                    last = version
-                    yield found
+            watch = runtime.watch_object(ref, stop_on=(ForbiddenError,))
+            try:  # closed with this generator (the plugin stopping), not at a later GC
+                async for found in watch:
+                    version = _version(found)
+                    if version != last:
+                        last = version
+                        yield found
+            finally:
+                await _aclose(watch)
         except ForbiddenError as e:
             if runtime.first_time(("rollout-watch-forbidden", ref, e.verb)):
                 said = (
@@ -108,6 +112,12 @@ class AllocatedWatch:
             log.info("not watching %s (%s): reading it when needed", self.ref, e)
             self.allocated = None
             self.changed.set()
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)  # an async generator's; a plain iterator has none
+    if aclose is not None:
+        await aclose()
 
 
 def _version(found: dict[str, Any] | None) -> str | None:
