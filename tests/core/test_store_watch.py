@@ -259,18 +259,23 @@ def test_kube_watch_resumes_after_the_server_ends_it_and_relists_on_410(
     assert all("fieldSelector=metadata.name%3Dgs-0" in r.query for r in watch_requests)
 
 
+def drop_watch_from_role(cluster: TestCluster, namespace: str) -> None:
+    """Take the ``watch`` verb out of every rule of the ``kidecar`` Role (an older Role)."""
+    with cluster.admin_api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        role = api.sanitize_for_serialization(rbac.read_namespaced_role("kidecar", namespace))
+        for rule in role["rules"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "watch"]
+        rbac.patch_namespaced_role("kidecar", namespace, {"rules": role["rules"]})
+
+
 @pytest.mark.kube
 def test_kube_watch_without_the_rbac_verb_reports_forbidden_and_keeps_reading(
     kube_cluster: TestCluster, kube_namespace: str, sa_kubeconfig: Path, make_game_server: Any
 ) -> None:
     make_game_server("gs-0")
     gs = kube_refs(kube_namespace)
-    with kube_cluster.admin_api_client() as api:
-        rbac = k8s.RbacAuthorizationV1Api(api)
-        role = api.sanitize_for_serialization(rbac.read_namespaced_role("kidecar", kube_namespace))
-        for rule in role["rules"]:
-            rule["verbs"] = [v for v in rule["verbs"] if v != "watch"]
-        rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": role["rules"]})
+    drop_watch_from_role(kube_cluster, kube_namespace)
 
     async def scenario(store: KubeStore) -> None:
         watch = store.watch(gs)
@@ -292,12 +297,7 @@ def test_follow_object_raises_the_errors_asked_for_and_skips_the_others(
     subscription closed; without ``stop_on`` the same watch yields the state and no error."""
     make_game_server("gs-0")
     gs = kube_refs(kube_namespace)
-    with kube_cluster.admin_api_client() as api:
-        rbac = k8s.RbacAuthorizationV1Api(api)
-        role = api.sanitize_for_serialization(rbac.read_namespaced_role("kidecar", kube_namespace))
-        for rule in role["rules"]:
-            rule["verbs"] = [v for v in rule["verbs"] if v != "watch"]
-        rbac.patch_namespaced_role("kidecar", kube_namespace, {"rules": role["rules"]})
+    drop_watch_from_role(kube_cluster, kube_namespace)
 
     async def scenario(store: KubeStore) -> None:
         watches = Watches(store)
