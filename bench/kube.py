@@ -9,7 +9,10 @@ GameServer CRDs, a namespace ``bench`` with the ServiceAccount and Role of ``dep
 
 from __future__ import annotations
 
+import http.client
+import json
 import queue
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -34,6 +37,7 @@ class BenchCluster:
         self.proxy = proxy
         self.namespace = NAMESPACE
         token = cluster.serviceaccount_token(NAMESPACE, SERVICE_ACCOUNT)
+        self.sa_token = token
         self.sa_kubeconfig = cluster.serviceaccount_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
         self.proxy_kubeconfig = proxy.write_kubeconfig(
             workdir / "proxy-kubeconfig.yaml", token, namespace=NAMESPACE
@@ -66,6 +70,30 @@ class BenchCluster:
         self.cluster.create_game_server(
             self.namespace, name, gameserver_spec={"opsState": ops_state}
         )
+
+    def blind_patch(self, connection: http.client.HTTPSConnection, name: str, ops: str) -> float:
+        """One merge PATCH of ``spec.opsState`` (no precondition) as the kidecar ServiceAccount,
+        straight to the API server over ``connection`` (TLS, kept alive); ``time.monotonic()``
+        just before it was sent. What a single blind PATCH costs on its own (figure 11)."""
+        path = self.gameserver_path(name).rstrip("$")
+        body = json.dumps({"spec": {"opsState": ops}})
+        headers = {
+            "Authorization": f"Bearer {self.sa_token}",
+            "Content-Type": "application/merge-patch+json",
+        }
+        sent = time.monotonic()
+        connection.request("PATCH", path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"PATCH {path}: {response.status}: {answer[:200]!r}")
+        return sent
+
+    def api_connection(self) -> http.client.HTTPSConnection:
+        """A connection straight to the API server (its CA verified), for :meth:`blind_patch`."""
+        context = ssl.create_default_context(cafile=str(self.cluster.ca_file))
+        port = self.cluster.port
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
 
     def pod_path(self, name: str) -> str:
         return rf"/api/v1/namespaces/{self.namespace}/pods/{name}$"

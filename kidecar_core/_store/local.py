@@ -28,7 +28,8 @@ prepared before the edit is refused (409) exactly as the API server would refuse
 **Watching** (:meth:`LocalStore.watch`): kidecar's own writes are reported at once; changes by
 anyone else (a human editing the file, another process) are noticed by looking at the file's
 identity (inode, modification time in ns, size) every :attr:`LocalStore.poll_interval` seconds
-(0.5 s).  Polling rather than inotify: it is one ``stat`` per half second, needs no extra
+(0.5 s).  Polling rather than inotify: it is one ``stat`` per half second (the object is copied
+and compared only when the document changed), needs no extra
 dependency, works the same on a laptop's macOS or Windows (local mode's home) as on Linux and on
 network filesystems, and sees editors that save by writing a new file and renaming it over the
 old one, which a watch on the file itself loses track of.
@@ -124,6 +125,10 @@ class LocalStore:
         self._lock = asyncio.Lock()
         self._doc: dict[str, Any] | None = None
         self._signature: tuple[int, int, int] | None = None
+        # Counts every change of the document in memory (a save, a re-read): a watch compares
+        # the object again only when it moved (the file's identity can repeat within one tick of
+        # the filesystem's clock: a reused inode, the same size).
+        self._generation = 0
         self._watchers: set[asyncio.Event] = set()
         remove_stale_temporaries(self.path)
         self._load()  # create the file now, so that a user sees it as soon as kidecar runs
@@ -149,6 +154,7 @@ class LocalStore:
         if self._doc is not None:
             _new_versions_for_edits(self._doc, doc)
         self._doc, self._signature = doc, signature
+        self._generation += 1
         return doc
 
     def _save(self, doc: dict[str, Any]) -> None:
@@ -170,6 +176,7 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._signature = self._current_signature()
+        self._generation += 1
         for wake in self._watchers:
             wake.set()
 
@@ -193,14 +200,17 @@ class LocalStore:
                 await asyncio.to_thread(self._save, doc)
             except _EditedMeanwhile:
                 self._doc, self._signature = backup, None  # re-read the file, edits included
+                self._generation += 1
                 continue
             except OSError as e:
                 self._doc = backup
+                self._generation += 1
                 raise TransientPersistError(
                     f"cannot write {self.path}: {e.strerror or e}"
                 ) from None
             except BaseException:
                 self._doc = backup
+                self._generation += 1
                 raise
             return result
         raise TransientPersistError(f"{self.path} keeps changing while kidecar writes it")
@@ -328,24 +338,41 @@ class LocalStore:
         wake = asyncio.Event()
         self._watchers.add(wake)
         last: Any = _ABSENT
+        seen = -1  # the document's generation last compared
         failed = False
         try:
             while True:
                 wake.clear()
                 try:
-                    current = await self.get(ref)
+                    read = await self._read_if_changed(ref, seen)
                 except PermanentPersistError as e:
                     if not failed:
                         failed = True
                         yield Observation(error=e)
                 else:
-                    if current != last or failed:
-                        yield Observation(current, relisted=last is _ABSENT or failed)
-                        last, failed = current, False
+                    if read is not None:
+                        seen, current = read
+                        if current != last or failed:
+                            yield Observation(current, relisted=last is _ABSENT or failed)
+                            last, failed = current, False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.poll_interval)
         finally:
             self._watchers.discard(wake)
+
+    async def _read_if_changed(
+        self, ref: ObjectRef, seen: int
+    ) -> tuple[int, dict[str, JSON] | None] | None:
+        """``(the document's generation, a copy of the object)``, or ``None`` when the
+        document is still generation ``seen`` (already compared): then a poll costs one
+        ``stat`` rather than a copy and a comparison of the object."""
+        async with self._lock:
+            doc = self._load()
+            if self._generation == seen:
+                return None
+            holder, key = self._slot(doc, ref)
+            obj = holder.get(key)
+            return self._generation, copy.deepcopy(obj) if isinstance(obj, dict) else None
 
     async def close(self) -> None:
         return None

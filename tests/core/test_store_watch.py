@@ -111,6 +111,45 @@ def test_local_watch_reports_an_unreadable_file_once_then_recovers(tmp_path: Pat
     asyncio.run(main())
 
 
+def test_local_watch_polls_of_an_unchanged_file_copy_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll costs a ``stat`` while nothing changed; the object is copied again only after a
+    change, including one whose file identity repeats an earlier one (same size, same tick)."""
+    import kidecar_core._store.local as local
+
+    copies = 0
+    real_deepcopy = local.copy.deepcopy
+
+    def counting(value: Any) -> Any:
+        nonlocal copies
+        copies += 1
+        return real_deepcopy(value)
+
+    monkeypatch.setattr(local, "copy", type("Copy", (), {"deepcopy": staticmethod(counting)}))
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "state.json", WHO, poll_interval=0.01)
+        watch = store.watch(GS)
+        await next_of(watch)
+        polled = asyncio.create_task(anext(watch))
+        for _ in range(20):  # about 20 polls of the unchanged file
+            await asyncio.sleep(0.01)
+        assert not polled.done()
+        assert copies == 1  # the first observation only
+        # Two writes of the same size, the watch not running in between: the last is seen.
+        await store.patch(GS, {"spec": {"opsState": "Kill"}})
+        await store.patch(GS, {"spec": {"opsState": "None"}})
+        await store.patch(GS, {"spec": {"opsState": "Kill"}})
+        async with asyncio.timeout(10):
+            seen = await polled
+        while ops(seen.object) != "Kill":
+            seen = await next_of(watch)
+        await watch.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
 def test_watches_share_one_store_watch_and_replay_the_latest(tmp_path: Path) -> None:
     async def main() -> None:
         store = LocalStore(tmp_path / "state.json", WHO, poll_interval=3600)
