@@ -22,7 +22,13 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from bench.common import WRITE_METHODS
-from tests.support.apiserver import GAME_GROUP, GAME_VERSION, KIDECAR_RBAC, TestCluster
+from tests.support.apiserver import (
+    GAME_GROUP,
+    GAME_VERSION,
+    KIDECAR_RBAC,
+    Binaries,
+    TestCluster,
+)
 from tests.support.faultproxy import FaultProxy
 
 NAMESPACE = "bench"
@@ -44,8 +50,8 @@ class BenchCluster:
         )
 
     @classmethod
-    def start(cls, workdir: Path) -> BenchCluster:
-        cluster = TestCluster.start(workdir / "cluster")
+    def start(cls, workdir: Path, binaries: Binaries | None = None) -> BenchCluster:
+        cluster = TestCluster.start(workdir / "cluster", binaries=binaries)
         try:
             cluster.install_crds()
             cluster.create_namespace(NAMESPACE)

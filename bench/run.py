@@ -53,6 +53,7 @@ from bench import (  # noqa: E402
 )
 from bench.common import Figure, Options, load_average  # noqa: E402
 from bench.kube import BenchCluster  # noqa: E402
+from tests.support.apiserver import locate_binaries  # noqa: E402
 
 ALL = tuple(range(1, 14))
 NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10, 11, 12}
@@ -127,17 +128,22 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-class Cluster:
-    """The bench's API server, started at the first figure that needs it (:meth:`get`)."""
+class LazyCluster:
+    """The bench's API server, started at the first figure that needs it (:meth:`get`).
 
-    def __init__(self, workdir: Path) -> None:
+    Its binaries are located (built, the first time: several minutes) when it is created, so
+    that a machine without them fails before any figure runs rather than after the first ones.
+    """
+
+    def __init__(self, workdir: Path, wanted: list[int]) -> None:
         self.workdir = workdir
         self.bench: BenchCluster | None = None
+        self.binaries = locate_binaries(workdir) if NEEDS_CLUSTER & set(wanted) else None
 
     def get(self) -> BenchCluster:
         if self.bench is None:
             print("[bench] starting etcd + kube-apiserver", file=sys.stderr, flush=True)
-            self.bench = BenchCluster.start(self.workdir)
+            self.bench = BenchCluster.start(self.workdir, self.binaries)
         return self.bench
 
     def stop(self) -> None:
@@ -149,16 +155,16 @@ class Cluster:
 def run_figures(
     opts: Options,
     wanted: list[int],
-    cluster: Cluster,
+    cluster: LazyCluster,
     steady_seconds: float | None = None,
 ) -> list[Figure]:
-    """Run the ``wanted`` figures; the figures in numeric order.
+    """Run the ``wanted`` figures; return them in numeric order.
 
-    The order of running is not the numeric one.  The figures without an API server (2, 5, 13:
-    local mode) run first, before etcd and kube-apiserver start: etcd fsyncs its log on the same
-    disk (figure 5's fsync of each update waited for them: p50 +1 ms and more as its database
-    grows) and both take CPU (figure 2's).  The fleet (10) runs last: it leaves 80 pods, their
-    Leases and Events in the API server, which every later figure would be measured against.
+    They do not run in that order.  The figures without an API server (2, 5, 13: local mode)
+    run first, before etcd and kube-apiserver start: etcd fsyncs its log on the same disk
+    (figure 5's fsync of each update waits for it: p50 +1 ms, more as its database grows) and
+    both take CPU (figure 2's).  The fleet (10) runs last: it leaves its pods, their Leases and
+    Events in the API server, which every later figure would be measured against.
     """
     need = cluster.get
     steps: list[tuple[set[int], Callable[[], list[Figure]]]] = [
@@ -174,8 +180,7 @@ def run_figures(
         ({11}, lambda: [convergence.own_part(opts, need())]),
         ({10}, lambda: [rollout.run(opts, need())]),
     ]
-    assert {n for numbers, _ in steps for n in numbers} == set(ALL)
-    assert all(numbers <= NEEDS_CLUSTER or not numbers & NEEDS_CLUSTER for numbers, _ in steps)
+    check_order([numbers for numbers, _ in steps])
     figures: list[Figure] = []
     for numbers, step in steps:
         if not numbers & set(wanted):
@@ -194,6 +199,18 @@ def run_figures(
             for row in fig.rows:
                 print(f"[bench]   {fig.number} {row.name}: {row.display}", file=sys.stderr)
     return sorted(figures, key=lambda f: f.number)
+
+
+def check_order(steps: list[set[int]]) -> None:
+    """Every figure in exactly one step, and no step without the API server after one with it
+    (see :func:`run_figures`); ``RuntimeError`` otherwise."""
+    numbers = [n for step in steps for n in step]
+    if sorted(numbers) != list(ALL):
+        raise RuntimeError(f"bench steps cover {sorted(numbers)}, not figures {list(ALL)}")
+    mixed = [step for step in steps if step & NEEDS_CLUSTER and step - NEEDS_CLUSTER]
+    needs = [bool(step & NEEDS_CLUSTER) for step in steps]
+    if mixed or needs != sorted(needs):
+        raise RuntimeError("bench steps: the figures without an API server must run first")
 
 
 def table(figures: list[Figure]) -> str:
@@ -221,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     with workdir(args.keep_workdir) as work:
         opts = Options(quick=args.quick, repeat=args.repeat, workdir=work)
-        cluster = Cluster(work)
+        cluster = LazyCluster(work, args.figures)
         try:
             figures = run_figures(opts, args.figures, cluster, args.steady_seconds)
         finally:

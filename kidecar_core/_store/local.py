@@ -125,9 +125,11 @@ class LocalStore:
         self._lock = asyncio.Lock()
         self._doc: dict[str, Any] | None = None
         self._signature: tuple[int, int, int] | None = None
-        # Counts every change of the document in memory (a save, a re-read): a watch compares
-        # the object again only when it moved (the file's identity can repeat within one tick of
-        # the filesystem's clock: a reused inode, the same size).
+        # The rule: every assignment to ``_doc`` and every change made to it in place happen on
+        # the event loop, under ``_lock``, followed by ``_generation += 1`` (a save, a re-read, a
+        # restore).  A watch compares the object again only when the generation moved: the
+        # signature cannot tell, since a file's identity can repeat (a reused inode and the same
+        # size within one tick of the filesystem's clock, or a file renamed back).
         self._generation = 0
         self._watchers: set[asyncio.Event] = set()
         remove_stale_temporaries(self.path)
@@ -141,7 +143,7 @@ class LocalStore:
         except FileNotFoundError:
             if self._doc is None:
                 self._doc = initial_state(self.who)
-                self._save(self._doc)
+                self._saved(self._save(self._doc, None))
             return self._doc
         signature = (info.st_ino, info.st_mtime_ns, info.st_size)
         if self._doc is not None and signature == self._signature:
@@ -151,16 +153,25 @@ class LocalStore:
             raise PermanentPersistError(f"{self.path} must hold a JSON object")
         for key, default in initial_state(self.who).items():
             doc.setdefault(key, default)
+            if key in _SECTIONS and not isinstance(doc[key], type(default)):
+                kind = "object" if isinstance(default, dict) else "array"
+                raise PermanentPersistError(
+                    f"{self.path}: {key!r} must be a JSON {kind}, not {_json_type(doc[key])}"
+                )
         if self._doc is not None:
             _new_versions_for_edits(self._doc, doc)
         self._doc, self._signature = doc, signature
         self._generation += 1
         return doc
 
-    def _save(self, doc: dict[str, Any]) -> None:
-        """Write ``doc`` atomically; :class:`_EditedMeanwhile` (nothing written) when the file
-        changed since it was last read, so that a hand edit made meanwhile is never overwritten
-        by a document that does not contain it."""
+    def _save(
+        self, doc: dict[str, Any], expected: tuple[int, int, int] | None
+    ) -> tuple[int, int, int] | None:
+        """Write ``doc`` atomically; the file's new signature.  :class:`_EditedMeanwhile`
+        (nothing written) when the file's signature is no longer ``expected`` (the one it had
+        when last read), so that a hand edit made meanwhile is never overwritten by a document
+        that does not contain it.  Blocking, and touches nothing of the store: it runs in a
+        worker thread, and :meth:`_saved` records the outcome on the event loop."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
@@ -169,15 +180,19 @@ class LocalStore:
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
-            if self._signature is not None and self._current_signature() != self._signature:
+            if expected is not None and self._current_signature() != expected:
                 raise _EditedMeanwhile
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._signature = self._current_signature()
+        return self._current_signature()
+
+    def _saved(self, signature: tuple[int, int, int] | None) -> None:
+        """After :meth:`_save` (on the event loop): the file holds ``_doc``; wake the watches."""
+        self._signature = signature
         self._generation += 1
-        for wake in self._watchers:
+        for wake in list(self._watchers):
             wake.set()
 
     def _current_signature(self) -> tuple[int, int, int] | None:
@@ -197,7 +212,9 @@ class LocalStore:
             backup = copy.deepcopy(doc)
             try:
                 result = change(doc)
-                await asyncio.to_thread(self._save, doc)
+                # Cancelled while the thread still saves: ``_doc`` is restored below and the
+                # signature is left as it was, so the next read takes the file as it is then.
+                self._saved(await asyncio.to_thread(self._save, doc, self._signature))
             except _EditedMeanwhile:
                 self._doc, self._signature = backup, None  # re-read the file, edits included
                 self._generation += 1
@@ -344,7 +361,9 @@ class LocalStore:
             while True:
                 wake.clear()
                 try:
-                    read = await self._read_if_changed(ref, seen)
+                    # After an error, read whatever is there: a fix can bring back a file of
+                    # the same identity (renamed back) or remove it, which moves no generation.
+                    read = await self._read_if_changed(ref, -1 if failed else seen)
                 except PermanentPersistError as e:
                     if not failed:
                         failed = True
@@ -383,6 +402,22 @@ def _validate(ref: ObjectRef, obj: Mapping[str, Any]) -> None:
     problems = metadata_problems(obj.get("metadata"))
     if problems:
         raise InvalidError(f"{ref}: rejected (as the API server would): {'; '.join(problems)}")
+
+
+_SECTIONS = ("configmaps", "objects", "events")
+"""The state file's collections, whose JSON type a hand edit may not change."""
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def temporary_name_pattern(path: Path) -> re.Pattern[str]:

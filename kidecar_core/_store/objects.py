@@ -12,6 +12,7 @@ whoever made it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
@@ -150,9 +151,10 @@ class ObjectStore(Protocol):
 
 
 def merge_patch(target: JSON, patch: JSON) -> JSON:
-    """RFC 7386 JSON merge patch: ``patch`` applied to ``target``, returning a new value."""
+    """RFC 7386 JSON merge patch: ``patch`` applied to ``target``, returning a new value that
+    shares no list or object with ``patch`` (the caller may reuse or change its patch)."""
     if not isinstance(patch, Mapping):
-        return patch
+        return copy.deepcopy(patch)
     result: dict[str, JSON] = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:

@@ -82,3 +82,29 @@ def test_kidecar_run_imports_no_kubernetes_client_before_it_needs_one() -> None:
         "('kubernetes', 'urllib3') or m == 'kidecar_core._store.kube')}))\n"
     )
     assert got == {"loaded": []}
+
+
+def test_the_environment_proxy_is_resolved_once_and_kept() -> None:
+    """The refresh hook re-assigns ``host`` before every request; with the proxy pinned that no
+    longer parses the proxy environment each time, and the environment's proxy still applies
+    (``HTTPS_PROXY``), as does ``NO_PROXY`` through the REST layer."""
+    got = _run(
+        "import json, os\n"
+        "os.environ['HTTPS_PROXY'] = 'http://proxy.example:3128'\n"
+        "os.environ['NO_PROXY'] = 'internal.example'\n"
+        "from kidecar_core._store import k8s_client as k8s\n"
+        "import kubernetes.client.configuration as conf\n"
+        "c = k8s.Configuration(host='https://api.example:6443')\n"
+        "k8s.RestClient(c, 'kidecar')\n"
+        "calls = []\n"
+        "real = conf.getproxies\n"
+        "conf.getproxies = lambda: calls.append(1) or real()\n"
+        "for _ in range(3):\n"
+        "    c.host = 'https://api.example:6443'\n"
+        "print(json.dumps({'proxy': c.proxy, 'no_proxy': c.no_proxy, 'parsed': len(calls)}))\n"
+    )
+    assert got == {
+        "proxy": "http://proxy.example:3128",
+        "no_proxy": "internal.example",
+        "parsed": 0,
+    }

@@ -13,7 +13,12 @@ import pytest
 
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
-from kidecar_core.errors import ConflictError, NotFoundError, TransientPersistError
+from kidecar_core.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentPersistError,
+    TransientPersistError,
+)
 
 WHO = PodIdentity("gs-0", "default")
 GS = ObjectRef.gameserver(WHO)
@@ -52,10 +57,10 @@ def test_a_failed_save_is_transient_and_changes_nothing(
         real_save = store._save
         failures = [OSError(errno.ENOSPC, "No space left on device")]
 
-        def save(doc: dict[str, Any]) -> None:
+        def save(doc: dict[str, Any], expected: Any) -> Any:
             if failures:
                 raise failures.pop()
-            real_save(doc)
+            return real_save(doc, expected)
 
         monkeypatch.setattr(store, "_save", save)
         with pytest.raises(TransientPersistError, match="No space left on device"):
@@ -204,5 +209,48 @@ def test_a_file_that_never_stops_changing_is_a_transient_failure(
         assert "opsState" not in json.loads(path.read_text())["gameserver"]["spec"] or (
             json.loads(path.read_text())["gameserver"]["spec"]["opsState"] != "Allocated"
         )
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "kind"),
+    [("configmaps", None, "object"), ("objects", [], "object"), ("events", {}, "array")],
+)
+def test_a_hand_edit_that_changes_a_section_type_is_a_clear_error(
+    tmp_path: Path, section: str, value: Any, kind: str
+) -> None:
+    """Valid JSON whose collections have another type (``"configmaps": null``) is refused with
+    the file and the key named, as a broken file is, rather than failing inside a write."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        doc = json.loads(path.read_text())
+        doc[section] = value
+        path.write_text(json.dumps(doc))
+        with pytest.raises(PermanentPersistError, match=f"'{section}' must be a JSON {kind}"):
+            await store.get(GS)
+        with pytest.raises(PermanentPersistError, match=str(path)):
+            await store.record_event(ObjectRef.pod(WHO), Event("R", "m"))
+        assert json.loads(path.read_text())[section] == value  # the file is left as it is
+
+    asyncio.run(main())
+
+
+def test_a_write_shares_nothing_with_the_caller_s_patch(tmp_path: Path) -> None:
+    """The store keeps its own copy of what a patch brought (RFC 7386 values, lists included):
+    a caller changing its patch afterwards changes nothing in the store or the file."""
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "state.json", WHO)
+        finalizers = ["a"]
+        patch: dict[str, Any] = {"metadata": {"finalizers": finalizers}}
+        await store.patch(GS, patch)
+        finalizers.append("b")
+        patch["metadata"]["labels"] = {"x": "y"}
+        gs = await store.get(GS)
+        assert gs is not None
+        assert gs["metadata"]["finalizers"] == ["a"] and gs["metadata"]["labels"] == {}
 
     asyncio.run(main())

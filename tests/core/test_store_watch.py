@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,40 @@ def test_local_watch_reports_an_unreadable_file_once_then_recovers(tmp_path: Pat
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("fix", ["renamed back", "deleted"])
+def test_local_watch_recovers_when_the_file_comes_back_as_it_was(tmp_path: Path, fix: str) -> None:
+    """The good file renamed back over a broken one has the identity kidecar last read (inode,
+    mtime, size), and a deleted file leaves kidecar's document as it was: the watch reports the
+    state again all the same (both are fixes of the error it reported)."""
+    path = tmp_path / "state.json"
+    kept = tmp_path / "state.json.good"
+
+    async def main() -> None:
+        store = LocalStore(path, WHO, poll_interval=0.05)
+        watch = store.watch(GS)
+        await next_of(watch)
+        os.link(path, kept)  # the good file, the same inode
+        broken = path.with_suffix(".broken")
+        broken.write_text("{not json")
+        os.replace(broken, path)
+        problem = await next_of(watch)
+        assert isinstance(problem.error, PermanentPersistError)
+        if fix == "renamed back":
+            os.replace(kept, path)
+        else:
+            path.unlink()
+        fixed = await next_of(watch)
+        assert fixed.error is None and ops(fixed.object) == "None" and fixed.relisted
+        await watch.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
 def test_local_watch_polls_of_an_unchanged_file_copy_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A poll costs a ``stat`` while nothing changed; the object is copied again only after a
-    change, including one whose file identity repeats an earlier one (same size, same tick)."""
+    change."""
     import kidecar_core._store.local as local
 
     copies = 0
@@ -126,7 +156,7 @@ def test_local_watch_polls_of_an_unchanged_file_copy_nothing(
         copies += 1
         return real_deepcopy(value)
 
-    monkeypatch.setattr(local, "copy", type("Copy", (), {"deepcopy": staticmethod(counting)}))
+    monkeypatch.setattr(local, "copy", types.SimpleNamespace(deepcopy=counting))
 
     async def main() -> None:
         store = LocalStore(tmp_path / "state.json", WHO, poll_interval=0.01)
@@ -137,14 +167,15 @@ def test_local_watch_polls_of_an_unchanged_file_copy_nothing(
             await asyncio.sleep(0.01)
         assert not polled.done()
         assert copies == 1  # the first observation only
-        # Two writes of the same size, the watch not running in between: the last is seen.
+        # Writes in a row: the watch follows them to the last one.
         await store.patch(GS, {"spec": {"opsState": "Kill"}})
         await store.patch(GS, {"spec": {"opsState": "None"}})
-        await store.patch(GS, {"spec": {"opsState": "Kill"}})
+        last = await store.patch(GS, {"spec": {"opsState": "Kill"}})
         async with asyncio.timeout(10):
-            seen = await polled
-        while ops(seen.object) != "Kill":
-            seen = await next_of(watch)
+            await polled
+        await until_state(
+            watch, lambda o: o["metadata"]["resourceVersion"] == last["metadata"]["resourceVersion"]
+        )
         await watch.aclose()  # type: ignore[attr-defined]
 
     asyncio.run(main())
