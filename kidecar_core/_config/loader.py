@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import attrs
 
+from kidecar_core._base.values import describe_value
 from kidecar_core._config.schema import (
     Converter,
     FieldError,
-    _describe,
     field,
     make_converter,
     non_negative,
@@ -221,7 +221,7 @@ def make_config_converter(storage: StorageTypeRegistry) -> Converter:
 def _storage_type(raw: Any, known_types: list[str]) -> tuple[str | None, Problem | None]:
     """The registered storage type ``raw`` names (case-insensitively), or the problem with it."""
     if not isinstance(raw, str):
-        return None, Problem("type", f"expected a string, got {_describe(raw)}")
+        return None, Problem("type", f"expected a string, got {describe_value(raw)}")
     match = next((t for t in known_types if t.lower() == raw.lower()), None)
     if match is None:
         listing = ", ".join(known_types) or "none"
@@ -232,7 +232,7 @@ def _storage_type(raw: Any, known_types: list[str]) -> tuple[str | None, Problem
 
 def _structure_storage(conv: Converter, storage: StorageTypeRegistry, value: Any) -> StorageConfig:
     if not isinstance(value, dict):
-        raise ConfigError.single("", f"expected a mapping, got {_describe(value)}")
+        raise ConfigError.single("", f"expected a mapping, got {describe_value(value)}")
     by_key = storage.by_key()
     known_types = sorted(storage.types)
     problems: list[Problem] = []
@@ -328,7 +328,7 @@ def go_plugin_entries(
             "loads (as plugins[0], plugins[1], ... in file order), write a list instead"
         )
     if not isinstance(raw, list):
-        problems.append(Problem("plugins", f"expected a list, got {_describe(raw)}"))
+        problems.append(Problem("plugins", f"expected a list, got {describe_value(raw)}"))
         return []
     return [_hoist_boot_order(i, item, catalog, problems, warnings) for i, item in enumerate(raw)]
 

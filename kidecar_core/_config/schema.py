@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import attrs
 import cattrs
 
+from kidecar_core._base.values import describe_value
 from kidecar_core.errors import ConfigError, Problem, join_path
 
 T = TypeVar("T")
@@ -88,22 +89,6 @@ def _type_name(tp: Any) -> str:
     if attrs.has(tp):
         return "mapping"
     return getattr(tp, "__name__", str(tp))
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 def suggest(key: str, choices: list[str]) -> str:
@@ -189,7 +174,7 @@ class Converter:
                 return self._structure(value, candidate, path)
             except ConfigError as e:
                 errors.append(e)
-        raise ConfigError.single(path, f"expected {_type_name(tp)}, got {_describe(value)}")
+        raise ConfigError.single(path, f"expected {_type_name(tp)}, got {describe_value(value)}")
 
     def _structure_literal(self, value: Any, tp: Any, path: str) -> Any:
         allowed = get_args(tp)
@@ -204,7 +189,7 @@ class Converter:
 
     def _structure_list(self, value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, list):
-            raise ConfigError.single(path, f"expected a list, got {_describe(value)}")
+            raise ConfigError.single(path, f"expected a list, got {describe_value(value)}")
         args = get_args(tp)
         item_tp = args[0] if args else Any
         items: list[Any] = []
@@ -220,7 +205,7 @@ class Converter:
 
     def _structure_dict(self, value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
-            raise ConfigError.single(path, f"expected a mapping, got {_describe(value)}")
+            raise ConfigError.single(path, f"expected a mapping, got {describe_value(value)}")
         args = get_args(tp)
         val_tp = args[1] if len(args) == 2 else Any
         out: dict[str, Any] = {}
@@ -228,7 +213,7 @@ class Converter:
         for k, v in value.items():
             sub = join_path(path, str(k))
             if not isinstance(k, str):
-                problems.append(Problem(sub, f"keys must be strings, got {_describe(k)}"))
+                problems.append(Problem(sub, f"keys must be strings, got {describe_value(k)}"))
                 continue
             try:
                 out[k] = self._structure(v, val_tp, sub)
@@ -242,7 +227,7 @@ class Converter:
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise ConfigError.single(path, f"expected a mapping, got {_describe(value)}")
+            raise ConfigError.single(path, f"expected a mapping, got {describe_value(value)}")
         fields = attrs.fields(attrs.resolve_types(cls))
         by_key: dict[str, attrs.Attribute[Any]] = {}
         for a in fields:
@@ -380,7 +365,7 @@ def http_headers(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
 
 def _structure_bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError.single(path, f"expected true or false, got {_describe(value)}")
+        raise ConfigError.single(path, f"expected true or false, got {describe_value(value)}")
     return value
 
 
@@ -388,13 +373,13 @@ def _structure_int(value: Any, path: str) -> int:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)  # `maxBytes: 1e9`
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError.single(path, f"expected an integer, got {_describe(value)}")
+        raise ConfigError.single(path, f"expected an integer, got {describe_value(value)}")
     return value
 
 
 def _structure_float(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError.single(path, f"expected a number, got {_describe(value)}")
+        raise ConfigError.single(path, f"expected a number, got {describe_value(value)}")
     _check_finite(value, path)
     return float(value)
 
@@ -409,7 +394,7 @@ def _structure_str(value: Any, path: str) -> str:
         return value
     if isinstance(value, int | float):
         return str(getattr(value, "text", value))  # `1e3` as written, not `1000.0`
-    raise ConfigError.single(path, f"expected a string, got {_describe(value)}")
+    raise ConfigError.single(path, f"expected a string, got {describe_value(value)}")
 
 
 _SCALARS: dict[Any, Callable[[Any, str], Any]] = {

@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 import attrs
 
 from kidecar_core._base.files import read_regular_file
+from kidecar_core._base.values import describe_value
 from kidecar_core._store.objects import (
     JSON,
     Event,
@@ -154,9 +155,9 @@ class LocalStore:
         for key, default in initial_state(self.who).items():
             doc.setdefault(key, default)
             if key in _SECTIONS and not isinstance(doc[key], type(default)):
-                kind = "object" if isinstance(default, dict) else "array"
+                kind = describe_value(default)
                 raise PermanentPersistError(
-                    f"{self.path}: {key!r} must be a JSON {kind}, not {_json_type(doc[key])}"
+                    f"{self.path}: {key!r} must be {kind}, not {describe_value(doc[key])}"
                 )
         if self._doc is not None:
             _new_versions_for_edits(self._doc, doc)
@@ -406,18 +407,6 @@ def _validate(ref: ObjectRef, obj: Mapping[str, Any]) -> None:
 
 _SECTIONS = ("configmaps", "objects", "events")
 """The state file's collections, whose JSON type a hand edit may not change."""
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 def temporary_name_pattern(path: Path) -> re.Pattern[str]:

@@ -215,7 +215,7 @@ def test_a_file_that_never_stops_changing_is_a_transient_failure(
 
 @pytest.mark.parametrize(
     ("section", "value", "kind"),
-    [("configmaps", None, "object"), ("objects", [], "object"), ("events", {}, "array")],
+    [("configmaps", None, "a mapping"), ("objects", [], "a mapping"), ("events", {}, "a list")],
 )
 def test_a_hand_edit_that_changes_a_section_type_is_a_clear_error(
     tmp_path: Path, section: str, value: Any, kind: str
@@ -229,7 +229,7 @@ def test_a_hand_edit_that_changes_a_section_type_is_a_clear_error(
         doc = json.loads(path.read_text())
         doc[section] = value
         path.write_text(json.dumps(doc))
-        with pytest.raises(PermanentPersistError, match=f"'{section}' must be a JSON {kind}"):
+        with pytest.raises(PermanentPersistError, match=f"'{section}' must be {kind}"):
             await store.get(GS)
         with pytest.raises(PermanentPersistError, match=str(path)):
             await store.record_event(ObjectRef.pod(WHO), Event("R", "m"))
