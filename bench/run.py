@@ -28,7 +28,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence, Set
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -57,6 +57,11 @@ from tests.support.apiserver import locate_binaries  # noqa: E402
 
 ALL = tuple(range(1, 14))
 NEEDS_CLUSTER = {1, 3, 4, 6, 7, 8, 9, 10, 11, 12}
+FLEET = 10
+STEPS: tuple[frozenset[int], ...] = tuple(
+    frozenset(step) for step in ({2}, {5}, {13}, {1, 4, 12}, {3}, {6}, {7}, {8}, {9}, {11}, {10})
+)
+"""The order the figures run in (figures sharing a step run together); see :func:`run_figures`."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -167,20 +172,21 @@ def run_figures(
     Events in the API server, which every later figure would be measured against.
     """
     need = cluster.get
-    steps: list[tuple[set[int], Callable[[], list[Figure]]]] = [
-        ({2}, lambda: [probe.cpu_per_probe(opts)]),
-        ({5}, lambda: [hotupdate.run(opts)]),
-        ({13}, lambda: [startup.run(opts)]),
-        ({1, 4, 12}, lambda: steady.run(opts, need(), set(wanted), steady_seconds)),
-        ({3}, lambda: [probe.latency(opts, need())]),
-        ({6}, lambda: [alternative.run(opts, need())]),
-        ({7}, lambda: [soak.run(opts, need())]),
-        ({8}, lambda: [gameapi.run(opts, need())]),
-        ({9}, lambda: [podprobe.run(opts, need())]),
-        ({11}, lambda: [convergence.own_part(opts, need())]),
-        ({10}, lambda: [rollout.run(opts, need())]),
-    ]
-    check_order([numbers for numbers, _ in steps])
+    run: dict[frozenset[int], Callable[[], list[Figure]]] = {
+        frozenset({2}): lambda: [probe.cpu_per_probe(opts)],
+        frozenset({5}): lambda: [hotupdate.run(opts)],
+        frozenset({13}): lambda: [startup.run(opts)],
+        frozenset({1, 4, 12}): lambda: steady.run(opts, need(), set(wanted), steady_seconds),
+        frozenset({3}): lambda: [probe.latency(opts, need())],
+        frozenset({6}): lambda: [alternative.run(opts, need())],
+        frozenset({7}): lambda: [soak.run(opts, need())],
+        frozenset({8}): lambda: [gameapi.run(opts, need())],
+        frozenset({9}): lambda: [podprobe.run(opts, need())],
+        frozenset({11}): lambda: [convergence.own_part(opts, need())],
+        frozenset({10}): lambda: [rollout.run(opts, need())],
+    }
+    check_order(STEPS)
+    steps = [(set(numbers), run[numbers]) for numbers in STEPS]
     figures: list[Figure] = []
     for numbers, step in steps:
         if not numbers & set(wanted):
@@ -201,16 +207,20 @@ def run_figures(
     return sorted(figures, key=lambda f: f.number)
 
 
-def check_order(steps: list[set[int]]) -> None:
-    """Every figure in exactly one step, and no step without the API server after one with it
-    (see :func:`run_figures`); ``RuntimeError`` otherwise."""
+def check_order(steps: Sequence[Set[int]]) -> None:
+    """Every figure in exactly one step, no step without the API server after one with it, and
+    the fleet (10) last (see :func:`run_figures`); ``RuntimeError`` otherwise."""
     numbers = [n for step in steps for n in step]
     if sorted(numbers) != list(ALL):
         raise RuntimeError(f"bench steps cover {sorted(numbers)}, not figures {list(ALL)}")
-    mixed = [step for step in steps if step & NEEDS_CLUSTER and step - NEEDS_CLUSTER]
+    mixed = [sorted(step) for step in steps if step & NEEDS_CLUSTER and step - NEEDS_CLUSTER]
+    if mixed:
+        raise RuntimeError(f"bench steps {mixed} mix figures with and without an API server")
     needs = [bool(step & NEEDS_CLUSTER) for step in steps]
-    if mixed or needs != sorted(needs):
+    if needs != sorted(needs):
         raise RuntimeError("bench steps: the figures without an API server must run first")
+    if set(steps[-1]) != {FLEET}:
+        raise RuntimeError(f"bench steps: the fleet (figure {FLEET}) must run last")
 
 
 def table(figures: list[Figure]) -> str:

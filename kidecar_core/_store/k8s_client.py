@@ -116,11 +116,12 @@ class RestClient:
     def __init__(self, configuration: Configuration, user_agent: str) -> None:
         self.configuration = configuration
         self.user_agent = user_agent
-        # Pin the proxy the environment gives for this host.  The loaders' refresh hook assigns
-        # ``host`` again before every request (in-cluster and kubeconfig alike), and each
-        # assignment parses the proxy environment again when the proxy came from it (~0.1 ms a
-        # request, docs/benchmarks.md).  The value cannot change meanwhile: the host is the same,
-        # and the REST layer below chooses its proxy once, when it builds its connection pool.
+        # Pin the proxy the environment gives for this host.  The loaders' refresh hook (the
+        # in-cluster one; the kubeconfig one for token users) assigns ``host`` again before
+        # every request, and each assignment parses the proxy environment again when the proxy
+        # came from it (issue 17's third pass in docs/benchmarks.md).  The value cannot change
+        # meanwhile: the host is the same, and the REST layer below chooses its proxy once, when
+        # it builds its connection pool.
         configuration.proxy = configuration.proxy
         self._rest = RESTClientObject(configuration)
 

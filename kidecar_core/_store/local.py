@@ -125,12 +125,13 @@ class LocalStore:
         self.description = f"local state file {self.path}"
         self._lock = asyncio.Lock()
         self._doc: dict[str, Any] | None = None
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: Signature | None = None
         # The rule: every assignment to ``_doc`` and every change made to it in place happen on
-        # the event loop, under ``_lock``, followed by ``_generation += 1`` (a save, a re-read, a
-        # restore).  A watch compares the object again only when the generation moved: the
-        # signature cannot tell, since a file's identity can repeat (a reused inode and the same
-        # size within one tick of the filesystem's clock, or a file renamed back).
+        # the event loop under ``_lock`` (or in ``__init__``), followed by ``_generation += 1``
+        # (a save, a re-read, a restore).  A watch compares the object again only when the
+        # generation moved; the signature cannot tell, since a file's identity can repeat (a
+        # reused inode and the same size within one tick of the filesystem's clock, or a file
+        # renamed back).
         self._generation = 0
         self._watchers: set[asyncio.Event] = set()
         remove_stale_temporaries(self.path)
@@ -144,64 +145,25 @@ class LocalStore:
         except FileNotFoundError:
             if self._doc is None:
                 self._doc = initial_state(self.who)
-                self._saved(self._save(self._doc, None))
+                self._saved(save_document(self.path, self._doc, None))
             return self._doc
         signature = (info.st_ino, info.st_mtime_ns, info.st_size)
         if self._doc is not None and signature == self._signature:
             return self._doc
-        doc = read_state_file(self.path)
-        if not isinstance(doc, dict):
-            raise PermanentPersistError(f"{self.path} must hold a JSON object")
-        for key, default in initial_state(self.who).items():
-            doc.setdefault(key, default)
-            if key in _SECTIONS and not isinstance(doc[key], type(default)):
-                kind = describe_value(default)
-                raise PermanentPersistError(
-                    f"{self.path}: {key!r} must be {kind}, not {describe_value(doc[key])}"
-                )
+        doc = completed(self.path, read_state_file(self.path), self.who)
         if self._doc is not None:
             _new_versions_for_edits(self._doc, doc)
         self._doc, self._signature = doc, signature
         self._generation += 1
         return doc
 
-    def _save(
-        self, doc: dict[str, Any], expected: tuple[int, int, int] | None
-    ) -> tuple[int, int, int] | None:
-        """Write ``doc`` atomically; the file's new signature.  :class:`_EditedMeanwhile`
-        (nothing written) when the file's signature is no longer ``expected`` (the one it had
-        when last read), so that a hand edit made meanwhile is never overwritten by a document
-        that does not contain it.  Blocking, and touches nothing of the store: it runs in a
-        worker thread, and :meth:`_saved` records the outcome on the event loop."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            if expected is not None and self._current_signature() != expected:
-                raise _EditedMeanwhile
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self._current_signature()
-
-    def _saved(self, signature: tuple[int, int, int] | None) -> None:
-        """After :meth:`_save` (on the event loop): the file holds ``_doc``; wake the watches."""
+    def _saved(self, signature: Signature | None) -> None:
+        """After :func:`save_document` (on the event loop, or in ``__init__``): the file holds
+        ``_doc``; wake the watches."""
         self._signature = signature
         self._generation += 1
         for wake in list(self._watchers):
             wake.set()
-
-    def _current_signature(self) -> tuple[int, int, int] | None:
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
 
     async def _write(self, change: Callable[[dict[str, Any]], _T]) -> _T:
         """Apply ``change`` to the document as it is in the file and save it, again from a fresh
@@ -211,11 +173,14 @@ class LocalStore:
         for _ in range(EDIT_RETRIES):
             doc = self._load()
             backup = copy.deepcopy(doc)
+            saving: asyncio.Future[Signature] | None = None
             try:
                 result = change(doc)
-                # Cancelled while the thread still saves: ``_doc`` is restored below and the
-                # signature is left as it was, so the next read takes the file as it is then.
-                self._saved(await asyncio.to_thread(self._save, doc, self._signature))
+                expected = self._signature
+                saving = asyncio.ensure_future(
+                    asyncio.to_thread(save_document, self.path, doc, expected)
+                )
+                self._saved(await _to_the_end(saving))
             except _EditedMeanwhile:
                 self._doc, self._signature = backup, None  # re-read the file, edits included
                 self._generation += 1
@@ -226,39 +191,28 @@ class LocalStore:
                 raise TransientPersistError(
                     f"cannot write {self.path}: {e.strerror or e}"
                 ) from None
-            except BaseException:
-                self._doc = backup
-                self._generation += 1
+            except BaseException:  # cancelled (after the save ended: see _to_the_end)
+                if saving is not None and _succeeded(saving):
+                    self._saved(saving.result())  # the file holds ``doc``: keep it
+                else:
+                    self._doc = backup
+                    self._generation += 1
                 raise
             return result
         raise TransientPersistError(f"{self.path} keeps changing while kidecar writes it")
-
-    # -- addressing ---------------------------------------------------------------------------
-
-    def _slot(self, doc: dict[str, Any], ref: ObjectRef) -> tuple[dict[str, Any], str]:
-        """The mapping holding ``ref`` in the document and its key there."""
-        if ref.namespace == self.who.namespace and ref.name == self.who.name:
-            if (ref.group, ref.resource) == ("", "pods"):
-                return doc, "pod"
-            if (ref.group, ref.resource) == ("game.kruise.io", "gameservers"):
-                return doc, "gameserver"
-        if (ref.group, ref.resource) == ("", "configmaps") and ref.namespace == self.who.namespace:
-            return doc["configmaps"], ref.name
-        key = f"{ref.group}/{ref.version}/{ref.resource}/{ref.namespace}/{ref.name}"
-        return doc["objects"], key
 
     # -- ObjectStore ------------------------------------------------------------------------
 
     async def get(self, ref: ObjectRef) -> dict[str, JSON] | None:
         async with self._lock:
             doc = self._load()
-            holder, key = self._slot(doc, ref)
+            holder, key = _slot(self.who, doc, ref)
             obj = holder.get(key)
             return copy.deepcopy(obj) if isinstance(obj, dict) else None
 
     async def patch(self, ref: ObjectRef, patch: Mapping[str, JSON]) -> dict[str, JSON]:
         def change(doc: dict[str, Any]) -> dict[str, JSON]:
-            holder, key = self._slot(doc, ref)
+            holder, key = _slot(self.who, doc, ref)
             obj = holder.get(key)
             if not isinstance(obj, dict):
                 raise NotFoundError(f"{ref} not found in {self.path}")
@@ -283,7 +237,7 @@ class LocalStore:
             return await self.patch(ref, patch)
 
         def change(doc: dict[str, Any]) -> dict[str, JSON]:
-            holder, key = self._slot(doc, ref)
+            holder, key = _slot(self.who, doc, ref)
             obj = holder.get(key)
             if not isinstance(obj, dict):
                 raise NotFoundError(f"{ref} not found in {self.path}")
@@ -304,7 +258,7 @@ class LocalStore:
         """The objects of ``ref``'s resource in ``ref.namespace`` (``ref.name`` is ignored)."""
         async with self._lock:
             doc = self._load()
-            holder, key = self._slot(doc, attrs.evolve(ref, name=self.who.name))
+            holder, key = _slot(self.who, doc, attrs.evolve(ref, name=self.who.name))
             found: list[Any] = []
             if holder is doc:  # this pod or its GameServer, kept under their own keys
                 found.append(doc.get(key))
@@ -316,7 +270,7 @@ class LocalStore:
 
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         def change(doc: dict[str, Any]) -> dict[str, JSON]:
-            holder, key = self._slot(doc, ref)
+            holder, key = _slot(self.who, doc, ref)
             if key in holder:
                 raise ConflictError(f"{ref} already exists")
             obj = copy.deepcopy(dict(body))
@@ -350,8 +304,10 @@ class LocalStore:
     async def watch(self, ref: ObjectRef) -> AsyncIterator[Observation]:
         """The object now, then after every change (see the module docstring).
 
-        A file that cannot be read (a hand edit left it invalid JSON) is reported once as an
-        observation with ``error``; the next readable state follows as soon as it is fixed.
+        A file that cannot be read (a hand edit left it invalid JSON, or a collection of
+        another type) is reported once as an observation with ``error``; the next readable
+        state follows as soon as it is fixed, also when the fix deletes the file (kidecar's
+        last state is then reported, and written again at the next write).
         """
         wake = asyncio.Event()
         self._watchers.add(wake)
@@ -375,8 +331,11 @@ class LocalStore:
                         if current != last or failed:
                             yield Observation(current, relisted=last is _ABSENT or failed)
                             last, failed = current, False
+                # asyncio.timeout, not wait_for: on 3.11, wait_for drops a cancellation that
+                # arrives as the wait ends, and the watch would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await wake.wait()
         finally:
             self._watchers.discard(wake)
 
@@ -390,7 +349,7 @@ class LocalStore:
             doc = self._load()
             if self._generation == seen:
                 return None
-            holder, key = self._slot(doc, ref)
+            holder, key = _slot(self.who, doc, ref)
             obj = holder.get(key)
             return self._generation, copy.deepcopy(obj) if isinstance(obj, dict) else None
 
@@ -405,8 +364,98 @@ def _validate(ref: ObjectRef, obj: Mapping[str, Any]) -> None:
         raise InvalidError(f"{ref}: rejected (as the API server would): {'; '.join(problems)}")
 
 
+Signature = tuple[int, int, int]
+"""A file's identity: inode, modification time in ns, size."""
+
+
+def file_signature(path: Path) -> Signature | None:
+    """``path``'s :data:`Signature`; ``None`` when there is no such file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def save_document(path: Path, doc: dict[str, Any], expected: Signature | None) -> Signature:
+    """Write ``doc`` to ``path`` atomically (a temporary file, fsync, rename); the new file's
+    signature.  :class:`_EditedMeanwhile` (nothing written) when ``path``'s signature is no
+    longer ``expected`` (the one it had when last read), so that a hand edit made meanwhile is
+    never overwritten by a document that does not contain it.  Blocking; raises ``OSError``.
+
+    The signature is the temporary file's, taken before the rename (which keeps the inode, the
+    modification time and the size): an edit landing right after the rename still differs
+    from it, and is read at the next load rather than taken for kidecar's own document.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+            info = os.fstat(f.fileno())
+        if expected is not None and file_signature(path) != expected:
+            raise _EditedMeanwhile
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+async def _to_the_end(saving: asyncio.Future[Signature]) -> Signature:
+    """``await saving``; when cancelled meanwhile, first wait until the save in its thread has
+    ended (the caller keeps the store's lock until then: the file must not be replaced under a
+    later write), then raise the cancellation."""
+    try:
+        return await asyncio.shield(saving)
+    except asyncio.CancelledError:
+        while not saving.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(saving)
+        if not saving.cancelled():
+            saving.exception()  # retrieved: the caller decides from the outcome
+        raise
+
+
+def _succeeded(saving: asyncio.Future[Signature]) -> bool:
+    return saving.done() and not saving.cancelled() and saving.exception() is None
+
+
 _SECTIONS = ("configmaps", "objects", "events")
 """The state file's collections, whose JSON type a hand edit may not change."""
+
+
+def completed(path: Path, doc: Any, who: PodIdentity) -> dict[str, Any]:
+    """The state file's document ``doc`` with the sections it lacks added (as
+    :func:`initial_state` has them); :class:`~kidecar_core.errors.PermanentPersistError` naming
+    ``path`` when it is not a JSON object or a collection has another type."""
+    if not isinstance(doc, dict):
+        raise PermanentPersistError(f"{path} must hold a JSON object")
+    for key, default in initial_state(who).items():
+        doc.setdefault(key, default)
+        if key in _SECTIONS and not isinstance(doc[key], type(default)):
+            want, empty = ("object", "{}") if isinstance(default, dict) else ("array", "[]")
+            raise PermanentPersistError(
+                f"{path}: {key!r} must be a JSON {want} ({empty} for none), "
+                f"not {describe_value(doc[key])}"
+            )
+    return doc
+
+
+def _slot(who: PodIdentity, doc: dict[str, Any], ref: ObjectRef) -> tuple[dict[str, Any], str]:
+    """The mapping holding ``ref`` in the document of pod ``who`` and its key there."""
+    if ref.namespace == who.namespace and ref.name == who.name:
+        if (ref.group, ref.resource) == ("", "pods"):
+            return doc, "pod"
+        if (ref.group, ref.resource) == ("game.kruise.io", "gameservers"):
+            return doc, "gameserver"
+    if (ref.group, ref.resource) == ("", "configmaps") and ref.namespace == who.namespace:
+        return doc["configmaps"], ref.name
+    key = f"{ref.group}/{ref.version}/{ref.resource}/{ref.namespace}/{ref.name}"
+    return doc["objects"], key
 
 
 def temporary_name_pattern(path: Path) -> re.Pattern[str]:

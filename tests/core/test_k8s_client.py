@@ -6,12 +6,16 @@ Each test runs a fresh interpreter: what is imported is a property of the whole 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 
-def _run(code: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+def _run(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, check=True, timeout=60, env=env,
+    )  # fmt: skip
     result: dict[str, object] = json.loads(out.stdout)
     return result
 
@@ -86,12 +90,13 @@ def test_kidecar_run_imports_no_kubernetes_client_before_it_needs_one() -> None:
 
 def test_the_environment_proxy_is_resolved_once_and_kept() -> None:
     """The refresh hook re-assigns ``host`` before every request; with the proxy pinned that no
-    longer parses the proxy environment each time, and the environment's proxy still applies
-    (``HTTPS_PROXY``), as does ``NO_PROXY`` through the REST layer."""
+    longer parses the proxy environment each time, and the environment's proxy and
+    ``NO_PROXY`` are still the configuration's."""
+    proxies = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in proxies}
+    env.update(HTTPS_PROXY="http://proxy.example:3128", NO_PROXY="internal.example")
     got = _run(
-        "import json, os\n"
-        "os.environ['HTTPS_PROXY'] = 'http://proxy.example:3128'\n"
-        "os.environ['NO_PROXY'] = 'internal.example'\n"
+        "import json\n"
         "from kidecar_core._store import k8s_client as k8s\n"
         "import kubernetes.client.configuration as conf\n"
         "c = k8s.Configuration(host='https://api.example:6443')\n"
@@ -101,7 +106,8 @@ def test_the_environment_proxy_is_resolved_once_and_kept() -> None:
         "conf.getproxies = lambda: calls.append(1) or real()\n"
         "for _ in range(3):\n"
         "    c.host = 'https://api.example:6443'\n"
-        "print(json.dumps({'proxy': c.proxy, 'no_proxy': c.no_proxy, 'parsed': len(calls)}))\n"
+        "print(json.dumps({'proxy': c.proxy, 'no_proxy': c.no_proxy, 'parsed': len(calls)}))\n",
+        env,
     )
     assert got == {
         "proxy": "http://proxy.example:3128",

@@ -6,11 +6,13 @@ import asyncio
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import kidecar_core._store.local as local
 from kidecar_core._store.local import LocalStore
 from kidecar_core._store.objects import Event, ObjectRef, PodIdentity
 from kidecar_core.errors import (
@@ -54,15 +56,15 @@ def test_a_failed_save_is_transient_and_changes_nothing(
 ) -> None:
     async def main() -> None:
         store = LocalStore(tmp_path / "state.json", WHO)
-        real_save = store._save
+        real_save = local.save_document
         failures = [OSError(errno.ENOSPC, "No space left on device")]
 
-        def save(doc: dict[str, Any], expected: Any) -> Any:
+        def save(path: Path, doc: dict[str, Any], expected: Any) -> Any:
             if failures:
                 raise failures.pop()
-            return real_save(doc, expected)
+            return real_save(path, doc, expected)
 
-        monkeypatch.setattr(store, "_save", save)
+        monkeypatch.setattr(local, "save_document", save)
         with pytest.raises(TransientPersistError, match="No space left on device"):
             await store.patch(GS, {"spec": {"opsState": "Allocated"}})
         # Neither the cached document nor the file took the failed change ...
@@ -215,7 +217,11 @@ def test_a_file_that_never_stops_changing_is_a_transient_failure(
 
 @pytest.mark.parametrize(
     ("section", "value", "kind"),
-    [("configmaps", None, "a mapping"), ("objects", [], "a mapping"), ("events", {}, "a list")],
+    [
+        ("configmaps", None, "a JSON object"),
+        ("objects", [], "a JSON object"),
+        ("events", {}, "a JSON array"),
+    ],
 )
 def test_a_hand_edit_that_changes_a_section_type_is_a_clear_error(
     tmp_path: Path, section: str, value: Any, kind: str
@@ -252,5 +258,44 @@ def test_a_write_shares_nothing_with_the_caller_s_patch(tmp_path: Path) -> None:
         gs = await store.get(GS)
         assert gs is not None
         assert gs["metadata"]["finalizers"] == ["a"] and gs["metadata"]["labels"] == {}
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_write_keeps_the_lock_until_its_save_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write cancelled while its worker thread still saves (at shutdown, under a timeout)
+    holds the store until the save has ended and keeps what it wrote: a later write is never
+    replaced in the file by the cancelled one's rename, and the file and the store agree."""
+    path = tmp_path / "state.json"
+    entered, release = threading.Event(), threading.Event()
+    real_save = local.save_document
+
+    def slow_save(path: Path, doc: dict[str, Any], expected: Any) -> Any:
+        if doc["gameserver"]["spec"]["opsState"] == "Allocated":
+            entered.set()
+            release.wait(10)
+        return real_save(path, doc, expected)
+
+    monkeypatch.setattr(local, "save_document", slow_save)
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        first = asyncio.create_task(store.patch(GS, {"spec": {"opsState": "Allocated"}}))
+        assert await asyncio.to_thread(entered.wait, 10)  # the first write is in its save
+        first.cancel()
+        second = asyncio.create_task(store.record_event(ObjectRef.pod(WHO), Event("R", "m")))
+        await asyncio.sleep(0.05)
+        assert not first.done() and not second.done()  # both wait for the first save
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second
+        on_disk = json.loads(path.read_text())
+        assert on_disk["gameserver"]["spec"]["opsState"] == "Allocated"  # saved: kept
+        assert [e["reason"] for e in on_disk["events"]] == ["R"]
+        gs = await store.get(GS)
+        assert gs == on_disk["gameserver"]
 
     asyncio.run(main())
