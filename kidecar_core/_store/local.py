@@ -12,9 +12,10 @@ everything can be tried on a laptop.  The file::
 Each write replaces the file atomically (temp file + fsync + rename); temporary files left by a
 killed kidecar (``.state.json.XXXXXXXX`` beside the file) are removed when it starts.  The file
 may be edited by hand while kidecar runs (to play a human setting ``Maintaining``): it is
-re-read when it changed.  A hand edit is never lost to a write of kidecar's that was being
-saved at the same moment: a save checks, just before its rename, that the file is still the one it
-read, and otherwise starts again from the edited file.
+re-read when it changed.  A hand edit made while kidecar saves is kept: a save checks, just
+before its rename, that the file is still the one it read, and otherwise starts again from the
+edited file.  Only an edit landing between that check and the rename (a few microseconds) is
+replaced; a rename-based lock-free check cannot close that window.
 
 Writes are validated the way the API server validates them (:mod:`.validation`: label keys and
 values, annotation keys and their 256 KiB total size): a write the API server would refuse with
@@ -271,7 +272,7 @@ class LocalStore:
     async def create(self, ref: ObjectRef, body: Mapping[str, JSON]) -> dict[str, JSON]:
         def change(doc: dict[str, Any]) -> dict[str, JSON]:
             holder, key = _slot(self.who, doc, ref)
-            if key in holder:
+            if isinstance(holder.get(key), dict):  # ``null`` (a hand edit) is no object: get is 404
                 raise ConflictError(f"{ref} already exists")
             obj = copy.deepcopy(dict(body))
             obj.setdefault("apiVersion", ref.api_version)

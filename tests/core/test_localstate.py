@@ -299,3 +299,23 @@ def test_a_cancelled_write_keeps_the_lock_until_its_save_ends(
         assert gs == on_disk["gameserver"]
 
     asyncio.run(main())
+
+
+def test_an_object_a_hand_edit_set_to_null_is_absent_for_every_verb(tmp_path: Path) -> None:
+    """``"sidecar-result": null`` in the state file: get says absent, so create creates it
+    (it used to answer 409 "already exists" for what get called missing)."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        store = LocalStore(path, WHO)
+        doc = json.loads(path.read_text())
+        doc["configmaps"]["sidecar-result"] = None
+        path.write_text(json.dumps(doc))
+        assert await store.get(CM) is None
+        with pytest.raises(NotFoundError):
+            await store.patch(CM, {"data": {"a": "1"}})
+        created = await store.create(CM, {"data": {"a": "1"}})
+        assert created["data"] == {"a": "1"}
+        assert json.loads(path.read_text())["configmaps"]["sidecar-result"]["data"] == {"a": "1"}
+
+    asyncio.run(main())
