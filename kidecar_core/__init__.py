@@ -16,6 +16,7 @@ from kidecar_core._base.clock import LOOP_CLOCK, Clock, LoopClock, ManualClock, 
 from kidecar_core._base.files import NotRegularFileError, read_regular_file
 from kidecar_core._base.metrics import Metrics
 from kidecar_core._base.schedule import every
+from kidecar_core._base.values import describe_value
 from kidecar_core._config.listen import ListenAddress, loopback_only, parse_listen
 from kidecar_core._config.schema import (
     FieldError,
@@ -159,6 +160,7 @@ __all__ = [
     "annotations_size_problem",
     "change_rollout",
     "configmap_ref",
+    "describe_value",
     "effective_pause",
     "every",
     "field",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
-def describe_value(value: Any) -> str:
-    """The kind of ``value`` in words (``null``, ``a boolean``, ``a number``, ``a string``,
-    ``a list``, ``a mapping``; a type name otherwise), for "expected X, got Y" messages."""
+def describe_value(value: Any, *, json: bool = False) -> str:
+    """The kind of ``value`` in words, for "expected X, got Y" messages: ``null``, ``a boolean``,
+    ``a number``, ``a string``, ``a list``, and for a mapping ``a mapping`` (YAML's word, for
+    config files) or, with ``json=True``, ``an object`` (JSON's, for API bodies and JSON
+    files); a type name otherwise."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -18,6 +21,6 @@ def describe_value(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
+    if isinstance(value, Mapping):
+        return "an object" if json else "a mapping"
     return type(value).__name__

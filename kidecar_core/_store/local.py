@@ -441,7 +441,7 @@ def completed(path: Path, doc: Any, who: PodIdentity) -> dict[str, Any]:
             want, empty = ("object", "{}") if isinstance(default, dict) else ("array", "[]")
             raise PermanentPersistError(
                 f"{path}: {key!r} must be a JSON {want} ({empty} for none), "
-                f"not {describe_value(doc[key])}"
+                f"not {describe_value(doc[key], json=True)}"
             )
     return doc
 

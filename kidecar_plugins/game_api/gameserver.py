@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kidecar_core import label_value_problem
+from kidecar_core import describe_value, label_value_problem
 from kidecar_plugins.game_api.errors import ApiError
 
 OPS_STATES = ("None", "WaitToBeDeleted", "Allocated", "Maintaining", "Kill")
@@ -141,16 +141,7 @@ def parse_spec_patch(body: Any) -> dict[str, Any]:
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
+    """The value's kind; a number is shown (a float where an integer is wanted)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return f"the number {value!r}"[:80]
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return describe_value(value, json=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from kidecar_core import is_dns1123_subdomain
+from kidecar_core import describe_value, is_dns1123_subdomain
 
 HANDLERS = ("exec", "tcpSocket", "httpGet")
 """The probe handlers ``pod_probe`` runs.  (``grpc`` is refused with a clear message.)"""
@@ -387,19 +387,7 @@ def _fields(value: Any, known: tuple[str, ...], path: str, strict: bool) -> dict
 
 
 def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
+    return describe_value(value, json=True)  # the annotation is JSON: "an object"
 
 
 def resolve_port(port: int | str, container: str, pod: Mapping[str, Any]) -> int:
