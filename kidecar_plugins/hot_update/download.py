@@ -194,9 +194,15 @@ class _Sink:
         self.written += length
 
     def finish(self, chunks: list[bytes]) -> None:
-        """Write the last ``chunks``, then flush, fsync and close the file. Blocking."""
+        """Write the last ``chunks``, then flush, fsync and close the file (closed also when
+        the write fails). Blocking."""
         if chunks:
-            self.write(chunks)
+            try:
+                self.write(chunks)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self.out.close()  # the file is discarded: its last bytes do not matter
+                raise
         close_synced(self.out)
 
 

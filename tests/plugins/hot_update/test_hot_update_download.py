@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import aiohttp
 import pytest
@@ -174,3 +176,38 @@ def test_unwritable_directory_is_500_cannot_write(fs: FileServer, tmp_path: Path
     with pytest.raises(UpdateError) as e:
         fetch(fs.add("a", "hello"), tmp_path / "gone")
     assert (e.value.status, e.value.reason) == (500, "cannot write file")
+
+
+def test_disk_full_on_the_last_batch_closes_and_removes_the_temp_file(
+    fs: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last batch is written with the fsync in one worker-thread call: a full disk there
+    (fault injected at write: a real one does not fill on demand) is ``cannot write file``, the
+    temporary file is closed and removed, and nothing else is left open."""
+    from kidecar_plugins.hot_update import download as download_module
+
+    real_open = download_module.open_temporary
+    opened: list[Any] = []
+
+    class FullAtWrite:
+        def __init__(self, f: IO[bytes]) -> None:
+            self.f = f
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.f, name)
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def open_temporary(directory: Path, name: str) -> tuple[Path, object]:
+        path, f = real_open(directory, name)
+        opened.append(f)
+        return path, FullAtWrite(f)
+
+    monkeypatch.setattr(download_module, "open_temporary", open_temporary)
+    with pytest.raises(UpdateError) as e:
+        fetch(fs.add("a", "hello"), tmp_path)
+    assert (e.value.status, e.value.reason) == (500, "cannot write file")
+    assert "No space left on device" in e.value.message
+    assert [f.closed for f in opened] == [True]
+    assert list(tmp_path.iterdir()) == []
