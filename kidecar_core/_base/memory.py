@@ -13,26 +13,22 @@ blocked.  Measured effect and what remains: docs/benchmarks.md (issue 17).
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 
-_trim: Callable[[int], int] | None = None
-_looked_up = False
 
-
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` (``None`` with another C library, e.g. musl, which has none)."""
-    global _trim, _looked_up
-    if not _looked_up:
-        _looked_up = True
-        try:
-            libc = ctypes.CDLL(None)  # the symbols already loaded: the C library's
-            function = libc.malloc_trim
-        except (OSError, AttributeError):
-            return None
-        function.argtypes = [ctypes.c_size_t]
-        function.restype = ctypes.c_int
-        _trim = function
-    return _trim
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded: the C library's
+        function = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    trim: Callable[[int], int] = function
+    return trim
 
 
 def release_startup_memory() -> bool:

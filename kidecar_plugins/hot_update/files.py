@@ -36,8 +36,19 @@ READ_CHUNK = 1024 * 1024
 T = TypeVar("T")
 
 
-async def blocking(call: Callable[[], T], what: str, timeout: float = FILE_TIMEOUT) -> T:
-    """Run the blocking ``call`` in a thread; 500 when it takes longer than ``timeout``.
+FILE_SYSTEM = ("file system not responding", "the file system of fileDir does not answer")
+"""What :func:`blocking` says by default when its call takes too long: (reason, cause)."""
+
+
+async def blocking(
+    call: Callable[[], T],
+    what: str,
+    timeout: float = FILE_TIMEOUT,
+    *,
+    stuck: tuple[str, str] = FILE_SYSTEM,
+) -> T:
+    """Run the blocking ``call`` in a thread; 500 when it takes longer than ``timeout``, with
+    ``stuck``'s reason and cause (default: the file system of ``fileDir``).
 
     The thread cannot be stopped: it is left behind (the process still exits on SIGTERM, see
     :mod:`kidecar_core._runtime.eventloop`), the update fails and the lock is released.
@@ -45,10 +56,8 @@ async def blocking(call: Callable[[], T], what: str, timeout: float = FILE_TIMEO
     try:
         return await asyncio.wait_for(asyncio.to_thread(call), timeout)
     except TimeoutError:
-        raise InternalError(
-            "file system not responding",
-            f"{what} took longer than {timeout:g}s: the file system of fileDir does not answer",
-        ) from None
+        reason, cause = stuck
+        raise InternalError(reason, f"{what} took longer than {timeout:g}s: {cause}") from None
 
 
 def kind_of(mode: int) -> str:

@@ -78,7 +78,12 @@ async def install_and_notify(
     try:
         if send is not None:
             return await blocking(
-                lambda: swap_then_notify(temp, target, send, info), f"installing {target}"
+                lambda: swap_then_notify(temp, target, send, info),
+                f"installing {target} and signalling the game",
+                stuck=(
+                    "install or signal not responding",
+                    "the file system of fileDir or the process table (/proc) does not answer",
+                ),
             )
         installed = await blocking(lambda: install(temp, target), f"installing {target}")
     finally:

@@ -153,6 +153,42 @@ def test_swap_then_notify_signals_after_the_swap_and_puts_the_file_back_when_it_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
 
 
+def test_a_signal_that_hangs_is_reported_as_install_or_signal_not_the_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swap and signal run in one worker-thread call under the file-system timeout: when it
+    runs out, the 500 names both possible causes (a scan of ``/proc`` can hang too)."""
+    import functools
+    import threading
+
+    from kidecar_plugins.hot_update import updater
+    from kidecar_plugins.hot_update.errors import InternalError
+    from kidecar_plugins.hot_update.files import blocking
+
+    release = threading.Event()
+
+    class HangingSignal:
+        def blocking_notify(self) -> Any:
+            return lambda _info: release.wait(10) and "sent"
+
+    monkeypatch.setattr(updater, "blocking", functools.partial(blocking, timeout=0.2))
+    target = tmp_path / "index.html"
+    temp = tmp_path / ".index.html.1.kidecar-tmp"
+    temp.write_text("new")
+    info = UpdateInfo("v2", "http://127.0.0.1/index.html", str(target), "0" * 64)
+
+    async def main() -> None:
+        try:
+            await updater.install_and_notify(HangingSignal(), temp, target, info)  # type: ignore[arg-type]
+        finally:
+            release.set()  # the thread ends before asyncio.run waits for it
+
+    with pytest.raises(InternalError) as e:
+        asyncio.run(main())
+    assert e.value.reason == "install or signal not responding"
+    assert "signalling the game" in e.value.message and "(/proc)" in e.value.message
+
+
 def test_rollback_of_a_first_file_removes_it(tmp_path: Path) -> None:
     temp = tmp_path / ".x.kidecar-tmp"
     temp.write_text("new")
