@@ -112,3 +112,47 @@ def test_closing_the_follow_closes_its_watch_at_once() -> None:
         return len(ctx._followers[ref])
 
     assert asyncio.run(main()) == 0
+
+
+def test_a_role_without_get_and_watch_is_said_once_not_at_every_watch_retry(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch and the reads both get 403 for ``get``: one warning naming the missing rule,
+    not one more each time the watch is tried again (every 10 min in production)."""
+    monkeypatch.setattr(follow_module, "WATCH_RETRY_SECONDS", 0.05)  # the watch tried again
+    forbidden = ForbiddenError("forbidden", verb="get", group="", resource="configmaps")
+    reads = 0
+    enough = asyncio.Event()
+
+    async def no_watch(ref: ObjectRef, **_: Any) -> Any:
+        raise forbidden
+        yield  # an async generator, as the runtime's watch
+
+    async def no_get(ref: ObjectRef) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads >= 15:  # three rounds of reads, each after a new watch attempt
+            enough.set()
+        raise forbidden
+
+    async def main() -> None:
+        ctx = FakeContext("hot_update")
+        ref: ObjectRef = configmap_ref(ctx.identity.namespace)
+        monkeypatch.setattr(ctx, "watch_object", no_watch)
+        monkeypatch.setattr(ctx, "get_object", no_get)
+        following = follow(ctx, ref, 0.01)
+        task = asyncio.ensure_future(anext(following))
+        async with asyncio.timeout(30):
+            await enough.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await following.aclose()  # type: ignore[attr-defined]
+
+    with caplog.at_level(logging.INFO, logger="kidecar.plugin.hot_update"):
+        asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "cannot read configmaps/default/kidecar-rollout: the Role lacks verb=get "
+        'apiGroup="" resource=configmaps resourceNames=[kidecar-rollout] '
+        "(deploy/base/rbac.yaml has it); trying again every 0.01s"
+    ]

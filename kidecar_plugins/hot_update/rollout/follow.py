@@ -46,17 +46,7 @@ async def follow(
             finally:
                 await _aclose(watch)
         except ForbiddenError as e:
-            if runtime.first_time(("rollout-watch-forbidden", ref, e.verb)):
-                said = (
-                    "cannot watch %s: the Role lacks %s resourceNames=[%s] "
-                    "(deploy/base/rbac.yaml has it); reading it every %gs instead"
-                )
-                if e.verb != "watch":  # e.g. watch granted, get not: reading fails as well
-                    said = (
-                        "cannot read %s: the Role lacks %s resourceNames=[%s] "
-                        "(deploy/base/rbac.yaml has it); trying again every %gs"
-                    )
-                log.warning(said, ref, e.rule, ref.name, fallback_period)
+            _forbidden(runtime, ref, e, fallback_period)
         async for found in _poll(runtime, ref, fallback_period, WATCH_RETRY_SECONDS):
             version = _version(found)
             if version != last:
@@ -73,7 +63,9 @@ async def _poll(
     for _ in range(max(1, round(duration / period))):
         try:
             found = await runtime.get_object(ref)
-        except Exception as e:  # any failure of the store: keep following
+        except ForbiddenError as e:  # said once for the life of the process, not per outage
+            _forbidden(runtime, ref, e, period)
+        except Exception as e:  # any other failure of the store: keep following
             if not failing:
                 log.warning("cannot read %s (%s); retrying every %gs", ref, e, period)
                 failing = True
@@ -112,6 +104,22 @@ class AllocatedWatch:
             log.info("not watching %s (%s): reading it when needed", self.ref, e)
             self.allocated = None
             self.changed.set()
+
+
+def _forbidden(runtime: RuntimeView, ref: ObjectRef, e: ForbiddenError, period: float) -> None:
+    """The Role's missing rule, logged once per verb (the watch's 403 and the reads' share it)."""
+    if not runtime.first_time(("rollout-forbidden", ref, e.verb)):
+        return
+    said = (
+        "cannot watch %s: the Role lacks %s resourceNames=[%s] "
+        "(deploy/base/rbac.yaml has it); reading it every %gs instead"
+    )
+    if e.verb != "watch":  # e.g. watch granted, get not: reading fails as well
+        said = (
+            "cannot read %s: the Role lacks %s resourceNames=[%s] "
+            "(deploy/base/rbac.yaml has it); trying again every %gs"
+        )
+    log.warning(said, ref, e.rule, ref.name, period)
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
