@@ -373,13 +373,17 @@ def test_interval_zero_probes_continuously_without_burning_cpu(
         process = psutil.Process(sc.proc.pid if sc.proc else 0)
         game.wait_for_requests("/a", 2)
         cpu_before = sum(process.cpu_times()[:2])
-        count_before, started = game.count("/a"), time.monotonic()
-        time.sleep(1.5)
-        elapsed = time.monotonic() - started
-        rate = (game.count("/a") - count_before) / elapsed
-        cpu = (sum(process.cpu_times()[:2]) - cpu_before) / elapsed
-        assert 5 <= rate <= 12  # back to back, at most every 0.1 s
-        assert cpu < 0.3
+        count_before = game.count("/a")
+        # Back to back: 15 more probes come (within a generous bound: only a stall fails) ...
+        game.wait_for_requests("/a", count_before + 15, timeout=30)
+        cpu = sum(process.cpu_times()[:2]) - cpu_before
+        arrived = [r.at for r in game.requests("/a")[count_before : count_before + 15]]
+        # ... at most every 0.1 s (MIN_PERIOD): 15 probes span at least 14 periods, less one
+        # period of jitter in the first arrival; a loaded machine only makes them slower.
+        assert arrived[-1] - arrived[0] >= 13 * 0.1
+        # No busy loop between probes: the CPU per probe stays small (figure 2: under 1 ms),
+        # where a loop spinning through the 0.1 s waits would spend most of them on the CPU.
+        assert cpu / 15 < 0.02
         game.set("/a", "Allocated")
         sc.wait_for(lambda: ops_state(sc) == "Allocated", 15, "Allocated")
 
@@ -451,5 +455,7 @@ def test_sigterm_while_a_probe_hangs_stops_promptly(tmp_path: Path, game: GameHT
         game.wait_for_requests("/hang", 1)
         started = time.monotonic()
         assert sc.stop() == 0
-        assert time.monotonic() - started < 5
+        # Without waiting for the hanging probe (60 s); the bound is loose on purpose: a loaded
+        # machine may be slow to stop, but not by the probe's minute.
+        assert time.monotonic() - started < 30
     assert "Unclosed" not in sc.log() and "Traceback" not in sc.log()
