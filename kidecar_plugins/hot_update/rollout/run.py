@@ -183,10 +183,12 @@ class UpdateRun:
 
     async def _release(self, *, retry: bool) -> None:
         """Give the slot back: retried until done (an outage must not keep it forever), or once
-        when the sidecar is stopping (its Lease then expires). Retries wait 1, 2, 4, then 5 s."""
+        when the sidecar is stopping (its Lease then expires). Retries wait up to 1, 2, 4, then
+        5 s, each drawn from the upper half of its step (jitter: a fleet that lost the API server
+        together does not retry in step)."""
         slots = self.follower.slots
         assert slots is not None
-        backoff = Backoff(initial=1.0, cap=5.0, jitter=False)
+        backoff = Backoff(initial=1.0, cap=5.0)
         while True:
             try:
                 await slots.release(self.held)

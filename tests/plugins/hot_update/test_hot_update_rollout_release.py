@@ -1,18 +1,20 @@
-"""The rollout slot is given back after an update: retried with kidecar_core.Backoff (1, 2, 4,
-then 5 s) while the API server refuses, once only when the sidecar is stopping. A refusing API
-server cannot be had on demand at chosen times, so the slots are a stand-in here; the real Lease
-calls are tested in tests/rollout/test_sidecar_parts.py."""
+"""The rollout slot is given back after an update: retried with kidecar_core.Backoff (up to 1,
+2, 4, then 5 s, with jitter) while the API server refuses, once only when the sidecar is
+stopping. A refusing API server cannot be had on demand at chosen times, so the slots are a
+stand-in here; the real Lease calls are tested in tests/rollout/test_sidecar_parts.py."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from types import SimpleNamespace
 
 import pytest
 
-from kidecar_core import ObjectRef, Rollout, RolloutTarget
+from kidecar_core import Backoff, ObjectRef, Rollout, RolloutTarget
 from kidecar_core.testing import ManualClock
+from kidecar_plugins.hot_update.rollout import run as run_module
 from kidecar_plugins.hot_update.rollout.run import UpdateRun
 from kidecar_plugins.hot_update.rollout.slots import Held
 
@@ -40,7 +42,13 @@ def update_run(clock: ManualClock, slots: RefusingSlots) -> UpdateRun:
     return UpdateRun(follower, held, rollout, target)  # type: ignore[arg-type]
 
 
-def test_release_delays_double_from_one_second_up_to_five() -> None:
+def test_release_delays_double_from_one_second_up_to_five(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without jitter, for exact times (the sidecar draws each delay from the upper half of its
+    # step; kidecar_core.Backoff's own tests cover that).
+    monkeypatch.setattr(run_module, "Backoff", functools.partial(Backoff, jitter=False))
+
     async def scenario() -> list[float]:
         clock = ManualClock()
         slots = RefusingSlots(clock, refusals=5)
