@@ -242,7 +242,8 @@ def _structure_storage(conv: Converter, storage: StorageTypeRegistry, value: Any
         k = str(key)
         if k.lower() == "type":
             type_name, problem = _storage_type(raw, known_types)
-            problems.extend([] if problem is None else [problem])
+            if problem is not None:
+                problems.append(problem)
             continue
         st = next((t for kk, t in by_key.items() if kk.lower() == k.lower()), None)
         if st is None:
