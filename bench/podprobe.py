@@ -116,7 +116,7 @@ def cpu_per_probe(
         value <= CPU_TARGET,
         f"psutil user+sys CPU delta of `kidecar run` (exec: with its children) / probes on "
         f"/metrics; {count} {kind} probes at {PERIOD} s for {window} s against the real API "
-        f"server (the 1 s poll of the pod included); median of {opts.repeat} runs",
+        f"server (the pod followed through the watch); median of {opts.repeat} runs",
     )
     return row, runs
 

@@ -6,9 +6,8 @@ sampling: every write to a GameServer is there with the opsState it left.
 
 Knobs (environment):
 - KIDECAR_OKG_CHANGE_SECONDS (default 0.3): time between two changes of a burst;
-- KIDECAR_OKG_STEADY_SECONDS (default 30): length of the steady-state window. Issue 11 asks
-  for 2 minutes; the default keeps the whole okg tier (both OKG targets) under about four
-  minutes. `KIDECAR_OKG_STEADY_SECONDS=120` runs the full window.
+- KIDECAR_OKG_STEADY_SECONDS (default 120, the 2 minutes issue 11 asks for): length of the
+  steady-state window; a shorter one gives a quicker local run.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ ALL = ["gs-0", "gs-1", "gs-2"]
 BURSTS = 10
 CHANGES_PER_BURST = 3  # 30 changes per server in all
 CHANGE_SECONDS = float(os.environ.get("KIDECAR_OKG_CHANGE_SECONDS", "0.3"))
-STEADY_SECONDS = float(os.environ.get("KIDECAR_OKG_STEADY_SECONDS", "30"))
+STEADY_SECONDS = float(os.environ.get("KIDECAR_OKG_STEADY_SECONDS", "120"))
 REPAIR_SECONDS = 2.0
 """Issue 11: a field kidecar owns is right again within 2 s of a change or a revert."""
 HOLD_SECONDS = REPAIR_SECONDS + 0.5

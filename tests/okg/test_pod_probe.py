@@ -36,8 +36,9 @@ ALL = ["gs-0", "gs-1", "gs-2"]
 HEALTHY = "game.example.com/healthy"
 PERIOD, FAILURES = 1, 2
 BOUND = PERIOD * FAILURES + 2
-"""Issue 14: the GameServers follow the game within periodSeconds x threshold + 2 s (measured
-and shown; the waits themselves are generous, this is a shared 2-core machine)."""
+"""Issue 14: the GameServers follow the game within periodSeconds x threshold + 2 s, measured
+from the change to the GameServer write in the API server's audit log (the waits for the
+state itself are generous: this is a shared 2-core machine)."""
 TIMEOUT = 60
 
 
@@ -117,8 +118,28 @@ def wait(sets: GameServerSets, fleet: Fleet, check: Any, what: str) -> float:
     return time.monotonic() - started
 
 
+def followed(
+    okg_env: OkgEnv, sets: GameServerSets, since: int, changed_at: float, check: Any
+) -> dict[str, float]:
+    """Per GameServer, seconds from `changed_at` (a `time.time()`) to the first successful
+    write after audit mark `since` that left an object passing `check(gameserver)`."""
+    first: dict[str, float] = {}
+    for e in okg_env.audit.writes(since, namespace=sets.namespace):
+        if e.resource.startswith("gameservers") and e.obj is not None and check(e.obj):
+            first.setdefault(e.name, e.time.timestamp() - changed_at)
+    return first
+
+
+def is_healthy(gameserver: dict[str, Any]) -> bool:
+    return (gameserver["metadata"].get("labels") or {}).get(HEALTHY) == "true"
+
+
+def is_drained(gameserver: dict[str, Any]) -> bool:
+    return (gameserver.get("spec") or {}).get("opsState") == "WaitToBeDeleted"
+
+
 def test_service_qualities_run_by_kidecar_drive_okg(
-    okg_sets: GameServerSets, probe_fleet: Fleet, tmp_path: Path
+    okg_env: OkgEnv, okg_sets: GameServerSets, probe_fleet: Fleet, tmp_path: Path
 ) -> None:
     state_dir = tmp_path / "game-state"
     state_dir.mkdir()
@@ -147,20 +168,26 @@ def test_service_qualities_run_by_kidecar_drive_okg(
     assert {t: conditions[t] for t in kubelet} == kubelet  # the kubelet's stay as they were
     assert conditions["game.kruise.io/idle"]["message"] == "busy"
 
+    since, opened = okg_env.audit.mark(), time.time()
     with socket.create_server(("127.0.0.1", port)):  # the games answer on their port
-        healthy = wait(
-            okg_sets, probe_fleet, lambda: set(labels(okg_sets).values()) == {"true"}, "healthy"
-        )
-        (state_dir / "gs-2").write_text("idle\n")
-        drained = wait(
+        wait(okg_sets, probe_fleet, lambda: set(labels(okg_sets).values()) == {"true"}, "healthy")
+        healthy = followed(okg_env, okg_sets, since, opened, is_healthy)
+        since, changed = okg_env.audit.mark(), time.time()
+        (state_dir / "gs-0").write_text("idle\n")  # the lowest ordinal, which OKG keeps last
+        wait(
             okg_sets, probe_fleet,
-            lambda: okg_sets.ops_states(GSS)["gs-2"] == "WaitToBeDeleted", "gs-2 drained",
+            lambda: okg_sets.ops_states(GSS)["gs-0"] == "WaitToBeDeleted", "gs-0 drained",
         )  # fmt: skip
-        print(f"\nfollowed the game in {healthy:.1f} s (tcp) and {drained:.1f} s (exec); "
-              f"issue 14's bound: {BOUND} s")  # fmt: skip
-        okg_sets.scale(GSS, 1)  # the idle servers go, the busy one stays
-        okg_sets.wait_ready(GSS, ["gs-0"], timeout=TIMEOUT)
-        probe_fleet.stop(["gs-1", "gs-2"])
-        assert okg_sets.ops_states(GSS) == {"gs-0": "Allocated"}
-        assert qualities(okg_sets)["gs-0"] == {"idle": ("True", "busy"),
+        drained = followed(okg_env, okg_sets, since, changed, is_drained)
+        print(f"\nfollowed the game in {max(healthy.values()):.2f} s (tcp, slowest of 3) and "
+              f"{drained['gs-0']:.2f} s (exec); issue 14's bound: {BOUND} s")  # fmt: skip
+        assert sorted(healthy) == ALL and max(healthy.values()) <= BOUND, healthy
+        assert drained["gs-0"] <= BOUND, drained
+        # The idle servers go and the busy one stays: OKG's own order (highest ordinal first)
+        # would have kept gs-0, so only the probes' opsStates can make it keep gs-2.
+        okg_sets.scale(GSS, 1)
+        okg_sets.wait_ready(GSS, ["gs-2"], timeout=TIMEOUT)
+        probe_fleet.stop(["gs-0", "gs-1"])
+        assert okg_sets.ops_states(GSS) == {"gs-2": "Allocated"}
+        assert qualities(okg_sets)["gs-2"] == {"idle": ("True", "busy"),
                                                "healthy": ("True", "")}  # fmt: skip

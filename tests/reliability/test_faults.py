@@ -216,7 +216,7 @@ def test_an_attack_run_leaves_the_sidecar_whole(
     """The black-box attack of issue 12 in one run against one sidecar: each input gets a clear
     JSON error, the applied file stays, no temporary file is left, no secret shows, no
     traceback; then a good update goes through and SIGTERM ends the process with 0."""
-    prefixes = [faulty_files.url(p) for p in ("/f/good", "/partial/", "/drop/")]
+    prefixes = [faulty_files.url(p) for p in ("/f/good", "/partial/", "/drop/", "/bad-length/")]
     running = start_sidecar(allowedUrlPrefixes=prefixes)
     game = running.game
     assert game is not None
@@ -242,6 +242,8 @@ def test_an_attack_run_leaves_the_sidecar_whole(
             "application/x-www-form-urlencoded", b"version=v2&url=http://h/%ff"))),
         ("secret", 502,
          lambda: post(faulty_files.url(f"/drop/{FILE}?X-Amz-Signature={ATTACK_SECRET}"))),
+        ("secret, bad header", 502,
+         lambda: post(faulty_files.url(f"/bad-length/{FILE}?X-Amz-Signature={ATTACK_SECRET}"))),
     ]  # fmt: skip
     for name, expected, attack in attacks:
         status, body = attack()

@@ -308,10 +308,14 @@ class Member:
             return []
         return list(data["loads"])
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM the sidecar and the game, without waiting."""
         for proc in (self.proc, self.game):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
+
+    def wait(self) -> None:
+        """Wait for both processes to end; SIGKILL one that takes over 30 s."""
         for proc in (self.proc, self.game):
             if proc is not None:
                 try:
@@ -412,8 +416,12 @@ class Fleet:
             wait_until(lambda b=batch: all(m.healthy() for m in b), left, "sidecars up")
 
     def stop(self) -> None:
+        """SIGTERM every member at once, then wait for each: the fleet stops in the time of
+        its slowest member, not of all of them in a row."""
         for member in self.members:
-            member.stop()
+            member.terminate()
+        for member in self.members:
+            member.wait()
 
     # -- what the tests look at -----------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def test_the_curl_lines(sidecar: tuple[Sidecar, GameApiClient]) -> None:
     # The watch streams until stopped: let it run two seconds.
     script = block.replace(DEFAULT, api.url).replace("curl -sN ", "curl -sN --max-time 2 ")
     run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
-    assert '"name": "gs-0"' in run.stdout, run.stderr
+    assert f'"name": "{sc.env["POD_NAME"]}"' in run.stdout, run.stderr
     assert run.stdout.count('"status": "queued"') == 2, run.stdout
     gs = sc.state()["gameserver"]
     assert gs["spec"]["opsState"] == "Allocated"
@@ -85,6 +85,9 @@ def test_trying_it_without_a_cluster(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the game API never answered on 127.0.0.1:5001"
             time.sleep(0.2)
         assert (tmp_path / "state.json").exists()
+        # The name the README's comment shows is the one a fresh local run has.
+        _, curl = section_blocks("sh")
+        assert f'"name": "{api.gameserver().name}"' in curl
     finally:
         pid = int((tmp_path / "pid").read_text())
         os.kill(pid, signal.SIGTERM)

@@ -149,6 +149,48 @@ def test_an_annotation_added_later_is_followed(
         wait(sc, pod, "late", "False", "")  # failure: the message is stderr, empty here
 
 
+def test_bad_probes_are_events_on_the_pod_and_the_good_one_runs(
+    make_game_server: GameServerFactory, pod: Pod, sidecar: Any, tmp_path: Path
+) -> None:
+    """Issue 14's bad input through the real API server: each bad entry is one Warning Event on
+    the Pod (and one log line), the good probe runs, nothing is written for the bad ones; an
+    annotation that turns into broken JSON is one more Event and keeps the probes it had."""
+    runs = tmp_path / "runs"
+    make_game_server(NAME, pod_annotations={"kruise.io/podprobe": json.dumps([
+        exec_probe("good", f"echo x >> {runs}; echo fine"),
+        probe_entry("unknown", {"udpSocket": {"port": 9000}}),
+        exec_probe("negative", "echo never", periodSeconds=-1),
+    ])})  # fmt: skip
+
+    def invalid() -> list[dict[str, Any]]:
+        return [e for e in pod.events() if e["reason"] == "InvalidPodProbe"]
+
+    with sidecar({"plugins": [{"name": "pod_probe", "config": {}}]}) as sc:
+        sc.start(wait_ready=True)
+        wait(sc, pod, "good", "True", "fine")
+        sc.wait_for(lambda: len(invalid()) == 2, 20, "2 InvalidPodProbe Events")
+        assert sorted(e["message"] for e in invalid()) == [
+            "probe not run: annotation kruise.io/podprobe[1].probe: no handler: expected one of "
+            "exec, tcpSocket, httpGet (unknown key(s): udpSocket)",
+            "probe not run: annotation kruise.io/podprobe[2].probe.periodSeconds: must be >= 0, "
+            "got -1",
+        ]
+        assert {e["type"] for e in invalid()} == {"Warning"}
+
+        body = {"metadata": {"annotations": {"kruise.io/podprobe": "[{not json"}}}
+        with pod.cluster.admin_api_client() as api:
+            k8s.CoreV1Api(api).patch_namespaced_pod(NAME, pod.namespace, body)
+        sc.wait_for(lambda: len(invalid()) == 3, 20, "an Event for the broken annotation")
+        assert any("is not valid JSON" in e["message"] for e in invalid())
+        probed = len(runs.read_text().split())
+        sc.wait_for(lambda: len(runs.read_text().split()) >= probed + 2, 20, "probes go on")
+        assert len(invalid()) == 3 and sc.log().count("probe not run:") == 3
+        types = {t.removeprefix("game.kruise.io/") for t in pod.conditions()}
+        assert "good" in types and types.isdisjoint({"unknown", "negative"})
+        assert sc.stop() == 0
+    assert "Traceback" not in sc.log()
+
+
 MARKER_RBAC = [
     {
         "apiVersion": "rbac.authorization.k8s.io/v1",
