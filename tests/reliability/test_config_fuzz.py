@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from kidecar_core import ConfigError
 from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.schema import config_key
-from kidecar_core._config.strict_yaml import parse_yaml
+from kidecar_core._config.strict_yaml import parse_yaml, read_yaml
 from kidecar_core._plugins.manager import Plugins
 from kidecar_plugins.game_api.config import GameApiConfig
 from kidecar_plugins.hot_update.config import HotUpdateConfig
@@ -322,6 +322,28 @@ def test_hostile_yaml_text_is_a_config_or_a_config_error(
         assert e.problems and all(p.message.strip() for p in e.problems)
         return
     assert all(finite_everywhere(p.config) for p in loaded.plugins)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(VALID)),
+    noise=st.binary(max_size=64),
+    position=st.integers(min_value=0, max_value=10_000),
+)
+def test_a_config_file_with_random_bytes_is_a_config_or_a_config_error(
+    plugins: Plugins, tmp_path_factory: pytest.TempPathFactory, name: str, noise: bytes,
+    position: int,
+) -> None:  # fmt: skip
+    """Issue 12: bytes that are not UTF-8 text (a binary file mounted as the config, a damaged
+    ConfigMap), read from a file as ``kidecar run`` reads it: a config or a ConfigError."""
+    data = yaml.safe_dump({"plugins": [{"name": name, "config": VALID[name]}]}).encode()
+    at = position % (len(data) + 1)
+    path = tmp_path_factory.mktemp("bytes") / "config.yaml"
+    path.write_bytes(data[:at] + noise + data[at:])
+    try:
+        load_parsed(read_yaml(path), plugins, ENV, lenient=False)
+    except ConfigError as e:
+        assert e.problems and all(p.message.strip() for p in e.problems)
 
 
 def test_the_billion_laughs_is_refused_quickly(plugins: Plugins) -> None:

@@ -9,6 +9,7 @@ state converged once the fault is gone, and the sidecar alive (for SIGTERM: a cl
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -216,7 +217,8 @@ def test_an_attack_run_leaves_the_sidecar_whole(
     """The black-box attack of issue 12 in one run against one sidecar: each input gets a clear
     JSON error, the applied file stays, no temporary file is left, no secret shows, no
     traceback; then a good update goes through and SIGTERM ends the process with 0."""
-    prefixes = [faulty_files.url(p) for p in ("/f/good", "/partial/", "/drop/", "/bad-length/")]
+    routes = ("/f/good", "/partial/", "/drop/", "/bad-length/", "/encoded/")
+    prefixes = [faulty_files.url(p) for p in routes]
     running = start_sidecar(allowedUrlPrefixes=prefixes)
     game = running.game
     assert game is not None
@@ -251,6 +253,12 @@ def test_an_attack_run_leaves_the_sidecar_whole(
         assert body["status"] == "error" and body["message"], (name, body)
         assert target.read_text() == "v1 file", name
         assert temporaries(running.file_dir) == [f".{FILE}.zz.kidecar-tmp"], name
+    # A gzip file served with `Content-Encoding: gzip`: stored as the bytes that were sent.
+    packed = gzip.compress(b"a packed file\n" * 100)
+    faulty_files.add("packed/assets.tar.gz", packed)
+    status, body = post(faulty_files.url("/encoded/packed/assets.tar.gz"))
+    assert status == 200, body
+    assert (running.file_dir / "assets.tar.gz").read_bytes() == packed
     # Silent connections and malformed requests, then the sidecar still serves.
     silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(100)]
     for _ in range(30):
