@@ -6,8 +6,10 @@ builds one (``apps.kruise.io/v1alpha1``, cluster-scoped) with exactly the contai
 :func:`~kidecar_core._inject.podedit.sidecar_container` makes for ``kidecar inject``: image,
 command, env, ports, resources, probes, security context, the config volume and the plugins'
 shared volumes.  ``sidecarstartorder: Before`` becomes a native sidecar in ``initContainers``
-(``restartPolicy: Always``; Kruise ≥ 1.7, Kubernetes ≥ 1.29), ``After`` a container injected
-after the game's (``podInjectPolicy: AfterAppContainer``).
+(``restartPolicy: Always``; Kruise ≥ 1.7, Kubernetes ≥ 1.29) with ``updateStrategy: {type:
+NotUpdate}`` (Kruise's webhook refuses a native sidecar under its default RollingUpdate, as it
+cannot update an init container in place: a changed SidecarSet reaches new pods only), ``After``
+a container injected after the game's (``podInjectPolicy: AfterAppContainer``).
 
 What a SidecarSet cannot do to the pod is returned as notes for the user: the game's container
 mounting a shared volume, ``shareProcessNamespace``, the ServiceAccount.
@@ -109,6 +111,11 @@ def sidecarset(
     else:
         spec["containers"] = [{**container, "podInjectPolicy": "AfterAppContainer"}]
     spec["volumes"] = volumes
+    if sidecar.start_order == "Before":
+        # Kruise defaults an empty type to RollingUpdate and its webhook then refuses a native
+        # sidecar: it cannot update an init container in place (pkg/webhook/sidecarset/
+        # validating/sidecarset_create_update_handler.go, validateSidecarSetSpec).
+        spec["updateStrategy"] = {"type": "NotUpdate"}
     notes += _pod_notes(label, sidecar, options)
     document = {"apiVersion": API_VERSION, "kind": "SidecarSet", "metadata": {"name": name}}
     return {**document, "spec": spec}, notes
