@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: dev demo test lint typecheck pytest unit-under-load apiserver okg imagecheck bench clean
+.PHONY: dev demo test lint typecheck pytest unit-under-load apiserver okg kruise-crds imagecheck bench clean
 
 # The runtime alone (enough for the demo) ...
 $(BIN)/kidecar: pyproject.toml
@@ -38,6 +38,13 @@ okg: dev
 	@if [ "$$KIDECAR_SKIP_KUBE" = 1 ]; then echo "KIDECAR_SKIP_KUBE=1: not building OKG's manager"; \
 	else bash hack/test-okg.sh || echo "hack/test-okg.sh failed: the okg tier will fail and say why"; fi
 
+# Kruise's own SidecarSet CRD, generated from its Go types with controller-gen
+# (hack/kruise-crds.sh). A failed build does not stop `make`: the SidecarSet tests then fail,
+# each with the script's reason.
+kruise-crds: dev
+	@if [ "$$KIDECAR_SKIP_KUBE" = 1 ]; then echo "KIDECAR_SKIP_KUBE=1: not generating Kruise's CRDs"; \
+	else bash hack/kruise-crds.sh || echo "hack/kruise-crds.sh failed: the SidecarSet tests will fail and say why"; fi
+
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,7 +56,7 @@ typecheck: dev
 
 # --timeout: a hung test fails with every thread's stack (pytest-timeout) instead of holding CI for
 # its whole limit; the slowest test (the rollout fleet) takes about 200 s.
-pytest: dev apiserver okg
+pytest: dev apiserver okg kruise-crds
 	$(BIN)/python -m pytest tests contrib --durations=30 --timeout=900
 
 # The Dockerfile's install steps without a container engine: hadolint, wheel, fresh venv.

@@ -21,6 +21,7 @@ from tests.support.apiserver import (
     TestCluster,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.kruise_crds import KruiseCrdsUnavailableError, locate_kruise_crds
 from tests.support.kubeobjects import Objects
 from tests.support.sidecars import Sidecars
 
@@ -57,6 +58,27 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kruise_sidecarset_crd(
+    kube_cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Kruise's own SidecarSet CRD (generated from its Go types by `hack/kruise-crds.sh`),
+    installed into the session's API server; returns its path.
+
+    If it cannot be generated, every test using it fails with the reason and the fix; with
+    KIDECAR_SKIP_KUBE=1 those tests are skipped with that reason instead, like the API server's.
+    """
+    try:
+        crds = locate_kruise_crds(tmp_path_factory.mktemp("kruise-crds"))
+    except (KruiseCrdsUnavailableError, OSError) as e:
+        reason = f"no Kruise SidecarSet CRD: {e}"
+        if os.environ.get("KIDECAR_SKIP_KUBE") == "1":
+            pytest.skip(reason)
+        pytest.fail(f"{reason}\nSet KIDECAR_SKIP_KUBE=1 to skip instead.", pytrace=False)
+    kube_cluster.install_crds([crds.sidecarset])
+    return crds.sidecarset
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """``kidecar inject --sidecarset NAME --selector K=V``: an OpenKruise SidecarSet with the same
-sidecar as ``kidecar inject``, checked offline and against the SidecarSet CRD fixture on the
-test API server."""
+sidecar as ``kidecar inject``, checked offline (its containers and volumes as a Pod's, and the
+checks of Kruise's SidecarSet webhooks, ``tests/support/kruise_crds.py``) and against Kruise's own
+SidecarSet CRD on the test API server (generated from Kruise's Go types by
+``hack/kruise-crds.sh``)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from kidecar_core._inject.sidecarset import parse_selector, sidecarset
 from kidecar_core._plugins.podspec import ContainerPort, PodRequirements, SharedVolume
 from tests.core.test_inject import InjectCli, inject_cli  # noqa: F401 - the fixture
 from tests.support.apiserver import TestCluster
+from tests.support.kruise_crds import webhook_problems
 
 OPTIONS = InjectOptions(image="kidecar:test")
 FULL = Sidecar(
@@ -60,6 +63,8 @@ def test_before_is_the_native_sidecar_kidecar_inject_adds(sidecar: Sidecar) -> N
     assert document["spec"]["initContainers"] == spec["initContainers"]
     assert "containers" not in document["spec"]
     assert document["spec"]["volumes"] == spec["volumes"]
+    # Kruise cannot update a native sidecar in place, and its default strategy would.
+    assert document["spec"]["updateStrategy"] == {"type": "NotUpdate"}
 
 
 def test_after_is_a_container_injected_after_the_game() -> None:
@@ -70,6 +75,7 @@ def test_after_is_a_container_injected_after_the_game() -> None:
     assert container == injected(sidecar)["containers"][1]
     assert document["spec"]["namespace"] == "games"
     assert "initContainers" not in document["spec"]
+    assert "updateStrategy" not in document["spec"]  # Kruise's default: RollingUpdate
 
 
 def test_notes_say_what_a_sidecarset_cannot_do() -> None:
@@ -92,6 +98,62 @@ def test_notes_say_what_a_sidecarset_cannot_do() -> None:
 def test_its_containers_and_volumes_are_valid_pod_parts(sidecar: Sidecar) -> None:
     document, _ = sidecarset("kidecar", SELECTOR, sidecar, OPTIONS)
     kubernetes_validate.validate(as_pod(document), "1.34", strict=True)
+
+
+@pytest.mark.parametrize("sidecar", [Sidecar(), FULL, Sidecar(start_order="After")])
+def test_kruises_webhooks_accept_it(sidecar: Sidecar) -> None:
+    document, _ = sidecarset("kidecar", SELECTOR, sidecar, OPTIONS, namespace="games")
+    assert webhook_problems(document) == []
+
+
+def _before() -> dict[str, Any]:
+    return sidecarset("kidecar", SELECTOR, Sidecar(), OPTIONS)[0]
+
+
+def _after() -> dict[str, Any]:
+    return sidecarset("kidecar", SELECTOR, Sidecar(start_order="After"), OPTIONS)[0]
+
+
+def _set(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`document` with the dotted `path` (list items by index) set to `value`."""
+    *parents, last = path.split(".")
+    node: Any = document
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    node[last] = value
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (_set(_after(), "spec.containers.0.podInjectPolicy", "Sometimes"),
+         "spec.containers['kidecar'].podInjectPolicy 'Sometimes' is not one of"),
+        (_set(_after(), "spec.containers.0.shareVolumePolicy", {"type": "always"}),
+         "spec.containers['kidecar'].shareVolumePolicy.type 'always' is not one of"),
+        (_set(_after(), "spec.containers.0.upgradeStrategy", {"upgradeType": "Warm"}),
+         "spec.containers['kidecar'].upgradeStrategy.upgradeType 'Warm' is not one of"),
+        (_set(_after(), "spec.updateStrategy", {"type": "Sometimes"}),
+         "spec.updateStrategy.type 'Sometimes' is not one of"),
+        (_set(_before(), "spec.updateStrategy", {}),
+         "spec.initContainers['kidecar']: a native sidecar (restartPolicy: Always) needs "
+         "spec.updateStrategy.type NotUpdate"),
+        (_set(_before(), "spec.updateStrategy", {"type": "RollingUpdate"}),
+         "a native sidecar (restartPolicy: Always) needs spec.updateStrategy.type NotUpdate"),
+        (_set(_after(), "spec.selector", {}), "spec.selector: an empty selector is not valid"),
+        (_set(_after(), "spec.selector.matchExpressions",
+              [{"key": "k", "operator": "Equals", "values": ["v"]}]),
+         "spec.selector: operator 'Equals' is not one of"),
+        (_set(_after(), "spec.containers", []), "no initContainer or container defined"),
+    ],
+)  # fmt: skip
+def test_the_webhook_checks_refuse_what_kruise_refuses(
+    document: dict[str, Any], message: str
+) -> None:
+    """The checks of Kruise's webhooks that its CRD does not carry (its schema accepts all of
+    these): each mistake is reported."""
+    problems = webhook_problems(document)
+    assert len(problems) == 1 and message in problems[0], problems
 
 
 @pytest.mark.parametrize(
@@ -168,10 +230,29 @@ def test_cli_errors(
 
 
 @pytest.mark.kube
-@pytest.mark.parametrize("sidecar", [FULL, Sidecar(start_order="After")])
+def test_the_api_server_has_kruises_own_crd(
+    kube_cluster: TestCluster, kruise_sidecarset_crd: Path
+) -> None:
+    """The SidecarSet CRD the tests below run against is the one controller-gen generated from
+    Kruise's Go types, not a fixture of the project's."""
+    with kube_cluster.admin_api_client() as api:
+        crd = k8s.ApiextensionsV1Api(api).read_custom_resource_definition(
+            "sidecarsets.apps.kruise.io"
+        )
+        installed = api.sanitize_for_serialization(crd)
+    generated = yaml.safe_load(kruise_sidecarset_crd.read_text())
+    annotation = "controller-gen.kubebuilder.io/version"
+    version = generated["metadata"]["annotations"][annotation]
+    assert installed["metadata"]["annotations"][annotation] == version
+    assert installed["spec"]["versions"] == generated["spec"]["versions"]
+
+
+@pytest.mark.kube
+@pytest.mark.usefixtures("kruise_sidecarset_crd")
+@pytest.mark.parametrize("sidecar", [Sidecar(), FULL, Sidecar(start_order="After")])
 def test_the_api_server_stores_it_as_printed(kube_cluster: TestCluster, sidecar: Sidecar) -> None:
-    """Against the SidecarSet CRD fixture: accepted, and nothing is pruned."""
-    name = f"kidecar-{sidecar.start_order.lower()}"
+    """Against Kruise's own SidecarSet CRD: accepted, and nothing is pruned."""
+    name = f"kidecar-{sidecar.start_order.lower()}-{len(sidecar.requirements.ports)}"
     document, _ = sidecarset(name, SELECTOR, sidecar, OPTIONS, namespace="games")
     (stored,) = kube_cluster.apply_yaml([document])
     assert stored["spec"] == document["spec"]
@@ -182,12 +263,25 @@ def test_the_api_server_stores_it_as_printed(kube_cluster: TestCluster, sidecar:
 
 
 @pytest.mark.kube
-def test_the_crd_fixture_rejects_what_kruise_rejects(kube_cluster: TestCluster) -> None:
-    document, _ = sidecarset("kidecar-bad", SELECTOR, Sidecar(start_order="After"), OPTIONS)
-    document["spec"]["containers"][0]["podInjectPolicy"] = "Sometimes"
-    with pytest.raises(k8s.ApiException) as caught:
-        kube_cluster.apply_yaml([document])
-    assert caught.value.status == 422 and "podInjectPolicy" in str(caught.value.body)
+@pytest.mark.usefixtures("kruise_sidecarset_crd")
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("spec.injectionStrategy.revision", {"policy": "Sometimes"}, "policy"),
+        ("spec.revisionHistoryLimit", "ten", "revisionHistoryLimit"),
+        ("spec.selector.matchLabels", ["game"], "matchLabels"),
+    ],
+)
+def test_kruises_schema_rejects_what_it_types(
+    kube_cluster: TestCluster, path: str, value: Any, field: str
+) -> None:
+    """Kruise's schema is live: a field it types (an enum, an integer, a map) is checked."""
+    document = _set(_after(), path, value)
+    with kube_cluster.admin_api_client() as api, pytest.raises(k8s.ApiException) as caught:
+        k8s.CustomObjectsApi(api).create_cluster_custom_object(
+            "apps.kruise.io", "v1alpha1", "sidecarsets", document, dry_run="All"
+        )
+    assert caught.value.status == 422 and field in str(caught.value.body)
 
 
 @pytest.mark.kube

@@ -5,7 +5,10 @@
   - offline, against the API's JSON schemas (``kubernetes-validate``, strict: unknown fields are
     errors), for built-in kinds;
   - server side, ``kubectl apply --dry-run=server`` against the test suite's real kube-apiserver
-    with the test CRDs installed (``@pytest.mark.kube``).
+    with the test CRDs installed (``@pytest.mark.kube``); a SidecarSet against Kruise's own
+    SidecarSet CRD (generated from Kruise's Go types by ``hack/kruise-crds.sh``), and offline
+    against the checks of Kruise's SidecarSet webhooks that its CRD does not carry
+    (``tests/support/kruise_crds.py``).
   A GameServerSet's pod template is a free-form object in its CRD, so neither would look inside
   it: it is also checked as a Pod of its own.
 - ``kubectl kustomize`` builds every kustomization; the examples' configs load with the installed
@@ -33,6 +36,7 @@ from kidecar_core import cli
 from kidecar_core._config.catalog import load_parsed
 from kidecar_core._config.loader import LoadedConfig
 from kidecar_core._plugins.manager import Plugins
+from tests.support.kruise_crds import webhook_problems
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -137,6 +141,9 @@ def test_manifest_matches_the_api_schemas(manifest: str) -> None:
     docs = documents(REPO / manifest)
     assert docs, f"{manifest} holds no objects"
     for obj in objects(docs):
+        if obj["kind"] == "SidecarSet":
+            problems = webhook_problems(obj)
+            assert not problems, f"{manifest}: Kruise's webhook would refuse: {problems}"
         if obj["kind"] in ("GameServerSet", "SidecarSet"):
             continue  # custom resources: checked server side, their pod parts as a Pod here
         try:
@@ -232,6 +239,12 @@ def check_sidecarset_example(example: str, capsys: pytest.CaptureFixture[str]) -
 # -- server side ----------------------------------------------------------------------------
 
 
+def need_kinds(request: pytest.FixtureRequest, docs: list[dict[str, Any]]) -> None:
+    """Install Kruise's SidecarSet CRD when `docs` hold a SidecarSet (only those tests need it)."""
+    if any(d["kind"] == "SidecarSet" for d in docs):
+        request.getfixturevalue("kruise_sidecarset_crd")
+
+
 def dry_run(kubectl: Path, kubeconfig: Path, namespace: str, docs: list[dict[str, Any]]) -> str:
     return run_kubectl(
         kubectl,
@@ -252,7 +265,11 @@ def dry_run(kubectl: Path, kubeconfig: Path, namespace: str, docs: list[dict[str
 @pytest.mark.kube
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_kustomization_is_accepted_by_the_api_server(
-    kubectl: Path, admin_kubeconfig: Path, kube_namespace: str, kustomization: str
+    kubectl: Path,
+    admin_kubeconfig: Path,
+    kube_namespace: str,
+    kustomization: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     built = [
         d
@@ -260,6 +277,7 @@ def test_kustomization_is_accepted_by_the_api_server(
         if d
     ]
     docs = objects(built)
+    need_kinds(request, docs)
     out = dry_run(kubectl, admin_kubeconfig, kube_namespace, docs)
     assert out.count("(server dry run)") == len(docs), out
 
@@ -267,8 +285,13 @@ def test_kustomization_is_accepted_by_the_api_server(
 @pytest.mark.kube
 @pytest.mark.parametrize("case", sorted(p.parent.name for p in GOLDEN.glob("*/expected.yaml")))
 def test_inject_output_is_accepted_by_the_api_server(
-    kubectl: Path, admin_kubeconfig: Path, kube_namespace: str, case: str
+    kubectl: Path,
+    admin_kubeconfig: Path,
+    kube_namespace: str,
+    case: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     docs = objects(documents(GOLDEN / case / "expected.yaml"))
+    need_kinds(request, docs)
     out = dry_run(kubectl, admin_kubeconfig, kube_namespace, docs)
     assert out.count("(server dry run)") == len(docs), out
