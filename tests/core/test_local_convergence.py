@@ -126,6 +126,35 @@ def _maintaining() -> dict[str, Any]:
     }
 
 
+def test_a_custom_ops_state_is_written_with_a_warning_through_either_key(
+    tmp_path: Path, testplugins_env: dict[str, str]
+) -> None:
+    """Issue 13 item 8 in local mode, as on the real API server (tests/kube/test_persistence.py):
+    an opsState OKG does not know (it stores any string) is written, with a warning naming the
+    config key, the same through ``gameServerOpsState`` and ``jsonPathConfigs``."""
+    state = tmp_path / "state"
+    state.write_text("draining")
+    policies = {"markerPolicies": [
+        {"state": "draining", "gameServerOpsState": "Draining"},
+        {"state": "closing",
+         "jsonPathConfigs": [{"jsonPath": "/spec/opsState", "value": "Closing"}]},
+    ]}  # fmt: skip
+    with Sidecar(tmp_path / "sc", filestate(state, policies), env=testplugins_env) as sc:
+        sc.start(wait_ready=True)
+        sc.wait_for(lambda: sc.ops_state() == "Draining", 10, "opsState Draining")
+        state.write_text("closing")
+        sc.wait_for(lambda: sc.ops_state() == "Closing", 10, "opsState Closing")
+        log = sc.log()
+        for where in (
+            "markerPolicies[0].gameServerOpsState",
+            "markerPolicies[1].jsonPathConfigs[0]",
+        ):
+            assert where in log and "not an opsState OpenKruiseGame knows" in log, log
+        assert sc.readyz()["ready"] is True
+        assert sc.stop() == 0
+    assert "Traceback" not in sc.log()
+
+
 def test_a_gameserver_that_never_comes_is_reported(
     tmp_path: Path, testplugins_env: dict[str, str]
 ) -> None:
