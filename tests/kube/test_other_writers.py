@@ -32,6 +32,8 @@ pytestmark = pytest.mark.kube
 NAME = "gs-0"
 GS_PATH = rf"/apis/game\.kruise\.io/v1alpha1/namespaces/[^/]+/gameservers/{NAME}$"
 STATES = ("Allocated", "WaitToBeDeleted", "None")
+REPAIR_SECONDS = 2.0
+"""Issue 11: a field kidecar owns is right again within 2 s of a revert."""
 REPAIR_DEADLINE = 15.0
 """Seconds a test waits for a repair: generous (the target is 2 s; the machine is shared)."""
 
@@ -106,7 +108,13 @@ def test_a_stale_writer_is_repaired_every_time_and_reported_once(
             sc.wait_for(lambda w=wanted: objects.ops() == w, REPAIR_DEADLINE, f"{wanted} holds")
         reverts = stale.snapshot()
     assert len(reverts) == changes  # each change was reverted once, and repaired
-    report_repairs("stale writer (OKG v1.0.0-like)", reverts, ok_gs_patches(fault_proxy))
+    writes = ok_gs_patches(fault_proxy)
+    report_repairs("stale writer (OKG v1.0.0-like)", reverts, writes)
+    # Issue 11: repaired within 2 s (seen in the writer's own watch: its revert, then kidecar's
+    # value again), and no storm: the change and its repair, one write each.
+    slowest = max(r.repair_seconds or 0.0 for r in reverts)
+    assert slowest <= REPAIR_SECONDS, f"a repair took {slowest:.3f} s"
+    assert writes <= 2 * changes, writes
     log = sc.log()
     assert log.count("is contested") == 1, log[-3000:]
     assert "field manager 'stale-writer'" in log
@@ -148,7 +156,7 @@ def test_a_writer_that_always_reverts_meets_backoff_not_a_hot_loop(
 
 
 def report_repairs(what: str, reverts: list[Any], writes: int) -> None:
-    """Print the measured repair times (for the record; not asserted)."""
+    """Print the measured repair times (for the record)."""
     times = [r.repair_seconds for r in reverts if r.repair_seconds is not None]
     if times:
         print(
