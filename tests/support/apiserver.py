@@ -124,6 +124,23 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def run_build_script(script: Path, build_log: Path) -> tuple[int, dict[str, str]]:
+    """Run one of the `hack/` scripts that build (once) or find what the tests need, under the
+    test cache's exclusive build lock, so that parallel test sessions never run two cold builds
+    into the same directory. Its stderr (build progress) goes to `build_log`; it prints what it
+    found as `NAME=value` lines. Returns its exit code and those lines as a mapping."""
+    cache = Path(os.environ.get("KIDECAR_TEST_CACHE", Path.home() / ".cache" / "kidecar-test"))
+    cache.mkdir(parents=True, exist_ok=True)
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache / "build.lock", "w") as lock, open(build_log, "w") as log:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(
+            ["bash", str(script)], stdout=subprocess.PIPE, stderr=log, text=True, check=False
+        )
+    printed = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", result.stdout, re.MULTILINE))
+    return result.returncode, printed
+
+
 def locate_binaries(workdir: Path) -> Binaries:
     """Find kube-apiserver and etcd through `hack/test-apiserver.sh`, building them if missing.
 
@@ -132,24 +149,12 @@ def locate_binaries(workdir: Path) -> Binaries:
     keeps parallel test sessions from running two cold builds into the same directory. The
     script's stderr (build progress) goes to `workdir/test-apiserver.log`.
     """
-    cache = Path(os.environ.get("KIDECAR_TEST_CACHE", Path.home() / ".cache" / "kidecar-test"))
-    cache.mkdir(parents=True, exist_ok=True)
     build_log = workdir / "test-apiserver.log"
-    env = dict(os.environ)
-    with open(cache / "build.lock", "w") as lock, open(build_log, "w") as log:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run(
-            ["bash", str(BINARIES_SCRIPT)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            check=False,
-        )
-    paths = dict(re.findall(r"^(KUBE_APISERVER|ETCD)=(.+)$", result.stdout, re.MULTILINE))
-    if result.returncode != 0 or set(paths) != {"KUBE_APISERVER", "ETCD"}:
+    returncode, printed = run_build_script(BINARIES_SCRIPT, build_log)
+    paths = {k: v for k, v in printed.items() if k in ("KUBE_APISERVER", "ETCD") and v}
+    if returncode != 0 or set(paths) != {"KUBE_APISERVER", "ETCD"}:
         raise ClusterUnavailableError(
-            f"{BINARIES_SCRIPT.relative_to(REPO_ROOT)} failed (exit {result.returncode}), so there "
+            f"{BINARIES_SCRIPT.relative_to(REPO_ROOT)} failed (exit {returncode}), so there "
             "is no kube-apiserver/etcd for the integration tests. Its log ends with:\n"
             f"{tail(build_log)}\n"
             "How to fix: run `hack/test-apiserver.sh` by hand and fix what it reports. Usually "

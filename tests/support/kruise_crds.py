@@ -21,16 +21,12 @@ This module deliberately does not import pytest.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.apiserver import REPO_ROOT, ClusterUnavailableError, tail
+from tests.support.apiserver import REPO_ROOT, ClusterUnavailableError, run_build_script, tail
 
 BUILD_SCRIPT = REPO_ROOT / "hack" / "kruise-crds.sh"
 
@@ -58,21 +54,12 @@ def locate_kruise_crds(workdir: Path) -> KruiseCrds:
     not cached) under the test cache's build lock, the one `hack/test-apiserver.sh` runs under,
     and return its paths. Its stderr goes to `workdir/kruise-crds.log`; a failure raises
     `KruiseCrdsUnavailableError` with the end of that log."""
-    cache = Path(os.environ.get("KIDECAR_TEST_CACHE", Path.home() / ".cache" / "kidecar-test"))
-    cache.mkdir(parents=True, exist_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
     build_log = workdir / "kruise-crds.log"
-    with open(cache / "build.lock", "w") as lock, open(build_log, "w") as log:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=log, text=True,
-            check=False,
-        )  # fmt: skip
-    values = dict(re.findall(r"^(KRUISE_\w+)=(.*)$", result.stdout, re.MULTILINE))
+    returncode, values = run_build_script(BUILD_SCRIPT, build_log)
     sidecarset = Path(values.get("KRUISE_SIDECARSET_CRD", ""))
-    if result.returncode != 0 or not sidecarset.is_file():
+    if returncode != 0 or not sidecarset.is_file():
         raise KruiseCrdsUnavailableError(
-            f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} failed (exit {result.returncode}), so there "
+            f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} failed (exit {returncode}), so there "
             "is no SidecarSet CRD of Kruise's to check `kidecar inject --sidecarset` against. "
             f"Its log ends with:\n{tail(build_log)}\n"
             "How to fix: run `hack/kruise-crds.sh` by hand and fix what it reports. Usually "
@@ -97,22 +84,19 @@ def webhook_problems(sidecarset: Mapping[str, Any]) -> list[str]:
     """
     spec: Mapping[str, Any] = sidecarset.get("spec") or {}
     problems: list[str] = []
+
+    def check(what: str, value: Any, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            problems.append(f"{what} {value!r} is not one of {', '.join(allowed)}")
+
     selector = spec.get("selector")
     if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
         problems.append("spec.selector: an empty selector is not valid for a SidecarSet")
     else:
         for requirement in selector.get("matchExpressions") or []:
-            if requirement.get("operator") not in SELECTOR_OPERATORS:
-                problems.append(
-                    f"spec.selector: operator {requirement.get('operator')!r} is not one of "
-                    f"{', '.join(SELECTOR_OPERATORS)}"
-                )
+            check("spec.selector: operator", requirement.get("operator"), SELECTOR_OPERATORS)
     update_type = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
-    if update_type not in UPDATE_STRATEGY_TYPES:
-        problems.append(
-            f"spec.updateStrategy.type {update_type!r} is not one of "
-            f"{', '.join(UPDATE_STRATEGY_TYPES)}"
-        )
+    check("spec.updateStrategy.type", update_type, UPDATE_STRATEGY_TYPES)
     init_containers = spec.get("initContainers") or []
     containers = spec.get("containers") or []
     if not init_containers and not containers:
@@ -121,11 +105,7 @@ def webhook_problems(sidecarset: Mapping[str, Any]) -> list[str]:
         for container in listed:
             where = f"spec.{kind}[{container.get('name')!r}]"
             upgrade = (container.get("upgradeStrategy") or {}).get("upgradeType") or "ColdUpgrade"
-            if upgrade not in UPGRADE_TYPES:
-                problems.append(
-                    f"{where}.upgradeStrategy.upgradeType {upgrade!r} is not one of "
-                    f"{', '.join(UPGRADE_TYPES)}"
-                )
+            check(f"{where}.upgradeStrategy.upgradeType", upgrade, UPGRADE_TYPES)
             if kind == "initContainers":
                 if container.get("restartPolicy") == "Always" and update_type == "RollingUpdate":
                     problems.append(
@@ -135,15 +115,7 @@ def webhook_problems(sidecarset: Mapping[str, Any]) -> list[str]:
                     )
                 continue
             policy = container.get("podInjectPolicy") or "BeforeAppContainer"
-            if policy not in POD_INJECT_POLICIES:
-                problems.append(
-                    f"{where}.podInjectPolicy {policy!r} is not one of "
-                    f"{', '.join(POD_INJECT_POLICIES)}"
-                )
+            check(f"{where}.podInjectPolicy", policy, POD_INJECT_POLICIES)
             share = (container.get("shareVolumePolicy") or {}).get("type") or "disabled"
-            if share not in SHARE_VOLUME_POLICIES:
-                problems.append(
-                    f"{where}.shareVolumePolicy.type {share!r} is not one of "
-                    f"{', '.join(SHARE_VOLUME_POLICIES)}"
-                )
+            check(f"{where}.shareVolumePolicy.type", share, SHARE_VOLUME_POLICIES)
     return problems

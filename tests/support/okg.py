@@ -23,11 +23,9 @@ This module deliberately does not import pytest.
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from tests.support.apiserver import (
     TestCluster,
     free_port,
     load_yaml_documents,
+    run_build_script,
     tail,
     write_serving_cert,
 )
@@ -108,17 +107,8 @@ def locate_okg(workdir: Path) -> OkgBuilds:
     """Run `hack/test-okg.sh` (building what is missing) under the test cache's build lock,
     the one `hack/test-apiserver.sh` runs under, and parse what it printed. Its stderr goes to
     `workdir/test-okg.log`."""
-    cache = Path(os.environ.get("KIDECAR_TEST_CACHE", Path.home() / ".cache" / "kidecar-test"))
-    cache.mkdir(parents=True, exist_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
     build_log = workdir / "test-okg.log"
-    with open(cache / "build.lock", "w") as lock, open(build_log, "w") as log:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=log, text=True,
-            check=False,
-        )  # fmt: skip
-    values = dict(re.findall(r"^(OKG_\w+)=(.*)$", result.stdout, re.MULTILINE))
+    _, values = run_build_script(BUILD_SCRIPT, build_log)
     targets = {}
     for name in TARGETS:
         suffix = name.upper()
