@@ -4,6 +4,7 @@ with the ServiceAccount and Role from deploy/, through a counting / fault-inject
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,16 @@ def test_an_unchanged_result_makes_zero_writes_and_a_change_exactly_one_per_obje
     assert fault_proxy.count("PATCH", POD_PATH) == 1  # label + annotation in one patch
     writes = sc.metric("kidecar_persist_writes_total", {"resource": "gameservers"})
     assert writes == 1
+    # Issue 11: the next change reads neither object (the watches hold the state; the Pod was
+    # read once above, for the uid of the first Event) and writes the GameServer first.
+    fault_proxy.reset()
+    state.write_text("WaitToBeDeleted")
+    sc.wait_for(lambda: objects.ops() == "WaitToBeDeleted", 15, "opsState WaitToBeDeleted")
+    time.sleep(1.0)
+    reads = fault_proxy.count("GET", GS_PATH) + fault_proxy.count("GET", POD_PATH)
+    assert reads == 0, fault_proxy.requests()
+    order = [r.path for r in fault_proxy.requests() if r.method == "PATCH"]
+    assert [re.search(GS_PATH, p) is not None for p in order] == [True, False], order
     assert sc.stop() == 0
 
 
